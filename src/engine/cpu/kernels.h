@@ -1,0 +1,37 @@
+/*
+ * The CPU backend's hot kernels: matrix products of an activation batch against a weight matrix
+ * stored in the file's own type (F32, F16, BF16, Q8_0, Q4_0), without dequantising whole tensors.
+ * AVX2+FMA+F16C paths, AVX-512 paths where the CPU has them, chosen once at run time; a portable
+ * scalar path for everything else.
+ *
+ * Batch invariance: every output element is one dot product whose reduction order depends only
+ * on K and the weight type, never on T (the number of activation rows), the thread count or how
+ * the work is tiled; a sequence's logits are therefore bitwise identical whether it runs alone or
+ * in a batch. Work is split over output rows R, never over K.
+ */
+#ifndef SYN_CPU_KERNELS_H
+#define SYN_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct syn_pool;
+
+/* Bytes of scratch syn_cpu_matmul needs for T activation rows of K elements against weights of
+ * type wtype (e.g. the activations quantised to Q8 blocks for Q8_0/Q4_0 weights). */
+size_t syn_cpu_matmul_scratch_bytes(int wtype, int K, int T);
+
+/* y[t*R + r] = sum_k W[r][k] * x[t*K + k], for t < T, r < R.
+ * w: R rows of K elements of type wtype, rows contiguous (row bytes = syn_dtype_row_bytes).
+ * x: T rows of K floats. y: T rows of R floats. K must be a whole number of blocks of wtype.
+ * scratch: syn_cpu_matmul_scratch_bytes(wtype, K, T) bytes, 64-byte aligned. */
+void syn_cpu_matmul(struct syn_pool *pool, const void *w, int wtype, int R, int K, const float *x,
+                    int T, float *y, void *scratch);
+
+/* Which instruction set the kernels chose ("avx512", "avx2", "scalar"). */
+const char *syn_cpu_kernels_isa(void);
+
+/* Forces a path for tests: "avx512", "avx2" or "scalar"; returns 0, or -1 if the CPU lacks it. */
+int syn_cpu_kernels_force(const char *isa);
+
+#endif
