@@ -1,0 +1,396 @@
+/*
+ * The CPU backend: a Llama forward pass over one planned step (engine_impl.h) on a persistent
+ * thread pool. Matrix products go through syn_cpu_matmul (kernels.c) with all of the step's
+ * tokens at once, so each weight is read once per step whatever the batch; attention runs per
+ * (token, head) over the sequence's paged K/V; the small element-wise ops run per row.
+ *
+ * Batch invariance: every per-token computation here reads only that token's row (norms, RoPE,
+ * SwiGLU) or its own sequence's cache (attention), in a fixed order, and the matmul kernels
+ * promise the same for their rows; so a token's logits do not depend on its batch.
+ *
+ * KV layout: block-major, one pool of f32, block b holding every layer's K then V for its
+ * block_tokens positions: ((b * n_layer + layer) * 2 + {0:K,1:V}) * block_tokens * kv_dim.
+ */
+#include "../engine_impl.h"
+#include "kernels.h"
+#include "threadpool.h"
+
+#include "synapse/log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cpu_state {
+    struct syn_pool *pool;
+    float *kv;          /* (n_blocks, n_layer, 2, block_tokens, kv_dim) */
+    float *x;           /* (T, dim) the residual stream */
+    float *xb;          /* (T, max(dim, q_dim)) normed input / attention output */
+    float *q;           /* (T, q_dim) */
+    float *k;           /* (T, kv_dim) */
+    float *v;           /* (T, kv_dim) */
+    float *hb;          /* (T, ffn_dim) gate, then silu(gate) * up */
+    float *hb2;         /* (T, max(ffn_dim, dim)) up; the attention projection before that */
+    float *xo;          /* (max_logit_rows, dim) rows that need logits */
+    float *rope_cos;    /* (n_ctx, head_dim/2) */
+    float *rope_sin;    /* (n_ctx, head_dim/2) */
+    float *att;         /* (n_threads, n_ctx) attention scores per thread */
+    void *scratch;      /* matmul scratch, 64-byte aligned */
+    int n_threads;
+};
+
+/* ---- init / release ---- */
+
+static void *alloc_aligned(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0) bytes = 64;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0) return NULL;
+    return p;
+}
+
+static void cpu_release(struct syn_engine *e)
+{
+    struct cpu_state *s = e->backend_state;
+    if (!s) return;
+    syn_pool_free(s->pool);
+    free(s->kv);
+    free(s->x);
+    free(s->xb);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->hb);
+    free(s->hb2);
+    free(s->xo);
+    free(s->rope_cos);
+    free(s->rope_sin);
+    free(s->att);
+    free(s->scratch);
+    free(s);
+    e->backend_state = NULL;
+}
+
+/* Fills the RoPE tables, with Llama-3 or linear scaling and per-frequency divisors applied. */
+static void rope_tables(const struct syn_model *m, int n_ctx, float *cs, float *sn)
+{
+    const struct syn_hparams *hp = &m->hp;
+    const int half = hp->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        double freq = pow((double)hp->rope_theta, -2.0 * i / hp->head_dim);
+        if (m->rope_freq_factors) freq /= (double)m->rope_freq_factors[i];
+        if (hp->rope_scaling == SYN_ROPE_SCALING_LINEAR) freq /= (double)hp->rope_factor;
+        if (hp->rope_scaling == SYN_ROPE_SCALING_LLAMA3) {
+            double lo = hp->rope_low_freq_factor, hi = hp->rope_high_freq_factor;
+            double orig = hp->rope_orig_ctx, f = hp->rope_factor;
+            double wavelen = 2.0 * M_PI / freq;
+            if (wavelen > orig / lo) {
+                freq /= f;
+            } else if (wavelen >= orig / hi) {
+                double smooth = (orig / wavelen - lo) / (hi - lo);
+                freq = (1.0 - smooth) * freq / f + smooth * freq;
+            }
+        }
+        for (int p = 0; p < n_ctx; p++) {
+            double a = (double)p * freq;
+            cs[(size_t)p * half + i] = (float)cos(a);
+            sn[(size_t)p * half + i] = (float)sin(a);
+        }
+    }
+}
+
+static int cpu_init(struct syn_engine *e, char *err, size_t errlen)
+{
+    const struct syn_hparams *hp = &e->model.hp;
+    struct cpu_state *s = calloc(1, sizeof *s);
+    if (!s) return syn_seterr(err, errlen, SYN_ENOMEM, "cpu: out of memory");
+    e->backend_state = s;
+    s->pool = syn_pool_new(e->n_threads);
+    if (!s->pool) {
+        cpu_release(e);
+        return syn_seterr(err, errlen, SYN_ENOMEM, "cpu: cannot start the thread pool");
+    }
+    s->n_threads = syn_pool_size(s->pool);
+    const size_t T = (size_t)e->max_batch_tokens;
+    const size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_kv_head * hp->head_dim;
+    const size_t wide = qd > (size_t)hp->dim ? qd : (size_t)hp->dim;
+    const size_t half = (size_t)hp->head_dim / 2;
+    size_t kv_floats = (size_t)e->n_blocks * hp->n_layer * 2 * (size_t)e->block_tokens * kvd;
+
+    /* the largest matmul scratch any weight needs at T rows */
+    size_t scratch = 0;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const struct syn_layer *L = &e->model.layers[l];
+        const struct syn_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
+                                         &L->w_down};
+        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
+            size_t b = syn_cpu_matmul_scratch_bytes(lw[i]->type, lw[i]->cols, (int)T);
+            if (b > scratch) scratch = b;
+        }
+    }
+    size_t b = syn_cpu_matmul_scratch_bytes(e->model.output.type, hp->dim, e->max_logit_rows);
+    if (b > scratch) scratch = b;
+
+    s->kv = alloc_aligned(kv_floats * sizeof(float));
+    s->x = alloc_aligned(T * hp->dim * sizeof(float));
+    s->xb = alloc_aligned(T * wide * sizeof(float));
+    s->q = alloc_aligned(T * qd * sizeof(float));
+    s->k = alloc_aligned(T * kvd * sizeof(float));
+    s->v = alloc_aligned(T * kvd * sizeof(float));
+    s->hb = alloc_aligned(T * (size_t)hp->ffn_dim * sizeof(float));
+    /* hb2 also takes the attention projection (T, dim) */
+    const size_t ffw = (size_t)hp->ffn_dim > (size_t)hp->dim ? (size_t)hp->ffn_dim : (size_t)hp->dim;
+    s->hb2 = alloc_aligned(T * ffw * sizeof(float));
+    s->xo = alloc_aligned((size_t)e->max_logit_rows * hp->dim * sizeof(float));
+    s->rope_cos = alloc_aligned((size_t)e->n_ctx * half * sizeof(float));
+    s->rope_sin = alloc_aligned((size_t)e->n_ctx * half * sizeof(float));
+    s->att = alloc_aligned((size_t)s->n_threads * (size_t)e->n_ctx * sizeof(float));
+    s->scratch = alloc_aligned(scratch);
+    if (!s->kv || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->hb || !s->hb2 || !s->xo ||
+        !s->rope_cos || !s->rope_sin || !s->att || !s->scratch) {
+        cpu_release(e);
+        return syn_seterr(err, errlen, SYN_ENOMEM,
+                          "cpu: out of memory for the KV cache (%zu MiB) and step buffers",
+                          kv_floats * sizeof(float) >> 20);
+    }
+    rope_tables(&e->model, e->n_ctx, s->rope_cos, s->rope_sin);
+    syn_info("cpu", "%d threads, kernels %s", s->n_threads, syn_cpu_kernels_isa());
+    return SYN_OK;
+}
+
+/* ---- element-wise pieces, one row per call ---- */
+
+static void rmsnorm_row(float *out, const float *x, const float *w, int n, float eps)
+{
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* Rotates each head of vec (n_heads * head_dim) for position pos. */
+static void rope_row(float *vec, int n_heads, int head_dim, int neox, const float *cs,
+                     const float *sn)
+{
+    const int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = vec + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cs[i] - x1 * sn[i];
+            v[b] = x0 * sn[i] + x1 * cs[i];
+        }
+    }
+}
+
+/* Work shared by the parallel regions of one step. */
+struct step_ctx {
+    struct syn_engine *e;
+    struct cpu_state *s;
+    const struct syn_step_plan *plan;
+    int layer;
+};
+
+static float *kv_slot(const struct syn_engine *e, const struct cpu_state *s, int seq, int pos,
+                      int layer, int which)
+{
+    const struct syn_hparams *hp = &e->model.hp;
+    const size_t kvd = (size_t)hp->n_kv_head * hp->head_dim;
+    int32_t block = e->seqs[seq].blocks[pos / e->block_tokens];
+    size_t base = (((size_t)block * hp->n_layer + layer) * 2 + which) * e->block_tokens;
+    return s->kv + (base + (size_t)(pos % e->block_tokens)) * kvd;
+}
+
+/* Rows [task*ROWS, ...): embedding lookup. */
+#define ROWS_PER_TASK 4
+
+static int n_row_tasks(int T)
+{
+    return (T + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+}
+
+static void task_embed(void *arg, int task, int thread)
+{
+    (void)thread;
+    struct step_ctx *c = arg;
+    const struct syn_model *m = &c->e->model;
+    const int dim = m->hp.dim;
+    const size_t row_bytes = syn_dtype_row_bytes(m->tok_embd.type, (uint64_t)dim);
+    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK; t++) {
+        const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)c->plan->tokens[t] * row_bytes;
+        syn_dequantize_row(m->tok_embd.type, row, c->s->x + (size_t)t * dim, (uint64_t)dim);
+    }
+}
+
+static void task_attn_norm(void *arg, int task, int thread)
+{
+    (void)thread;
+    struct step_ctx *c = arg;
+    const struct syn_hparams *hp = &c->e->model.hp;
+    const float *w = c->e->model.layers[c->layer].attn_norm;
+    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK; t++)
+        rmsnorm_row(c->s->xb + (size_t)t * hp->dim, c->s->x + (size_t)t * hp->dim, w, hp->dim,
+                    hp->norm_eps);
+}
+
+static void task_ffn_norm(void *arg, int task, int thread)
+{
+    (void)thread;
+    struct step_ctx *c = arg;
+    const struct syn_hparams *hp = &c->e->model.hp;
+    const float *w = c->e->model.layers[c->layer].ffn_norm;
+    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK; t++)
+        rmsnorm_row(c->s->xb + (size_t)t * hp->dim, c->s->x + (size_t)t * hp->dim, w, hp->dim,
+                    hp->norm_eps);
+}
+
+/* Biases, RoPE on q and k, then k and v into the cache at each token's (seq, pos). */
+static void task_rope_store(void *arg, int task, int thread)
+{
+    (void)thread;
+    struct step_ctx *c = arg;
+    const struct syn_engine *e = c->e;
+    const struct syn_hparams *hp = &e->model.hp;
+    const struct syn_layer *L = &e->model.layers[c->layer];
+    struct cpu_state *s = c->s;
+    const int qd = hp->n_head * hp->head_dim, kvd = hp->n_kv_head * hp->head_dim;
+    const int half = hp->head_dim / 2;
+    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK; t++) {
+        float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd, *v = s->v + (size_t)t * kvd;
+        if (L->bq) {
+            for (int i = 0; i < qd; i++) q[i] += L->bq[i];
+            for (int i = 0; i < kvd; i++) k[i] += L->bk[i];
+            for (int i = 0; i < kvd; i++) v[i] += L->bv[i];
+        }
+        int pos = c->plan->pos[t];
+        const float *cs = s->rope_cos + (size_t)pos * half, *sn = s->rope_sin + (size_t)pos * half;
+        rope_row(q, hp->n_head, hp->head_dim, hp->rope_neox, cs, sn);
+        rope_row(k, hp->n_kv_head, hp->head_dim, hp->rope_neox, cs, sn);
+        int seq = c->plan->seq[t];
+        memcpy(kv_slot(e, s, seq, pos, c->layer, 0), k, sizeof(float) * (size_t)kvd);
+        memcpy(kv_slot(e, s, seq, pos, c->layer, 1), v, sizeof(float) * (size_t)kvd);
+    }
+}
+
+/* One (token, head): softmax(q k^T / sqrt(d)) v over positions 0..pos of the token's sequence,
+ * block by block. */
+static void task_attention(void *arg, int task, int thread)
+{
+    struct step_ctx *c = arg;
+    const struct syn_engine *e = c->e;
+    const struct syn_hparams *hp = &e->model.hp;
+    struct cpu_state *s = c->s;
+    const int hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_kv_head * hd;
+    const int t = task / hp->n_head, h = task % hp->n_head;
+    const int g = h / (hp->n_head / hp->n_kv_head);
+    const int pos = c->plan->pos[t], seq = c->plan->seq[t];
+    const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
+    float *att = s->att + (size_t)thread * e->n_ctx;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int bt = e->block_tokens;
+    const int32_t *blocks = e->seqs[seq].blocks;
+    const size_t layer_off = (size_t)c->layer * 2 * bt * kvd;
+    const size_t block_stride = (size_t)hp->n_layer * 2 * bt * kvd;
+
+    float mx = -INFINITY;
+    for (int j = 0; j <= pos; j++) {
+        const float *k = s->kv + (size_t)blocks[j / bt] * block_stride + layer_off +
+                         (size_t)(j % bt) * kvd + (size_t)g * hd;
+        float d = 0.0f;
+        for (int i = 0; i < hd; i++) d += q[i] * k[i];
+        d *= scale;
+        att[j] = d;
+        if (d > mx) mx = d;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j <= pos; j++) {
+        att[j] = expf(att[j] - mx);
+        sum += att[j];
+    }
+    const float inv = 1.0f / sum;
+    float *out = s->xb + (size_t)t * qd + (size_t)h * hd;
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int j = 0; j <= pos; j++) {
+        const float *v = s->kv + (size_t)blocks[j / bt] * block_stride + layer_off +
+                         (size_t)bt * kvd + (size_t)(j % bt) * kvd + (size_t)g * hd;
+        const float a = att[j] * inv;
+        for (int i = 0; i < hd; i++) out[i] += a * v[i];
+    }
+}
+
+static void task_swiglu(void *arg, int task, int thread)
+{
+    (void)thread;
+    struct step_ctx *c = arg;
+    const int f = c->e->model.hp.ffn_dim;
+    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK; t++) {
+        float *g = c->s->hb + (size_t)t * f;
+        const float *u = c->s->hb2 + (size_t)t * f;
+        for (int i = 0; i < f; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+static void task_final_norm(void *arg, int task, int thread)
+{
+    (void)thread;
+    struct step_ctx *c = arg;
+    const struct syn_hparams *hp = &c->e->model.hp;
+    for (int r = task * ROWS_PER_TASK; r < c->plan->n_out && r < (task + 1) * ROWS_PER_TASK; r++)
+        rmsnorm_row(c->s->xo + (size_t)r * hp->dim,
+                    c->s->x + (size_t)c->plan->out_idx[r] * hp->dim, c->e->model.output_norm,
+                    hp->dim, hp->norm_eps);
+}
+
+static void matmul(struct cpu_state *s, const struct syn_weight *w, const float *x, int T, float *y)
+{
+    syn_cpu_matmul(s->pool, w->data, w->type, w->rows, w->cols, x, T, y, s->scratch);
+}
+
+static void add_rows(float *x, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+static int cpu_forward(struct syn_engine *e, const struct syn_step_plan *plan)
+{
+    struct cpu_state *s = e->backend_state;
+    const struct syn_hparams *hp = &e->model.hp;
+    const int T = plan->n_tokens;
+    struct step_ctx c = {e, s, plan, 0};
+    const int rt = n_row_tasks(T);
+
+    syn_pool_run(s->pool, task_embed, &c, rt);
+    for (int l = 0; l < hp->n_layer; l++) {
+        const struct syn_layer *L = &e->model.layers[l];
+        c.layer = l;
+        syn_pool_run(s->pool, task_attn_norm, &c, rt);
+        matmul(s, &L->wq, s->xb, T, s->q);
+        matmul(s, &L->wk, s->xb, T, s->k);
+        matmul(s, &L->wv, s->xb, T, s->v);
+        syn_pool_run(s->pool, task_rope_store, &c, rt);
+        syn_pool_run(s->pool, task_attention, &c, T * hp->n_head);
+        /* the attention output is in xb (T, q_dim); project it into hb2 as scratch, add */
+        matmul(s, &L->wo, s->xb, T, s->hb2);
+        add_rows(s->x, s->hb2, (size_t)T * hp->dim);
+
+        syn_pool_run(s->pool, task_ffn_norm, &c, rt);
+        matmul(s, &L->w_gate, s->xb, T, s->hb);
+        matmul(s, &L->w_up, s->xb, T, s->hb2);
+        syn_pool_run(s->pool, task_swiglu, &c, rt);
+        matmul(s, &L->w_down, s->hb, T, s->xb);
+        add_rows(s->x, s->xb, (size_t)T * hp->dim);
+    }
+    if (plan->n_out > 0) {
+        syn_pool_run(s->pool, task_final_norm, &c, n_row_tasks(plan->n_out));
+        matmul(s, &e->model.output, s->xo, plan->n_out, plan->logits);
+    }
+    return SYN_OK;
+}
+
+const struct syn_backend syn_backend_cpu = {
+    .name = "cpu",
+    .init = cpu_init,
+    .forward = cpu_forward,
+    .release = cpu_release,
+};

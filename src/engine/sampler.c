@@ -1,0 +1,286 @@
+/*
+ * Token sampling (see include/synapse/sampler.h). The order of operations follows what
+ * OpenAI-compatible servers do: penalties on the raw logits, then greedy or temperature, then the
+ * truncations (top-k, min-p, top-p) on the probabilities, then one draw. Log-probabilities are
+ * reported from the raw logits, before any of that.
+ *
+ * Determinism: ties are broken by token id, the generator is ours, and nothing depends on the
+ * order qsort happens to leave equal elements in.
+ */
+#include "synapse/sampler.h"
+
+#include "synapse/error.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct syn_sampler {
+    struct syn_sampling_params p; /* copy of the caller's params */
+    int n_vocab;
+    uint64_t rng[4];              /* xoshiro256** state */
+    int32_t *count;               /* (n_vocab) generated occurrences of each token */
+    uint8_t *seen;                /* (n_vocab) 1 if the token appeared anywhere (prompt too) */
+    float *work;                  /* (n_vocab) penalised, scaled logits, then probabilities */
+    int32_t *cand;                /* (n_vocab) candidate ids */
+};
+
+struct syn_sampling_params syn_sampling_default_params(void)
+{
+    struct syn_sampling_params p = {
+        .temperature = 1.0f,
+        .top_k = 0,
+        .top_p = 1.0f,
+        .min_p = 0.0f,
+        .repetition_penalty = 1.0f,
+        .frequency_penalty = 0.0f,
+        .presence_penalty = 0.0f,
+        .seed = 0,
+    };
+    return p;
+}
+
+int syn_sampling_validate(const struct syn_sampling_params *p, char *err, size_t errlen)
+{
+    if (!(p->temperature >= 0.0f && p->temperature <= 100.0f))
+        return syn_seterr(err, errlen, SYN_EINVAL, "temperature must be in [0, 100], got %g",
+                          (double)p->temperature);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return syn_seterr(err, errlen, SYN_EINVAL, "top_p must be in (0, 1], got %g",
+                          (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return syn_seterr(err, errlen, SYN_EINVAL, "min_p must be in [0, 1], got %g",
+                          (double)p->min_p);
+    if (p->top_k < 0)
+        return syn_seterr(err, errlen, SYN_EINVAL, "top_k must be >= 0, got %d", p->top_k);
+    if (!(p->frequency_penalty >= -2.0f && p->frequency_penalty <= 2.0f))
+        return syn_seterr(err, errlen, SYN_EINVAL, "frequency_penalty must be in [-2, 2], got %g",
+                          (double)p->frequency_penalty);
+    if (!(p->presence_penalty >= -2.0f && p->presence_penalty <= 2.0f))
+        return syn_seterr(err, errlen, SYN_EINVAL, "presence_penalty must be in [-2, 2], got %g",
+                          (double)p->presence_penalty);
+    if (!(p->repetition_penalty > 0.0f && p->repetition_penalty <= 10.0f))
+        return syn_seterr(err, errlen, SYN_EINVAL,
+                          "repetition_penalty must be in (0, 10], got %g",
+                          (double)p->repetition_penalty);
+    return SYN_OK;
+}
+
+/* ---- random numbers: splitmix64 to seed, xoshiro256** to draw ---- */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next_u64(uint64_t s[4])
+{
+    uint64_t r = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+/* Uniform in [0, 1) with 53 bits. */
+static double next_double(uint64_t s[4])
+{
+    return (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void syn_sampler_reset(struct syn_sampler *s, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    memset(s->count, 0, sizeof *s->count * (size_t)s->n_vocab);
+    memset(s->seen, 0, (size_t)s->n_vocab);
+}
+
+struct syn_sampler *syn_sampler_new(const struct syn_sampling_params *p, int n_vocab)
+{
+    if (n_vocab <= 0) return NULL;
+    struct syn_sampler *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->count = calloc((size_t)n_vocab, sizeof *s->count);
+    s->seen = calloc((size_t)n_vocab, 1);
+    s->work = malloc(sizeof *s->work * (size_t)n_vocab);
+    s->cand = malloc(sizeof *s->cand * (size_t)n_vocab);
+    if (!s->count || !s->seen || !s->work || !s->cand) {
+        syn_sampler_free(s);
+        return NULL;
+    }
+    syn_sampler_reset(s, p->seed);
+    return s;
+}
+
+void syn_sampler_free(struct syn_sampler *s)
+{
+    if (!s) return;
+    free(s->count);
+    free(s->seen);
+    free(s->work);
+    free(s->cand);
+    free(s);
+}
+
+void syn_sampler_accept(struct syn_sampler *s, int32_t token, int is_prompt)
+{
+    if (token < 0 || token >= s->n_vocab) return;
+    s->seen[token] = 1;
+    if (!is_prompt && s->count[token] < INT32_MAX) s->count[token]++;
+}
+
+/* ---- log-probabilities of the raw distribution ---- */
+
+static void raw_logprobs(const float *logits, int n, int32_t chosen, float *out_logprob,
+                         struct syn_logprob *top, int n_top)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += exp((double)(logits[i] - mx));
+    double lse = (double)mx + log(sum);
+    if (out_logprob) *out_logprob = (float)((double)logits[chosen] - lse);
+    if (n_top <= 0 || !top) return;
+    if (n_top > n) n_top = n;
+    /* insertion into a small sorted list: n_top is at most a few dozen */
+    int have = 0;
+    for (int i = 0; i < n; i++) {
+        float v = logits[i];
+        if (have == n_top && !(v > top[have - 1].logprob)) continue;
+        int j = have < n_top ? have++ : have - 1;
+        while (j > 0 && top[j - 1].logprob < v) {
+            top[j] = top[j - 1];
+            j--;
+        }
+        top[j].token = i;
+        top[j].logprob = v;
+    }
+    for (int i = 0; i < have; i++) top[i].logprob = (float)((double)top[i].logprob - lse);
+}
+
+/* ---- sampling ---- */
+
+
+static int cmp_desc(const void *a, const void *b, void *arg)
+{
+    const float *p = arg;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (p[x] > p[y]) return -1;
+    if (p[x] < p[y]) return 1;
+    return (x > y) - (x < y);
+}
+
+int32_t syn_sampler_sample(struct syn_sampler *s, const float *logits, float *out_logprob,
+                           struct syn_logprob *top, int n_top)
+{
+    const int n = s->n_vocab;
+    const struct syn_sampling_params *p = &s->p;
+    float *w = s->work;
+
+    /* penalties on raw logits */
+    int penalise = p->repetition_penalty != 1.0f || p->frequency_penalty != 0.0f ||
+                   p->presence_penalty != 0.0f;
+    memcpy(w, logits, sizeof *w * (size_t)n);
+    if (penalise) {
+        for (int i = 0; i < n; i++) {
+            if (s->seen[i] && p->repetition_penalty != 1.0f)
+                w[i] = w[i] > 0 ? w[i] / p->repetition_penalty : w[i] * p->repetition_penalty;
+            if (s->count[i]) {
+                w[i] -= (float)s->count[i] * p->frequency_penalty;
+                w[i] -= p->presence_penalty;
+            }
+        }
+    }
+
+    int32_t chosen = 0;
+    if (p->temperature == 0.0f) {
+        float best = w[0];
+        for (int i = 1; i < n; i++)
+            if (w[i] > best) {
+                best = w[i];
+                chosen = i;
+            }
+        goto out;
+    }
+
+    /* softmax at temperature */
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (w[i] > mx) mx = w[i];
+    double sum = 0.0;
+    const float inv_t = 1.0f / p->temperature;
+    for (int i = 0; i < n; i++) {
+        float e = expf((w[i] - mx) * inv_t);
+        w[i] = e;
+        sum += e;
+    }
+    const float inv_sum = (float)(1.0 / sum);
+    float pmax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        w[i] *= inv_sum;
+        if (w[i] > pmax) pmax = w[i];
+    }
+
+    /* candidates: min-p, and when top-p is on, the cut-off below which no token can be in the
+     * nucleus ((1 - top_p) / (n - 1)) to keep the sort short */
+    float floor_p = p->min_p > 0.0f ? p->min_p * pmax : 0.0f;
+    if (p->top_p < 1.0f && n > 1) {
+        float c = (1.0f - p->top_p) / (float)(n - 1);
+        if (c > floor_p) floor_p = c;
+    }
+    int nc = 0;
+    for (int i = 0; i < n; i++)
+        if (w[i] >= floor_p && w[i] > 0.0f) s->cand[nc++] = i;
+    if (nc == 0) { /* every probability underflowed below the floor: keep the argmax */
+        for (int i = 0; i < n; i++)
+            if (w[i] == pmax) {
+                s->cand[nc++] = i;
+                break;
+            }
+    }
+    int need_sort = (p->top_k > 0 && p->top_k < nc) || p->top_p < 1.0f;
+    if (need_sort) qsort_r(s->cand, (size_t)nc, sizeof *s->cand, cmp_desc, w);
+    if (p->top_k > 0 && p->top_k < nc) nc = p->top_k;
+    double mass = 0.0;
+    for (int i = 0; i < nc; i++) mass += w[s->cand[i]];
+    if (p->top_p < 1.0f) {
+        double acc = 0.0, limit = (double)p->top_p * mass;
+        for (int i = 0; i < nc; i++) {
+            acc += w[s->cand[i]];
+            if (acc >= limit) {
+                nc = i + 1;
+                mass = acc;
+                break;
+            }
+        }
+    }
+    double r = next_double(s->rng) * mass, acc = 0.0;
+    chosen = s->cand[nc - 1];
+    for (int i = 0; i < nc; i++) {
+        acc += w[s->cand[i]];
+        if (r < acc) {
+            chosen = s->cand[i];
+            break;
+        }
+    }
+out:
+    if (out_logprob || (top && n_top > 0)) raw_logprobs(logits, n, chosen, out_logprob, top, n_top);
+    return chosen;
+}

@@ -1,0 +1,138 @@
+/* The sampler: greedy, truncations, penalties, seeded determinism, log-probabilities. */
+#include "harness.h"
+#include "synapse/sampler.h"
+
+#include <math.h>
+
+static void fill_logits(float *l, int n)
+{
+    for (int i = 0; i < n; i++) l[i] = (float)sin(i * 1.7) * 3.0f;
+}
+
+static int argmax(const float *l, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (l[i] > l[b]) b = i;
+    return b;
+}
+
+TEST(sampler_greedy_is_argmax)
+{
+    float l[100];
+    fill_logits(l, 100);
+    struct syn_sampling_params p = syn_sampling_default_params();
+    p.temperature = 0;
+    struct syn_sampler *s = syn_sampler_new(&p, 100);
+    CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), argmax(l, 100));
+    syn_sampler_free(s);
+    /* top_k = 1 at any temperature is greedy too */
+    p.temperature = 2.0f;
+    p.top_k = 1;
+    s = syn_sampler_new(&p, 100);
+    for (int i = 0; i < 20; i++) CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), argmax(l, 100));
+    syn_sampler_free(s);
+}
+
+TEST(sampler_seed_determinism)
+{
+    float l[1000];
+    fill_logits(l, 1000);
+    struct syn_sampling_params p = syn_sampling_default_params();
+    p.temperature = 1.5f;
+    p.seed = 42;
+    int a[50], b[50], c[50];
+    struct syn_sampler *s = syn_sampler_new(&p, 1000);
+    for (int i = 0; i < 50; i++) a[i] = syn_sampler_sample(s, l, NULL, NULL, 0);
+    syn_sampler_reset(s, 42);
+    for (int i = 0; i < 50; i++) b[i] = syn_sampler_sample(s, l, NULL, NULL, 0);
+    syn_sampler_reset(s, 43);
+    for (int i = 0; i < 50; i++) c[i] = syn_sampler_sample(s, l, NULL, NULL, 0);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(memcmp(a, c, sizeof a) != 0);
+    syn_sampler_free(s);
+}
+
+TEST(sampler_top_p_and_min_p_restrict_candidates)
+{
+    /* three tokens carry almost all the mass; top_p 0.5 must only ever pick the first */
+    float l[50];
+    for (int i = 0; i < 50; i++) l[i] = -10.0f;
+    l[7] = 5.0f;
+    l[9] = 4.0f;
+    l[11] = 3.0f;
+    struct syn_sampling_params p = syn_sampling_default_params();
+    p.top_p = 0.5f;
+    struct syn_sampler *s = syn_sampler_new(&p, 50);
+    for (int i = 0; i < 200; i++) CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), 7);
+    syn_sampler_free(s);
+    p = syn_sampling_default_params();
+    p.min_p = 0.3f; /* p(9)/p(7) = e^-1 = 0.37 passes, p(11)/p(7) = 0.14 does not */
+    s = syn_sampler_new(&p, 50);
+    int seen9 = 0;
+    for (int i = 0; i < 400; i++) {
+        int t = syn_sampler_sample(s, l, NULL, NULL, 0);
+        CHECK(t == 7 || t == 9);
+        seen9 += t == 9;
+    }
+    CHECK(seen9 > 0);
+    syn_sampler_free(s);
+}
+
+TEST(sampler_penalties_change_greedy_choice)
+{
+    float l[10] = {0, 0, 0, 2.0f, 1.9f, 0, 0, 0, 0, 0};
+    struct syn_sampling_params p = syn_sampling_default_params();
+    p.temperature = 0;
+    p.presence_penalty = 0.5f;
+    struct syn_sampler *s = syn_sampler_new(&p, 10);
+    CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), 3);
+    syn_sampler_accept(s, 3, 0);
+    CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), 4);
+    /* prompt tokens do not count for presence/frequency */
+    syn_sampler_reset(s, 0);
+    syn_sampler_accept(s, 3, 1);
+    CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), 3);
+    syn_sampler_free(s);
+    p.presence_penalty = 0;
+    p.repetition_penalty = 1.2f; /* 2.0/1.2 = 1.67 < 1.9 */
+    s = syn_sampler_new(&p, 10);
+    syn_sampler_accept(s, 3, 1);
+    CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), 4);
+    syn_sampler_free(s);
+}
+
+TEST(sampler_logprobs)
+{
+    float l[4] = {1.0f, 2.0f, 3.0f, 0.5f};
+    struct syn_sampling_params p = syn_sampling_default_params();
+    p.temperature = 0;
+    struct syn_sampler *s = syn_sampler_new(&p, 4);
+    float lp;
+    struct syn_logprob top[3];
+    int t = syn_sampler_sample(s, l, &lp, top, 3);
+    CHECK_EQ_INT(t, 2);
+    double z = exp(1.0) + exp(2.0) + exp(3.0) + exp(0.5);
+    CHECK_NEAR(lp, 3.0 - log(z), 1e-5);
+    CHECK_EQ_INT(top[0].token, 2);
+    CHECK_EQ_INT(top[1].token, 1);
+    CHECK_EQ_INT(top[2].token, 0);
+    CHECK_NEAR(top[1].logprob, 2.0 - log(z), 1e-5);
+    syn_sampler_free(s);
+}
+
+TEST(sampler_validate_rejects_out_of_range)
+{
+    char err[128];
+    struct syn_sampling_params p = syn_sampling_default_params();
+    CHECK_EQ_INT(syn_sampling_validate(&p, err, sizeof err), 0);
+    p.top_p = 0;
+    CHECK(syn_sampling_validate(&p, err, sizeof err) < 0);
+    CHECK(strstr(err, "top_p"));
+    p = syn_sampling_default_params();
+    p.temperature = -1;
+    CHECK(syn_sampling_validate(&p, err, sizeof err) < 0);
+    p = syn_sampling_default_params();
+    p.frequency_penalty = 3;
+    CHECK(syn_sampling_validate(&p, err, sizeof err) < 0);
+}
