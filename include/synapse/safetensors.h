@@ -16,9 +16,10 @@
  *
  * What the reader checks (each failure is SYN_EFORMAT with a message naming what was expected
  * and what was found, never a crash): the header length fits the file, the header is a JSON
- * object with no duplicate keys, every entry has exactly dtype/shape/data_offsets of the right
- * JSON types, shape entries are non-negative integers whose product does not overflow, begin
- * <= end <= data size, end - begin == product * element size, and no two tensors overlap.
+ * object with no duplicate keys, every entry has dtype, shape and data_offsets of the right JSON
+ * types (other keys are ignored), shape entries are non-negative integers whose product does not
+ * overflow, begin <= end <= data size, end - begin == product * element size, and no two
+ * tensors overlap (empty tensors occupy no bytes; gaps between tensors are allowed).
  *
  * Dtypes. Every dtype of the safetensors specification is accepted at parse time (BOOL, U8, I8,
  * U16, I16, F16, BF16, U32, I32, F32, F64, U64, I64, F8_E4M3, F8_E5M2, ...) so that a file with
@@ -54,9 +55,9 @@
 struct syn_safetensors;
 
 /* Maps (read-only, MAP_PRIVATE) and parses the file at path. Returns 0 and sets *out, or
- * SYN_EIO (cannot open/map), SYN_EFORMAT (malformed), SYN_ENOMEM, with a message in err. */
-int syn_safetensors_open(const char *path, struct syn_safetensors **out, char *err,
-                         size_t errlen);
+ * SYN_ENOTFOUND (no such file), SYN_EIO (cannot open/map), SYN_EFORMAT (malformed), SYN_ENOMEM,
+ * with a message in err that names the file. */
+int syn_safetensors_open(const char *path, struct syn_safetensors **out, char *err, size_t errlen);
 
 /* Parses a buffer already in memory (the fuzz target, tests). Not copied: it must outlive the
  * handle. Same returns as _open. */
