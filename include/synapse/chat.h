@@ -69,8 +69,7 @@ const char *syn_chat_known_names(void);
 /* The template to use: override (a name, may be NULL or "") when given, else detection from the
  * model's Jinja text (may be NULL). Returns the id, or SYN_ENOTFOUND with a message saying
  * which names are known and how to choose one. */
-int syn_chat_resolve(const char *override, const char *jinja, size_t len, char *err,
-                     size_t errlen);
+int syn_chat_resolve(const char *override, const char *jinja, size_t len, char *err, size_t errlen);
 
 /* 1 when the template's text begins with BOS (so the caller must not add one), else 0. */
 int syn_chat_has_bos(int id);
