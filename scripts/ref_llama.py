@@ -13,9 +13,9 @@ models of a few million parameters. It is not a tokenizer: it takes token ids.
 MODEL is a .gguf file or a directory with config.json. The output holds float32 little-endian
 logits for every position: n_tokens rows of n_vocab, row i being the logits after token i.
 
---act-q8 rounds the input of every product with a Q8_0/Q4_0 weight to Q8_0 blocks first (blocks
-of 32, scale max|x|/127 stored as f16, values round(x/scale)), as the engine's CPU kernels do, so
-that the comparison measures the engine's arithmetic rather than this deliberate rounding.
+--act-q8 rounds the input of every product with a Q8_0/Q4_0 weight to 8-bit blocks first (blocks
+of 32, scale max|x|/127, values round(x/scale)), as the engine's CPU kernels do, so that the
+comparison measures the engine's arithmetic rather than this deliberate rounding.
 
 RoPE layouts: GGUF "llama" files rotate adjacent pairs (x[2i], x[2i+1]); Hugging Face
 checkpoints rotate halves (x[i], x[i + head_dim/2]). Both use frequency theta^(-2i/head_dim),
@@ -242,20 +242,16 @@ def hf_model(path):
 
 # ---- forward pass ----
 
-def f16_round(x):
-    return x.astype(np.float16).astype(np.float64)
-
-
 def quantize_q8_0(x):
-    """Rounds each row of x to Q8_0 blocks (see --act-q8), in float32 arithmetic as the
-    engine's kernels compute it; returns the dequantised float64 values."""
+    """Rounds each row of x to Q8_0 blocks (see --act-q8) in float32 arithmetic, as the engine's
+    kernels compute it: scale d = max|x| / 127 kept in float32, q = x * (1/d) rounded to nearest
+    (ties to even), clamped to [-127, 127]. Returns the dequantised values q * d as float64."""
     rows, k = x.shape
     b = x.astype(np.float32).reshape(rows, k // 32, 32)
     d = np.abs(b).max(axis=2, keepdims=True) / np.float32(127)
     inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
-    v = b * inv
-    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))  # roundf: halves away from zero
-    return (q.astype(np.float64) * f16_round(d)).reshape(rows, k)
+    q = np.clip(np.rint(b * inv), -127, 127)
+    return (q.astype(np.float64) * d.astype(np.float64)).reshape(rows, k)
 
 
 class Forward:
