@@ -56,13 +56,24 @@ int syn_tokenizer_is_eog(const struct syn_tokenizer *t, int32_t id);
 const char *syn_tokenizer_piece(const struct syn_tokenizer *t, int32_t id);
 /* Looks up a token by its exact piece; -1 if absent. */
 int32_t syn_tokenizer_find(const struct syn_tokenizer *t, const char *piece);
+/* The token's enum syn_tok_type, or SYN_ERANGE for an id out of range. */
+int syn_tokenizer_token_type(const struct syn_tokenizer *t, int32_t id);
 
 /* Encodes len bytes of text. add_bos prepends BOS (when the vocab has one). parse_special
- * recognises control/user-defined token texts (e.g. "<|eot_id|>") in the input; otherwise they
- * are tokenized as plain text. Writes at most cap ids to out and returns the total number of
+ * recognises control token texts (e.g. "<|eot_id|>") in the input; otherwise they are tokenized
+ * as plain text. User-defined tokens (added to a vocab without being marked special) are always
+ * recognised, as llama.cpp does. Writes at most cap ids to out and returns the total number of
  * tokens (which may exceed cap: call again with a larger buffer), or a negative syn_err. */
 int syn_tokenizer_encode(const struct syn_tokenizer *t, const char *text, size_t len, int add_bos,
                          int parse_special, int32_t *out, int cap);
+
+/* Decodes n ids to their exact bytes, with no UTF-8 repair (the inverse of
+ * syn_tokenizer_encode: byte-level BPE gives back any input byte for byte; SPM drops the space
+ * of the first token's "▁" prefix). Control tokens produce nothing. Writes at most cap bytes (not
+ * NUL-terminated) and returns the total length, which may exceed cap (call again with a larger
+ * buffer), or a negative syn_err (SYN_ERANGE for an id out of range). */
+int syn_tokenizer_decode(const struct syn_tokenizer *t, const int32_t *ids, int n, char *out,
+                         size_t cap);
 
 /* Streaming decoder state; zero it (or syn_detok_init) before the first token of a sequence. */
 struct syn_detok {
@@ -74,8 +85,11 @@ void syn_detok_init(struct syn_detok *d);
 
 /* Appends the text of token id to out (at most cap bytes, not NUL-terminated) and returns the
  * number of bytes written; only complete UTF-8 characters are written, an incomplete tail is held
- * in d. Control tokens (BOS/EOS) produce no text. Returns a negative syn_err for an id out of
- * range or cap too small (cap >= 64 + longest piece is always enough). */
+ * in d; bytes that cannot form a character come out as U+FFFD. Control tokens (BOS/EOS) produce
+ * no text and are not counted in n_tokens. To continue a text rather than start one (keeping the
+ * SPM leading space), set n_tokens to 1. Returns a negative syn_err for an id out of range or
+ * cap too small, leaving d unchanged (cap >= 64 + longest piece is enough when the bytes are
+ * valid UTF-8, and 3 * (longest piece + 3) always is). */
 int syn_detok_push(const struct syn_tokenizer *t, struct syn_detok *d, int32_t id, char *out,
                    size_t cap);
 
