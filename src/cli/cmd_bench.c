@@ -1,9 +1,278 @@
-/* `synapse bench` (being written). */
+/*
+ * `synapse bench`: benchmarks that report ratios measured in one run (the machines are shared
+ * and noisy, so absolute numbers from different runs are not compared).
+ *
+ *   bench engine: the machine's memory read bandwidth, then load time, prefill tokens/s and
+ *   decode tokens/s at each batch size for one model, and decode at batch 1 against the
+ *   bandwidth floor (bandwidth / bytes of weights read per decode step).
+ */
 #include "cli.h"
+
+#include "engine/cpu/kernels.h"
+#include "engine/cpu/membw.h"
+#include "engine/cpu/threadpool.h"
+#include "synapse/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_BATCHES 16
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void engine_usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: synapse bench engine -m MODEL [--batch 1,4,16,64] [--prompt N] [--gen N]\n"
+            "                            [--reps R] [-t N] [--json]\n\n"
+            "Measures, in one run: memory read bandwidth (all threads streaming a 1 GiB buffer),\n"
+            "model load time (map + first token), prefill tokens/s (one sequence of --prompt\n"
+            "tokens), and decode tokens/s at each batch size (that many sequences decoding --gen\n"
+            "tokens each, in lock-step). Decode at batch 1 is compared with the bandwidth floor:\n"
+            "bandwidth / bytes of weights one decode step reads. Medians of --reps runs.\n\n"
+            "Options:\n"
+            "  -m, --model PATH   GGUF file or Hugging Face directory (required)\n"
+            "      --batch LIST   batch sizes (default 1,4,16)\n"
+            "      --prompt N     prefill length (default 128)\n"
+            "      --gen N        decode steps per measurement (default 32)\n"
+            "      --reps R       repetitions, median reported (default 3)\n"
+            "  -t, --threads N    CPU threads (default: all)\n"
+            "      --json         print one JSON object instead of text\n"
+            "  -h, --help         show this help\n");
+}
+
+static int parse_batches(const char *s, int *out)
+{
+    int n = 0;
+    while (*s && n < MAX_BATCHES) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 4096) return -1;
+        out[n++] = (int)v;
+        s = end;
+        if (*s == ',') s++;
+        else if (*s) return -1;
+    }
+    return *s ? -1 : n;
+}
+
+/* Decode throughput: b sequences, each started from one token, then gen lock-step steps. */
+static int time_decode(struct syn_engine *e, int b, int gen, double *tps)
+{
+    int seqs[4096];
+    struct syn_step_item items[4096];
+    int32_t toks[4096];
+    int nv = syn_engine_hparams(e)->n_vocab;
+    for (int i = 0; i < b; i++) {
+        seqs[i] = syn_engine_seq_new(e);
+        if (seqs[i] < 0) return seqs[i];
+        toks[i] = (int32_t)(1 + (i * 7919) % (nv - 1));
+        items[i] = (struct syn_step_item){seqs[i], &toks[i], 1, SYN_LOGITS_LAST};
+    }
+    int rc = syn_engine_step(e, items, b);
+    double t0 = now_s();
+    for (int s = 0; s < gen && rc == 0; s++) {
+        for (int i = 0; i < b; i++) toks[i] = (int32_t)(1 + (toks[i] * 31 + s) % (nv - 1));
+        rc = syn_engine_step(e, items, b);
+    }
+    double dt = now_s() - t0;
+    for (int i = 0; i < b; i++) syn_engine_seq_free(e, seqs[i]);
+    *tps = (double)b * gen / dt;
+    return rc;
+}
+
+static int time_prefill(struct syn_engine *e, int n, double *tps)
+{
+    int nv = syn_engine_hparams(e)->n_vocab;
+    int32_t *toks = malloc(sizeof *toks * (size_t)n);
+    if (!toks) return SYN_ENOMEM;
+    for (int i = 0; i < n; i++) toks[i] = (int32_t)(1 + (i * 104729) % (nv - 1));
+    int s = syn_engine_seq_new(e), rc = 0;
+    const int chunk = syn_engine_max_batch_tokens(e);
+    double t0 = now_s();
+    for (int done = 0; done < n && rc == 0; done += chunk) {
+        int m = n - done < chunk ? n - done : chunk;
+        struct syn_step_item it = {s, toks + done, m,
+                                   done + m == n ? SYN_LOGITS_LAST : SYN_LOGITS_NONE};
+        rc = syn_engine_step(e, &it, 1);
+    }
+    *tps = n / (now_s() - t0);
+    syn_engine_seq_free(e, s);
+    free(toks);
+    return rc;
+}
+
+static int bench_engine(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"batch", required_argument, 0, 'b'},
+        {"prompt", required_argument, 0, 'p'}, {"gen", required_argument, 0, 'g'},
+        {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
+        {"json", no_argument, 0, 'j'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *cmd = "bench engine", *model = NULL;
+    int batches[MAX_BATCHES] = {1, 4, 16}, nb = 3, json = 0, c;
+    long prompt = 128, gen = 32, reps = 3, threads = 0;
+    while ((c = cli_getopt(cmd, argc, argv, "m:t:h", opts)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'b':
+            nb = parse_batches(optarg, batches);
+            if (nb < 1) return cli_usage_error(cmd, "--batch expects a list like 1,4,16");
+            break;
+        case 'p':
+            if (cli_parse_long(cmd, "--prompt", optarg, 1, 1 << 16, &prompt)) return 2;
+            break;
+        case 'g':
+            if (cli_parse_long(cmd, "--gen", optarg, 1, 1 << 16, &gen)) return 2;
+            break;
+        case 'r':
+            if (cli_parse_long(cmd, "--reps", optarg, 1, 100, &reps)) return 2;
+            break;
+        case 't':
+            if (cli_parse_long(cmd, "--threads", optarg, 0, 1024, &threads)) return 2;
+            break;
+        case 'j': json = 1; break;
+        case 'h': engine_usage(stdout); return 0;
+        default: return 2;
+        }
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!model) return cli_usage_error(cmd, "--model is required");
+    int max_b = 1;
+    for (int i = 0; i < nb; i++)
+        if (batches[i] > max_b) max_b = batches[i];
+
+    /* bandwidth first, with a pool of the same size, then freed */
+    struct syn_pool *pool = syn_pool_new((int)threads);
+    if (!pool) return 1;
+    int n_threads = syn_pool_size(pool);
+    double bw[100];
+    for (int r = 0; r < reps; r++) bw[r] = syn_membw_read_gbs(pool, 0, 3);
+    syn_pool_free(pool);
+    double gbs = median(bw, (int)reps);
+
+    struct syn_engine_params ep = syn_engine_default_params();
+    ep.model_path = model;
+    ep.n_threads = (int)threads;
+    ep.max_seqs = max_b;
+    ep.max_batch_tokens = prompt > max_b ? (prompt < 512 ? (int)prompt : 512) : max_b;
+    ep.n_ctx = (int)(prompt + gen + 8);
+    ep.kv_cache_bytes = 0;
+    char err[512];
+    struct syn_engine *e = NULL;
+    double t0 = now_s();
+    if (syn_engine_load(&ep, &e, err, sizeof err) < 0) {
+        fprintf(stderr, "synapse bench engine: %s\n", err);
+        return 1;
+    }
+    double t_load = now_s() - t0, tps;
+    int rc = time_decode(e, 1, 1, &tps); /* the first token */
+    double t_first = now_s() - t0;
+    if (rc) goto fail;
+    /* the KV pool must hold max_b sequences of gen+1 tokens: re-load if the default is short */
+    int need = max_b * ((int)(gen + 2 + syn_engine_kv_block_tokens(e) - 1) /
+                        syn_engine_kv_block_tokens(e));
+    if (syn_engine_kv_blocks_total(e) < need) {
+        syn_engine_free(e);
+        ep.kv_cache_bytes = 0;
+        ep.n_ctx = (int)(gen + 2 > prompt + 1 ? gen + 2 : prompt + 1);
+        if (syn_engine_load(&ep, &e, err, sizeof err) < 0) {
+            fprintf(stderr, "synapse bench engine: %s\n", err);
+            return 1;
+        }
+    }
+
+    double pf[100], dec[MAX_BATCHES][100], pf_med, dec_med[MAX_BATCHES];
+    for (int r = 0; r < reps; r++)
+        if ((rc = time_prefill(e, (int)prompt, &pf[r]))) goto fail;
+    pf_med = median(pf, (int)reps);
+    for (int i = 0; i < nb; i++) {
+        for (int r = 0; r < reps; r++)
+            if ((rc = time_decode(e, batches[i], (int)gen, &dec[i][r]))) goto fail;
+        dec_med[i] = median(dec[i], (int)reps);
+    }
+    uint64_t wb = syn_engine_weight_bytes(e);
+    double floor_tps = gbs * 1e9 / (double)wb;
+    double b1 = 0;
+    for (int i = 0; i < nb; i++)
+        if (batches[i] == 1) b1 = dec_med[i];
+    if (json) {
+        printf("{\"model\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"weight_bytes\":%llu,"
+               "\"membw_gbs\":%.2f,\"floor_tokens_per_s\":%.2f,\"load_s\":%.4f,"
+               "\"first_token_s\":%.4f,\"prompt_tokens\":%ld,\"prefill_tokens_per_s\":%.2f,"
+               "\"gen_tokens\":%ld,\"decode\":[",
+               model, n_threads, syn_cpu_kernels_isa(), (unsigned long long)wb, gbs, floor_tps,
+               t_load, t_first, prompt, pf_med, gen);
+        for (int i = 0; i < nb; i++)
+            printf("%s{\"batch\":%d,\"tokens_per_s\":%.2f%s", i ? "," : "", batches[i],
+                   dec_med[i], "}");
+        printf("]");
+        if (b1 > 0) printf(",\"batch1_floor_ratio\":%.4f", b1 / floor_tps);
+        printf("}\n");
+    } else {
+        printf("model            %s\n", model);
+        printf("threads          %d (kernels %s)\n", n_threads, syn_cpu_kernels_isa());
+        printf("memory bandwidth %.2f GB/s (read, all threads)\n", gbs);
+        printf("weights/step     %.1f MiB -> floor %.1f tokens/s at batch 1\n",
+               (double)wb / 1048576.0, floor_tps);
+        printf("load             %.3f s (map + first token %.3f s)\n", t_load, t_first);
+        printf("prefill          %.1f tokens/s (%ld tokens)\n", pf_med, prompt);
+        for (int i = 0; i < nb; i++) {
+            printf("decode batch %-3d %.1f tokens/s", batches[i], dec_med[i]);
+            if (b1 > 0) printf("  (%.2fx batch 1)", dec_med[i] / b1);
+            if (batches[i] == 1) printf("  (%.0f%% of floor)", 100.0 * b1 / floor_tps);
+            printf("\n");
+        }
+    }
+    syn_engine_free(e);
+    return 0;
+fail:
+    fprintf(stderr, "synapse bench engine: step failed: %s\n", syn_strerror(rc));
+    syn_engine_free(e);
+    return 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: synapse bench SUBCOMMAND [ARGS...]\n\n"
+               "Subcommands:\n"
+               "  engine   decode/prefill tokens/s against memory bandwidth, per batch size\n\n"
+               "Run 'synapse bench SUBCOMMAND --help' for its options.\n");
+}
 
 int cmd_bench(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_usage_error("bench", "not implemented yet");
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "engine")) {
+        optind = 1;
+        return bench_engine(argc - 1, argv + 1);
+    }
+    return cli_usage_error("bench", "unknown subcommand '%s'", argv[1]);
 }

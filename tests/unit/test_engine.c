@@ -49,8 +49,8 @@ TEST(engine_stories260k_greedy_matches_published_output)
 {
     char *want = published_greedy();
     char *got = NULL;
-    /* llama2.c's 256 steps: BOS at position 0, then 255 generated tokens */
-    int rc = syn_test_sh(&got, "%s generate -m %s --temp 0 -n 255 --ignore-eos", syn_test_bin(),
+    /* llama2.c's 256 steps: BOS at position 0 and 256 forward passes, each printing one token */
+    int rc = syn_test_sh(&got, "%s generate -m %s --temp 0 -n 256 --ignore-eos", syn_test_bin(),
                          stories());
     CHECK_EQ_INT(rc, 0);
     /* both end where the text ends; compare without trailing whitespace */
