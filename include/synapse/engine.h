@@ -40,8 +40,8 @@ struct syn_engine_params {
     int max_batch_tokens;      /* tokens in one step, all sequences together (default 512) */
     int max_logit_rows;        /* logits rows one step can return (default max_seqs) */
     int n_ctx;                 /* positions per sequence; 0 = the model's own, capped at 4096 */
-    size_t kv_cache_bytes;     /* KV pool size; 0 = room for 4 full-length sequences, at most
-                                  max_seqs * n_ctx tokens */
+    size_t kv_cache_bytes;     /* KV pool size; 0 = max_seqs full-length sequences, capped at
+                                  1 GiB (or one full-length sequence if that is larger) */
     int kv_block_tokens;       /* tokens per KV block (default 16) */
     const char *chat_template; /* NULL: from the model's metadata; else a template name */
 };

@@ -189,19 +189,6 @@ static int bench_engine(int argc, char **argv)
     int rc = time_decode(e, 1, 1, &tps); /* the first token */
     double t_first = now_s() - t0;
     if (rc) goto fail;
-    /* the KV pool must hold max_b sequences of gen+1 tokens: re-load if the default is short */
-    int need = max_b * ((int)(gen + 2 + syn_engine_kv_block_tokens(e) - 1) /
-                        syn_engine_kv_block_tokens(e));
-    if (syn_engine_kv_blocks_total(e) < need) {
-        syn_engine_free(e);
-        ep.kv_cache_bytes = 0;
-        ep.n_ctx = (int)(gen + 2 > prompt + 1 ? gen + 2 : prompt + 1);
-        if (syn_engine_load(&ep, &e, err, sizeof err) < 0) {
-            fprintf(stderr, "synapse bench engine: %s\n", err);
-            return 1;
-        }
-    }
-
     double pf[100], dec[MAX_BATCHES][100], pf_med, dec_med[MAX_BATCHES];
     for (int r = 0; r < reps; r++)
         if ((rc = time_prefill(e, (int)prompt, &pf[r]))) goto fail;

@@ -76,8 +76,11 @@ int syn_engine_load(const struct syn_engine_params *p, struct syn_engine **out, 
     size_t per_block = kv_bytes_per_token(hp) * (size_t)e->block_tokens;
     size_t want = p->kv_cache_bytes;
     if (!want) {
-        size_t seqs = (size_t)(e->max_seqs < 4 ? e->max_seqs : 4);
-        want = seqs * (size_t)e->max_blocks_per_seq * per_block;
+        /* every sequence at full length, but at most 1 GiB unless one sequence needs more */
+        want = (size_t)e->max_seqs * (size_t)e->max_blocks_per_seq * per_block;
+        size_t one = (size_t)e->max_blocks_per_seq * per_block;
+        size_t cap_bytes = (size_t)1 << 30;
+        if (want > cap_bytes) want = one > cap_bytes ? one : cap_bytes;
     }
     size_t nb = want / per_block;
     size_t cap = (size_t)e->max_seqs * (size_t)e->max_blocks_per_seq;
