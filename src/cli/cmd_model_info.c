@@ -34,7 +34,7 @@ static void usage(FILE *f)
 
 static const char *kv_type_name(enum syn_gguf_type t)
 {
-    static const char *const names[] = {"u8",  "i8",     "u16",   "i16", "u32", "i32", "f32",
+    static const char *const names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                         "bool", "string", "array", "u64", "i64", "f64"};
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
@@ -105,9 +105,14 @@ int cmd_model_info(int argc, char **argv)
 
     while ((c = cli_getopt("model info", argc, argv, "h", longopts)) != -1) {
         switch (c) {
-        case 'a': all = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: return 2;
+        case 'a':
+            all = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     if (optind >= argc) return cli_usage_error("model info", "missing the MODEL argument");
@@ -160,8 +165,9 @@ int cmd_model_info(int argc, char **argv)
     for (int64_t i = 0; i < n_t; i++)
         if (strlen(syn_gguf_tensor(g, i)->name) > nw) nw = strlen(syn_gguf_tensor(g, i)->name);
     printf("\ntensors: %" PRId64 "\n", n_t);
-    if (n_t) printf("  %-*s  %-7s  %-22s  %12s  %12s\n", (int)nw, "name", "type", "shape", "bytes",
-                    "offset");
+    if (n_t)
+        printf("  %-*s  %-7s  %-22s  %12s  %12s\n", (int)nw, "name", "type", "shape", "bytes",
+               "offset");
     uint64_t total_bytes = 0, total_elems = 0;
     const uint8_t *data = (const uint8_t *)syn_gguf_base(g) + syn_gguf_data_offset(g);
     for (int64_t i = 0; i < n_t; i++) {
@@ -176,8 +182,8 @@ int cmd_model_info(int argc, char **argv)
         total_bytes += t->nbytes;
         total_elems += nel;
     }
-    printf("\ntotal: %" PRId64 " tensors, %" PRIu64 " elements, %" PRIu64 " bytes (%.2f MiB)\n", n_t,
-           total_elems, total_bytes, (double)total_bytes / (1024.0 * 1024.0));
+    printf("\ntotal: %" PRId64 " tensors, %" PRIu64 " elements, %" PRIu64 " bytes (%.2f MiB)\n",
+           n_t, total_elems, total_bytes, (double)total_bytes / (1024.0 * 1024.0));
     rc = 0;
 out:
     free(val);

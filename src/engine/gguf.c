@@ -224,13 +224,14 @@ struct name_slot {
 
 struct name_index {
     struct name_slot *slots; /* malloc'ed, owned */
+    uint64_t seed;           /* mixed into the hash so that a file cannot choose colliding names */
     size_t mask;             /* capacity - 1; capacity is a power of two at least twice the count */
 };
 
-static uint64_t name_hash(const char *s, size_t n)
+static uint64_t name_hash(uint64_t seed, const char *s, size_t n)
 {
-    /* FNV-1a */
-    uint64_t h = 0xcbf29ce484222325ull;
+    /* FNV-1a from a seeded basis */
+    uint64_t h = 0xcbf29ce484222325ull ^ seed;
     for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
     return h;
 }
@@ -243,6 +244,9 @@ static int index_init(struct name_index *ix, uint64_t count)
     if (!ix->slots) return SYN_ENOMEM;
     for (size_t i = 0; i < cap; i++) ix->slots[i].idx = -1;
     ix->mask = cap - 1;
+    /* the index's own address differs per handle and per run (ASLR): enough to keep a file from
+     * knowing which names collide, without a random source */
+    ix->seed = (uint64_t)(uintptr_t)ix * 0x9e3779b97f4a7c15ull;
     return 0;
 }
 
@@ -250,7 +254,7 @@ static int index_init(struct name_index *ix, uint64_t count)
 static struct name_slot *index_slot(const struct name_index *ix, const char *names, const char *s,
                                     size_t n)
 {
-    size_t i = (size_t)name_hash(s, n) & ix->mask;
+    size_t i = (size_t)name_hash(ix->seed, s, n) & ix->mask;
     for (;; i = (i + 1) & ix->mask) {
         struct name_slot *sl = &ix->slots[i];
         if (sl->idx < 0) return sl;
@@ -323,7 +327,8 @@ struct reader {
     size_t pos;       /* next byte to read */
     char *err;        /* caller's message buffer */
     size_t errlen;    /* its size */
-    char ctx[ERR_NAME_BUF + 32]; /* what is being read, for messages: "header", "key 'x'", "tensor 'y'" */
+    /* what is being read, for messages: "header", "key 'x'", "tensor 'y'" */
+    char ctx[ERR_NAME_BUF + 32];
 };
 
 static size_t left(const struct reader *r)
@@ -336,7 +341,8 @@ static int need(struct reader *r, uint64_t n, const char *what)
 {
     if (n <= left(r)) return 0;
     return syn_seterr(r->err, r->errlen, SYN_EFORMAT,
-                      "gguf: %s: %s needs %" PRIu64 " bytes at offset %zu but the file has %zu bytes",
+                      "gguf: %s: %s needs %" PRIu64
+                      " bytes at offset %zu but the file has %zu bytes",
                       r->ctx, what, n, r->pos, r->size);
 }
 
@@ -392,10 +398,10 @@ static int rd_name(struct reader *r, size_t *off, size_t *len, const char *what)
     if (valid < *len || nul) {
         char shown[ERR_NAME_BUF];
         if (valid < *len)
-            return syn_seterr(r->err, r->errlen, SYN_EFORMAT,
-                              "gguf: %s: %s \"%s\" is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
-                              r->ctx, what, err_name(shown, sizeof shown, s, *len), s[valid],
-                              *off + valid);
+            return syn_seterr(
+                r->err, r->errlen, SYN_EFORMAT,
+                "gguf: %s: %s \"%s\" is not valid UTF-8 (bad byte 0x%02x at offset %zu)", r->ctx,
+                what, err_name(shown, sizeof shown, s, *len), s[valid], *off + valid);
         return syn_seterr(r->err, r->errlen, SYN_EFORMAT,
                           "gguf: %s: %s \"%s\" contains a NUL byte at offset %zu", r->ctx, what,
                           err_name(shown, sizeof shown, s, *len),
@@ -484,15 +490,24 @@ static int rd_value(struct reader *r, struct gguf_kv *kv)
 static const char *removed_type_name(uint32_t t)
 {
     switch (t) {
-    case 4: return "q4_2";
-    case 5: return "q4_3";
-    case 31: return "q4_0_4_4";
-    case 32: return "q4_0_4_8";
-    case 33: return "q4_0_8_8";
-    case 36: return "iq4_nl_4_4";
-    case 37: return "iq4_nl_4_8";
-    case 38: return "iq4_nl_8_8";
-    default: return NULL;
+    case 4:
+        return "q4_2";
+    case 5:
+        return "q4_3";
+    case 31:
+        return "q4_0_4_4";
+    case 32:
+        return "q4_0_4_8";
+    case 33:
+        return "q4_0_8_8";
+    case 36:
+        return "iq4_nl_4_4";
+    case 37:
+        return "iq4_nl_4_8";
+    case 38:
+        return "iq4_nl_8_8";
+    default:
+        return NULL;
     }
 }
 
@@ -547,7 +562,8 @@ static int rd_tensor_info(struct reader *r, struct syn_gguf *g, int64_t i)
         const char *old = removed_type_name(type);
         if (old)
             return syn_seterr(r->err, r->errlen, SYN_EUNSUPPORTED,
-                              "gguf: tensor '%s' has type %" PRIu32 " (%s), which ggml has removed; "
+                              "gguf: tensor '%s' has type %" PRIu32
+                              " (%s), which ggml has removed; "
                               "convert the model again",
                               shown, type, old);
         return syn_seterr(r->err, r->errlen, SYN_EFORMAT,
@@ -590,8 +606,8 @@ static int rd_kv(struct reader *r, struct syn_gguf *g, int64_t i)
     struct name_slot *sl = index_slot(&g->kv_index, g->names, key, klen);
     if (sl->idx >= 0)
         return syn_seterr(r->err, r->errlen, SYN_EFORMAT,
-                          "gguf: key '%s' appears twice (pairs #%" PRId64 " and #%" PRId64 ")", shown,
-                          sl->idx, i);
+                          "gguf: key '%s' appears twice (pairs #%" PRId64 " and #%" PRId64 ")",
+                          shown, sl->idx, i);
     if ((rc = names_add(g, r->p + koff, klen, &kv->key_off))) return rc;
     kv->key_len = klen;
     *sl = (struct name_slot){kv->key_off, klen, i};
@@ -599,8 +615,8 @@ static int rd_kv(struct reader *r, struct syn_gguf *g, int64_t i)
     if ((rc = rd_u32(r, &type, "the value type"))) return rc;
     if (type >= N_VALUE_TYPES)
         return syn_seterr(r->err, r->errlen, SYN_EFORMAT,
-                          "gguf: key '%s' has unknown value type %" PRIu32 " (expected 0..%d)", shown,
-                          type, N_VALUE_TYPES - 1);
+                          "gguf: key '%s' has unknown value type %" PRIu32 " (expected 0..%d)",
+                          shown, type, N_VALUE_TYPES - 1);
     kv->type = (enum syn_gguf_type)type;
     return rd_value(r, kv);
 }
@@ -712,7 +728,8 @@ static int parse(struct syn_gguf *g, char *err, size_t errlen)
                           n_kv, kv_min, left(&r));
     if (n_tensors > (left(&r) - n_kv * kv_min) / tensor_min)
         return syn_seterr(err, errlen, SYN_EFORMAT,
-                          "gguf: header: %" PRIu64 " tensors (and %" PRIu64 " key/value pairs) need "
+                          "gguf: header: %" PRIu64 " tensors (and %" PRIu64
+                          " key/value pairs) need "
                           "at least %" PRIu64 " bytes each but only %zu bytes follow the header",
                           n_tensors, n_kv, tensor_min, left(&r));
     g->n_kv = (int64_t)n_kv;
@@ -814,8 +831,8 @@ int syn_gguf_open(const char *path, struct syn_gguf **out, char *err, size_t err
         goto out;
     }
     if (S_ISDIR(st.st_mode)) {
-        rc = syn_seterr(err, errlen, SYN_EUNSUPPORTED,
-                        "gguf: '%s' is a directory, not a GGUF file", path);
+        rc = syn_seterr(err, errlen, SYN_EUNSUPPORTED, "gguf: '%s' is a directory, not a GGUF file",
+                        path);
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -909,7 +926,7 @@ const char *syn_gguf_key(const struct syn_gguf *g, int64_t i)
 enum syn_gguf_type syn_gguf_kv_type(const struct syn_gguf *g, int64_t i)
 {
     const struct gguf_kv *kv = kv_at(g, i);
-    return kv ? kv->type : (enum syn_gguf_type)-1;
+    return kv ? kv->type : (enum syn_gguf_type)(-1);
 }
 
 /* Reads an integer value of any width as a sign and magnitude pair. */
@@ -922,15 +939,32 @@ static int kv_int(const struct syn_gguf *g, const char *key, int *neg, uint64_t 
     int64_t s;
     *neg = 0;
     switch (kv->type) {
-    case SYN_GGUF_UINT8: *mag = p[0]; return 0;
-    case SYN_GGUF_UINT16: *mag = le16(p); return 0;
-    case SYN_GGUF_UINT32: *mag = le32(p); return 0;
-    case SYN_GGUF_UINT64: *mag = le64(p); return 0;
-    case SYN_GGUF_INT8: s = (int8_t)p[0]; break;
-    case SYN_GGUF_INT16: s = (int16_t)le16(p); break;
-    case SYN_GGUF_INT32: s = (int32_t)le32(p); break;
-    case SYN_GGUF_INT64: s = (int64_t)le64(p); break;
-    default: return SYN_EFORMAT;
+    case SYN_GGUF_UINT8:
+        *mag = p[0];
+        return 0;
+    case SYN_GGUF_UINT16:
+        *mag = le16(p);
+        return 0;
+    case SYN_GGUF_UINT32:
+        *mag = le32(p);
+        return 0;
+    case SYN_GGUF_UINT64:
+        *mag = le64(p);
+        return 0;
+    case SYN_GGUF_INT8:
+        s = (int8_t)p[0];
+        break;
+    case SYN_GGUF_INT16:
+        s = (int16_t)le16(p);
+        break;
+    case SYN_GGUF_INT32:
+        s = (int32_t)le32(p);
+        break;
+    case SYN_GGUF_INT64:
+        s = (int64_t)le64(p);
+        break;
+    default:
+        return SYN_EFORMAT;
     }
     *neg = s < 0;
     *mag = s < 0 ? (uint64_t)0 - (uint64_t)s : (uint64_t)s;
@@ -1024,7 +1058,7 @@ int syn_gguf_get_str(const struct syn_gguf *g, const char *key, const char **s, 
 enum syn_gguf_type syn_gguf_arr_type(const struct syn_gguf *g, int64_t i)
 {
     const struct gguf_kv *kv = kv_at(g, i);
-    return kv && kv->type == SYN_GGUF_ARRAY ? kv->arr_type : (enum syn_gguf_type)-1;
+    return kv && kv->type == SYN_GGUF_ARRAY ? kv->arr_type : (enum syn_gguf_type)(-1);
 }
 
 uint64_t syn_gguf_arr_n(const struct syn_gguf *g, int64_t i)
@@ -1060,18 +1094,41 @@ int syn_gguf_arr_str(const struct syn_gguf *g, int64_t i, uint64_t j, const char
 static void format_scalar(struct out *o, enum syn_gguf_type t, const uint8_t *p)
 {
     switch (t) {
-    case SYN_GGUF_UINT8: out_printf(o, "%u", p[0]); break;
-    case SYN_GGUF_INT8: out_printf(o, "%d", (int8_t)p[0]); break;
-    case SYN_GGUF_UINT16: out_printf(o, "%u", le16(p)); break;
-    case SYN_GGUF_INT16: out_printf(o, "%d", (int16_t)le16(p)); break;
-    case SYN_GGUF_UINT32: out_printf(o, "%" PRIu32, le32(p)); break;
-    case SYN_GGUF_INT32: out_printf(o, "%" PRId32, (int32_t)le32(p)); break;
-    case SYN_GGUF_UINT64: out_printf(o, "%" PRIu64, le64(p)); break;
-    case SYN_GGUF_INT64: out_printf(o, "%" PRId64, (int64_t)le64(p)); break;
-    case SYN_GGUF_FLOAT32: out_printf(o, "%.7g", (double)f32_from_bits(le32(p))); break;
-    case SYN_GGUF_FLOAT64: out_printf(o, "%.15g", f64_from_bits(le64(p))); break;
-    case SYN_GGUF_BOOL: out_str(o, p[0] ? "true" : "false"); break;
-    default: break;
+    case SYN_GGUF_UINT8:
+        out_printf(o, "%u", p[0]);
+        break;
+    case SYN_GGUF_INT8:
+        out_printf(o, "%d", (int8_t)p[0]);
+        break;
+    case SYN_GGUF_UINT16:
+        out_printf(o, "%u", le16(p));
+        break;
+    case SYN_GGUF_INT16:
+        out_printf(o, "%d", (int16_t)le16(p));
+        break;
+    case SYN_GGUF_UINT32:
+        out_printf(o, "%" PRIu32, le32(p));
+        break;
+    case SYN_GGUF_INT32:
+        out_printf(o, "%" PRId32, (int32_t)le32(p));
+        break;
+    case SYN_GGUF_UINT64:
+        out_printf(o, "%" PRIu64, le64(p));
+        break;
+    case SYN_GGUF_INT64:
+        out_printf(o, "%" PRId64, (int64_t)le64(p));
+        break;
+    case SYN_GGUF_FLOAT32:
+        out_printf(o, "%.7g", (double)f32_from_bits(le32(p)));
+        break;
+    case SYN_GGUF_FLOAT64:
+        out_printf(o, "%.15g", f64_from_bits(le64(p)));
+        break;
+    case SYN_GGUF_BOOL:
+        out_str(o, p[0] ? "true" : "false");
+        break;
+    default:
+        break;
     }
 }
 
@@ -1169,11 +1226,11 @@ struct wtensor {
 };
 
 struct syn_gguf_writer {
-    uint32_t alignment;       /* used when no general.alignment pair was added */
-    struct wkv *kvs;          /* n_kv pairs, in the order added; malloc'ed, owned */
-    size_t n_kv, cap_kv;      /* used and allocated entries */
-    struct wtensor *tensors;  /* n_tensors tensors, in the order added; malloc'ed, owned */
-    size_t n_tensors, cap_t;  /* used and allocated entries */
+    uint32_t alignment;      /* used when no general.alignment pair was added */
+    struct wkv *kvs;         /* n_kv pairs, in the order added; malloc'ed, owned */
+    size_t n_kv, cap_kv;     /* used and allocated entries */
+    struct wtensor *tensors; /* n_tensors tensors, in the order added; malloc'ed, owned */
+    size_t n_tensors, cap_t; /* used and allocated entries */
 };
 
 struct syn_gguf_writer *syn_gguf_writer_new(void)
@@ -1307,8 +1364,8 @@ int syn_gguf_writer_add_str(struct syn_gguf_writer *w, const char *key, const ch
     return writer_add(w, key, SYN_GGUF_STRING, v, 8 + n);
 }
 
-int syn_gguf_writer_add_arr(struct syn_gguf_writer *w, const char *key, enum syn_gguf_type elem_type,
-                            const void *data, uint64_t n)
+int syn_gguf_writer_add_arr(struct syn_gguf_writer *w, const char *key,
+                            enum syn_gguf_type elem_type, const void *data, uint64_t n)
 {
     if ((unsigned)elem_type >= N_VALUE_TYPES || elem_type == SYN_GGUF_STRING ||
         elem_type == SYN_GGUF_ARRAY || (n && !data))
@@ -1465,7 +1522,8 @@ int syn_gguf_writer_write(struct syn_gguf_writer *w, const char *path, char *err
     }
 
     size_t plen = strlen(path);
-    if (!(tmp = malloc(plen + 16))) return syn_seterr(err, errlen, SYN_ENOMEM, "gguf: out of memory");
+    if (!(tmp = malloc(plen + 16)))
+        return syn_seterr(err, errlen, SYN_ENOMEM, "gguf: out of memory");
     snprintf(tmp, plen + 16, "%s.tmp.%d", path, (int)getpid());
     if (!(f.f = fopen(tmp, "wb"))) {
         rc = syn_seterr(err, errlen, SYN_EIO, "gguf: cannot create '%s': %s", tmp, strerror(errno));
@@ -1507,7 +1565,8 @@ int syn_gguf_writer_write(struct syn_gguf_writer *w, const char *path, char *err
     if (fclose(f.f) != 0) f.failed = 1;
     f.f = NULL;
     if (f.failed) {
-        rc = syn_seterr(err, errlen, SYN_EIO, "gguf: writing '%s' failed: %s", tmp, strerror(errno));
+        rc =
+            syn_seterr(err, errlen, SYN_EIO, "gguf: writing '%s' failed: %s", tmp, strerror(errno));
         goto out;
     }
     if (rename(tmp, path) != 0) {

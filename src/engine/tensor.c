@@ -24,40 +24,26 @@ struct dtype_info {
 
 /* Indexed by type number (ggml's). Holes are numbers ggml never used or has since removed
  * (4, 5: q4_2/q4_3; 31-33, 36-38: repacked layouts now done at load time). */
+/* clang-format off: one type per line reads better than the packed columns */
 static const struct dtype_info dtypes[SYN_DT_COUNT] = {
-    [SYN_DT_F32] = {"f32", 1, 4},
-    [SYN_DT_F16] = {"f16", 1, 2},
-    [SYN_DT_Q4_0] = {"q4_0", 32, 18},
-    [SYN_DT_Q4_1] = {"q4_1", 32, 20},
-    [SYN_DT_Q5_0] = {"q5_0", 32, 22},
-    [SYN_DT_Q5_1] = {"q5_1", 32, 24},
-    [SYN_DT_Q8_0] = {"q8_0", 32, 34},
-    [SYN_DT_Q8_1] = {"q8_1", 32, 36},
-    [SYN_DT_Q2_K] = {"q2_K", 256, 84},
-    [SYN_DT_Q3_K] = {"q3_K", 256, 110},
-    [SYN_DT_Q4_K] = {"q4_K", 256, 144},
-    [SYN_DT_Q5_K] = {"q5_K", 256, 176},
-    [SYN_DT_Q6_K] = {"q6_K", 256, 210},
-    [SYN_DT_Q8_K] = {"q8_K", 256, 292},
-    [16] = {"iq2_xxs", 256, 66},
-    [17] = {"iq2_xs", 256, 74},
-    [18] = {"iq3_xxs", 256, 98},
-    [19] = {"iq1_s", 256, 50},
-    [20] = {"iq4_nl", 32, 18},
-    [21] = {"iq3_s", 256, 110},
-    [22] = {"iq2_s", 256, 82},
-    [23] = {"iq4_xs", 256, 136},
-    [SYN_DT_I8] = {"i8", 1, 1},
-    [SYN_DT_I16] = {"i16", 1, 2},
-    [SYN_DT_I32] = {"i32", 1, 4},
-    [SYN_DT_I64] = {"i64", 1, 8},
-    [SYN_DT_F64] = {"f64", 1, 8},
-    [29] = {"iq1_m", 256, 56},
-    [SYN_DT_BF16] = {"bf16", 1, 2},
-    [34] = {"tq1_0", 256, 54},
-    [35] = {"tq2_0", 256, 66},
-    [39] = {"mxfp4", 32, 17},
+    [SYN_DT_F32] = {"f32", 1, 4},       [SYN_DT_F16] = {"f16", 1, 2},
+    [SYN_DT_Q4_0] = {"q4_0", 32, 18},   [SYN_DT_Q4_1] = {"q4_1", 32, 20},
+    [SYN_DT_Q5_0] = {"q5_0", 32, 22},   [SYN_DT_Q5_1] = {"q5_1", 32, 24},
+    [SYN_DT_Q8_0] = {"q8_0", 32, 34},   [SYN_DT_Q8_1] = {"q8_1", 32, 36},
+    [SYN_DT_Q2_K] = {"q2_K", 256, 84},  [SYN_DT_Q3_K] = {"q3_K", 256, 110},
+    [SYN_DT_Q4_K] = {"q4_K", 256, 144}, [SYN_DT_Q5_K] = {"q5_K", 256, 176},
+    [SYN_DT_Q6_K] = {"q6_K", 256, 210}, [SYN_DT_Q8_K] = {"q8_K", 256, 292},
+    [16] = {"iq2_xxs", 256, 66},        [17] = {"iq2_xs", 256, 74},
+    [18] = {"iq3_xxs", 256, 98},        [19] = {"iq1_s", 256, 50},
+    [20] = {"iq4_nl", 32, 18},          [21] = {"iq3_s", 256, 110},
+    [22] = {"iq2_s", 256, 82},          [23] = {"iq4_xs", 256, 136},
+    [SYN_DT_I8] = {"i8", 1, 1},         [SYN_DT_I16] = {"i16", 1, 2},
+    [SYN_DT_I32] = {"i32", 1, 4},       [SYN_DT_I64] = {"i64", 1, 8},
+    [SYN_DT_F64] = {"f64", 1, 8},       [29] = {"iq1_m", 256, 56},
+    [SYN_DT_BF16] = {"bf16", 1, 2},     [34] = {"tq1_0", 256, 54},
+    [35] = {"tq2_0", 256, 66},          [39] = {"mxfp4", 32, 17},
 };
+/* clang-format on */
 
 static const struct dtype_info *dtype_info(int type)
 {
@@ -207,7 +193,8 @@ int syn_dequantize_row(int type, const void *src, float *dst, uint64_t n)
         if (n % SYN_QK8_0) return SYN_EINVAL;
         for (uint64_t b = 0; b < n / SYN_QK8_0; b++, p += sizeof(struct syn_block_q8_0)) {
             float d = syn_f16_to_f32(load_le16(p));
-            for (int j = 0; j < SYN_QK8_0; j++) dst[b * SYN_QK8_0 + j] = d * (float)(int8_t)p[2 + j];
+            for (int j = 0; j < SYN_QK8_0; j++)
+                dst[b * SYN_QK8_0 + j] = d * (float)(int8_t)p[2 + j];
         }
         return 0;
     case SYN_DT_Q4_0:

@@ -80,8 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (syn_gguf_find_tensor(g, t->name) != t) __builtin_trap();
         if (t->n_dims < 1 || t->n_dims > 4 || !syn_dtype_name(t->type)) __builtin_trap();
         if (t->ne[0] <= sizeof row / sizeof row[0] &&
-            syn_dequantize_row(t->type, p, row, t->ne[0]) == 0)
-        {
+            syn_dequantize_row(t->type, p, row, t->ne[0]) == 0) {
             uint32_t bits; /* not (uint8_t)row[0]: a NaN or huge value would be UB to convert */
             memcpy(&bits, row, sizeof bits);
             fuzz_sink ^= (uint8_t)bits;

@@ -113,7 +113,7 @@ static void build_small(struct small *s)
     bb_u64(b, 3);
     bb_str(b, "a");
     bb_str(b, "bc");
-    bb_str(b, "d\xc3\xa9" "f");
+    bb_str(b, "d\u00e9f"); /* UTF-8 */
     bb_str(b, "general.alignment");
     s->align_type = b->len, bb_u32(b, SYN_GGUF_UINT32);
     s->align_val = b->len, bb_u32(b, 32);
@@ -433,10 +433,10 @@ TEST(gguf_writer_round_trip_every_type)
     CHECK(len == 11 && !memcmp(s, "h\xc3\xa9llo\n\"x\"\x1b", 11));
 
     /* display: values in full, strings escaped, arrays with their type and count */
-#define SHOWS(key, max, want)                                                                  \
-    do {                                                                                       \
-        syn_gguf_format_value(g, syn_gguf_find_key(g, key), buf, sizeof buf, max);             \
-        CHECK_EQ_STR(buf, want);                                                               \
+#define SHOWS(key, max, want)                                                                      \
+    do {                                                                                           \
+        syn_gguf_format_value(g, syn_gguf_find_key(g, key), buf, sizeof buf, max);                 \
+        CHECK_EQ_STR(buf, want);                                                                   \
     } while (0)
     SHOWS("t.u32", 0, "3735928559");
     SHOWS("t.i32", 0, "-123456");
@@ -500,9 +500,9 @@ TEST(gguf_writer_copies_stories260k_byte_for_byte)
         CHECK_EQ_INT(syn_gguf_writer_copy_kv(w, src, i), 0);
     for (int64_t i = 0; i < syn_gguf_n_tensors(src); i++) {
         const struct syn_tensor *t = syn_gguf_tensor(src, i);
-        CHECK_EQ_INT(syn_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data,
-                                                t->nbytes),
-                     0);
+        CHECK_EQ_INT(
+            syn_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes),
+            0);
     }
     snprintf(path, sizeof path, "%s/copy.gguf", syn_test_tmpdir());
     rc = syn_gguf_writer_write(w, path, err, sizeof err);
@@ -573,7 +573,8 @@ TEST(gguf_rejects_bad_header)
     size_t n = s.b.len;
 
     p[0] = 'X';
-    EXPECT_ERROR(p, n, SYN_EFORMAT, "not a GGUF file: expected the magic \"GGUF\" at offset 0, found \"XGUF\"");
+    EXPECT_ERROR(p, n, SYN_EFORMAT,
+                 "not a GGUF file: expected the magic \"GGUF\" at offset 0, found \"XGUF\"");
     p[0] = 'G';
     put32(p + s.version, 1);
     EXPECT_ERROR(p, n, SYN_EUNSUPPORTED, "version 1 is not supported");
@@ -619,7 +620,8 @@ TEST(gguf_rejects_bad_keys_and_values)
     put64(p + s.key0_len, 20);
 
     p[s.key0 + 7] = 0xff;
-    EXPECT_ERROR(p, n, SYN_EFORMAT, "\"general\\xffarchitecture\" is not valid UTF-8 (bad byte 0xff");
+    EXPECT_ERROR(p, n, SYN_EFORMAT,
+                 "\"general\\xffarchitecture\" is not valid UTF-8 (bad byte 0xff");
     p[s.key0 + 7] = 0xc0; /* an overlong encoding of '.' */
     p[s.key0 + 8] = 0xae;
     EXPECT_ERROR(p, n, SYN_EFORMAT, "is not valid UTF-8");
@@ -632,10 +634,10 @@ TEST(gguf_rejects_bad_keys_and_values)
     EXPECT_ERROR(p, n, SYN_EFORMAT, "contains a NUL byte");
     memcpy(p + s.key0, "general.architecture", 20);
     /* valid UTF-8 beyond ASCII is fine in a key */
-    memcpy(p + s.key0, "general.\xc3\xa9" "chitecture", 20);
+    memcpy(p + s.key0, "general.\u00e9chitecture", 20);
     struct syn_gguf *g = NULL;
     CHECK_EQ_INT(syn_gguf_parse(p, n, &g, NULL, 0), 0);
-    CHECK(syn_gguf_find_key(g, "general.\xc3\xa9" "chitecture") == 0);
+    CHECK(syn_gguf_find_key(g, "general.\u00e9chitecture") == 0);
     syn_gguf_free(g);
     memcpy(p + s.key0, "general.architecture", 20);
 
@@ -659,7 +661,8 @@ TEST(gguf_rejects_bad_keys_and_values)
     EXPECT_ERROR(p, n, SYN_EFORMAT, "general.alignment must be a power of two, found 0");
     put32(p + s.align_val, 32);
     put32(p + s.align_type, SYN_GGUF_FLOAT32);
-    EXPECT_ERROR(p, n, SYN_EFORMAT, "general.alignment must be an unsigned 32-bit integer, found a f32");
+    EXPECT_ERROR(p, n, SYN_EFORMAT,
+                 "general.alignment must be an unsigned 32-bit integer, found a f32");
     put32(p + s.align_type, SYN_GGUF_UINT32);
     free(p);
 }
@@ -692,11 +695,14 @@ TEST(gguf_rejects_bad_tensors)
     put32(p + s.t1_type, 31);
     EXPECT_ERROR(p, n, SYN_EUNSUPPORTED, "type 31 (q4_0_4_4)");
     put32(p + s.t1_type, SYN_DT_Q8_0);
-    EXPECT_ERROR(p, n, SYN_EFORMAT, "rows of 8 elements, which is not a multiple of the q8_0 block size 32");
+    EXPECT_ERROR(p, n, SYN_EFORMAT,
+                 "rows of 8 elements, which is not a multiple of the q8_0 block size 32");
     put32(p + s.t1_type, SYN_DT_F16);
 
     put64(p + s.t1_off, 33);
-    EXPECT_ERROR(p, n, SYN_EFORMAT, "tensor 'out.weight' is at data offset 33, which is not a multiple of the alignment 32");
+    EXPECT_ERROR(
+        p, n, SYN_EFORMAT,
+        "tensor 'out.weight' is at data offset 33, which is not a multiple of the alignment 32");
     put64(p + s.t1_off, 64);
     EXPECT_ERROR(p, n, SYN_EFORMAT, "tensor 'out.weight' starts at data offset 64");
     put64(p + s.t1_off, 0xffffffffffffffe0ull);
@@ -713,8 +719,9 @@ TEST(gguf_rejects_bad_tensors)
     EXPECT_ERROR(p, n, SYN_EFORMAT, "overlap");
     put64(p + s.t1_off, 32);
     put64(p + s.t0_ne[1], 3); /* tok.weight now 0..48, into out.weight at 32..48 */
-    EXPECT_ERROR(p, n, SYN_EFORMAT,
-                 "tensors 'tok.weight' (data bytes 0..48) and 'out.weight' (data bytes 32..48) overlap");
+    EXPECT_ERROR(
+        p, n, SYN_EFORMAT,
+        "tensors 'tok.weight' (data bytes 0..48) and 'out.weight' (data bytes 32..48) overlap");
     put64(p + s.t0_ne[1], 2);
 
     /* the second tensor renamed to the first */
@@ -805,7 +812,7 @@ TEST(gguf_survives_byte_corruption)
     for (size_t i = 0; i < s.b.len; i++) {
         for (size_t v = 0; v < sizeof vals / sizeof vals[0]; v++) {
             memcpy(copy, s.b.p, s.b.len);
-            copy[i] = vals[v] == -1 ? (uint8_t)(s.b.p[i] ^ 1)
+            copy[i] = vals[v] == -1   ? (uint8_t)(s.b.p[i] ^ 1)
                       : vals[v] == -2 ? (uint8_t)(s.b.p[i] + 0x10)
                                       : (uint8_t)vals[v];
             struct syn_gguf *g = NULL;
@@ -837,12 +844,12 @@ TEST(gguf_dtype_table)
     CHECK(syn_dtype_name(4) == NULL && syn_dtype_name(-1) == NULL);
     CHECK(syn_dtype_name(SYN_DT_COUNT) == NULL && syn_dtype_name(1000) == NULL);
     static const int sizes[][3] = {
-        {SYN_DT_F32, 1, 4},     {SYN_DT_F16, 1, 2},     {SYN_DT_BF16, 1, 2},
-        {SYN_DT_Q4_0, 32, 18},  {SYN_DT_Q4_1, 32, 20},  {SYN_DT_Q5_0, 32, 22},
-        {SYN_DT_Q5_1, 32, 24},  {SYN_DT_Q8_0, 32, 34},  {SYN_DT_Q8_1, 32, 36},
-        {SYN_DT_Q2_K, 256, 84}, {SYN_DT_Q3_K, 256, 110}, {SYN_DT_Q4_K, 256, 144},
+        {SYN_DT_F32, 1, 4},      {SYN_DT_F16, 1, 2},      {SYN_DT_BF16, 1, 2},
+        {SYN_DT_Q4_0, 32, 18},   {SYN_DT_Q4_1, 32, 20},   {SYN_DT_Q5_0, 32, 22},
+        {SYN_DT_Q5_1, 32, 24},   {SYN_DT_Q8_0, 32, 34},   {SYN_DT_Q8_1, 32, 36},
+        {SYN_DT_Q2_K, 256, 84},  {SYN_DT_Q3_K, 256, 110}, {SYN_DT_Q4_K, 256, 144},
         {SYN_DT_Q5_K, 256, 176}, {SYN_DT_Q6_K, 256, 210}, {SYN_DT_Q8_K, 256, 292},
-        {SYN_DT_I8, 1, 1},      {SYN_DT_I64, 1, 8},     {SYN_DT_F64, 1, 8},
+        {SYN_DT_I8, 1, 1},       {SYN_DT_I64, 1, 8},      {SYN_DT_F64, 1, 8},
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         CHECK_EQ_INT(syn_dtype_block_elems(sizes[i][0]), sizes[i][1]);
@@ -908,11 +915,11 @@ TEST(gguf_f16_conversions_exact)
     CHECK_EQ_INT(syn_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);     /* tie, down to even */
     CHECK_EQ_INT(syn_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02); /* tie, up to even */
     CHECK_EQ_INT(syn_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01);
-    CHECK_EQ_INT(syn_f32_to_f16(0x1p-25f), 0x0000);                        /* tie to 0 */
-    CHECK_EQ_INT(syn_f32_to_f16(nextafterf(0x1p-25f, 1.0f)), 0x0001);      /* above the tie */
-    CHECK_EQ_INT(syn_f32_to_f16(3 * 0x1p-25f), 0x0002);                    /* 1.5 units: even */
-    CHECK_EQ_INT(syn_f32_to_f16(0x1p-14f - 0x1p-26f), 0x0400);             /* rounds to normal */
-    CHECK_EQ_INT(syn_f32_to_f16(FLT_MIN / 2), 0x0000);                     /* f32 subnormal */
+    CHECK_EQ_INT(syn_f32_to_f16(0x1p-25f), 0x0000);                   /* tie to 0 */
+    CHECK_EQ_INT(syn_f32_to_f16(nextafterf(0x1p-25f, 1.0f)), 0x0001); /* above the tie */
+    CHECK_EQ_INT(syn_f32_to_f16(3 * 0x1p-25f), 0x0002);               /* 1.5 units: even */
+    CHECK_EQ_INT(syn_f32_to_f16(0x1p-14f - 0x1p-26f), 0x0400);        /* rounds to normal */
+    CHECK_EQ_INT(syn_f32_to_f16(FLT_MIN / 2), 0x0000);                /* f32 subnormal */
     CHECK_EQ_INT(syn_f32_to_f16(-0x1p-30f), 0x8000);
     uint16_t qn = syn_f32_to_f16(from_bits(0x7f800001u)); /* signalling NaN, tiny payload */
     CHECK((qn & 0x7c00) == 0x7c00 && (qn & 0x3ff));
@@ -946,7 +953,7 @@ TEST(gguf_dequantize_hand_built_blocks)
     /* q8_0: two blocks, scales 0.5 and -2 */
     uint8_t q8[2 * 34];
     float y[64];
-    q8[0] = 0x00, q8[1] = 0x38;  /* 0.5 */
+    q8[0] = 0x00, q8[1] = 0x38;   /* 0.5 */
     q8[34] = 0x00, q8[35] = 0xc0; /* -2 */
     for (int j = 0; j < 32; j++) {
         q8[2 + j] = (uint8_t)(int8_t)(j - 16);
@@ -1009,13 +1016,19 @@ TEST(gguf_cli_model_info)
     CHECK(strstr(out, "data offset: 14176\n"));
     CHECK(strstr(out, "metadata: 19 keys\n"));
     char k[128], t[32], v[256];
-    CHECK_EQ_INT(sscanf(line_with(out, "general.architecture", line, sizeof line), " %127s %31s %255[^\n]", k, t, v), 3);
+    CHECK_EQ_INT(sscanf(line_with(out, "general.architecture", line, sizeof line),
+                        " %127s %31s %255[^\n]", k, t, v),
+                 3);
     CHECK_EQ_STR(t, "string");
     CHECK_EQ_STR(v, "\"llama\"");
-    CHECK_EQ_INT(sscanf(line_with(out, "llama.block_count", line, sizeof line), " %127s %31s %255[^\n]", k, t, v), 3);
+    CHECK_EQ_INT(sscanf(line_with(out, "llama.block_count", line, sizeof line),
+                        " %127s %31s %255[^\n]", k, t, v),
+                 3);
     CHECK_EQ_STR(t, "u32");
     CHECK_EQ_STR(v, "5");
-    CHECK_EQ_INT(sscanf(line_with(out, "llama.attention.layer_norm_rms_epsilon", line, sizeof line), " %127s %31s %255[^\n]", k, t, v), 3);
+    CHECK_EQ_INT(sscanf(line_with(out, "llama.attention.layer_norm_rms_epsilon", line, sizeof line),
+                        " %127s %31s %255[^\n]", k, t, v),
+                 3);
     CHECK_EQ_STR(v, "1e-05");
     /* a long array is abbreviated */
     line_with(out, "tokenizer.ggml.tokens", line, sizeof line);
@@ -1045,7 +1058,8 @@ TEST(gguf_cli_model_info)
 TEST(gguf_cli_model_info_errors)
 {
     char *out = NULL;
-    CHECK_EQ_INT(syn_test_sh(&out, "%s model info --bogus %s 2>&1", syn_test_bin(), stories_path()), 2);
+    CHECK_EQ_INT(syn_test_sh(&out, "%s model info --bogus %s 2>&1", syn_test_bin(), stories_path()),
+                 2);
     CHECK(strstr(out, "unknown option '--bogus'"));
     free(out);
     CHECK_EQ_INT(syn_test_sh(&out, "%s model info 2>&1", syn_test_bin()), 2);
