@@ -213,9 +213,11 @@ static int shared_dir(char *buf, size_t cap)
         char *slash = strrchr(exe, '/');
         if (!slash) break;
         *slash = 0;
-        if (snprintf(buf, cap, "%s/../shared/testdata/tokenizer", exe) < (int)cap &&
-            access(buf, R_OK) == 0)
-            return snprintf(buf, cap, "%s/../shared", exe) < (int)cap ? 0 : -1;
+        char shared[PATH_MAX + 16], real[PATH_MAX];
+        snprintf(shared, sizeof shared, "%s/../shared", exe);
+        if (snprintf(buf, cap, "%s/testdata/tokenizer", shared) < (int)cap &&
+            access(buf, R_OK) == 0 && realpath(shared, real))
+            return snprintf(buf, cap, "%s", real) < (int)cap ? 0 : -1;
     }
     return -1;
 }
