@@ -276,6 +276,96 @@ TEST(tokenizer_gguf_metadata)
     syn_tokenizer_free(ds);
 }
 
+/* Writes a GGUF vocab into the tmpdir: pieces, scores, types and the given model name, plus
+ * add_space_prefix when asp >= 0. Returns its path (static buffer). */
+static const char *write_vocab(const char *name, const char *model, const char *const *pieces,
+                               const float *scores, const int32_t *types, int n, int asp)
+{
+    static char path[1024];
+    char err[512];
+    size_t lens[16];
+    CHECK(n <= 16);
+    for (int i = 0; i < n; i++) lens[i] = strlen(pieces[i]);
+    struct syn_gguf_writer *w = syn_gguf_writer_new();
+    CHECK(w);
+    CHECK_EQ_INT(syn_gguf_writer_add_str(w, "tokenizer.ggml.model", model), 0);
+    if (n) {
+        CHECK_EQ_INT(
+            syn_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", pieces, lens, (uint64_t)n), 0);
+        CHECK_EQ_INT(syn_gguf_writer_add_arr(w, "tokenizer.ggml.scores", SYN_GGUF_FLOAT32, scores,
+                                             (uint64_t)n),
+                     0);
+        CHECK_EQ_INT(syn_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", SYN_GGUF_INT32, types,
+                                             (uint64_t)n),
+                     0);
+    }
+    if (asp >= 0)
+        CHECK_EQ_INT(syn_gguf_writer_add_bool(w, "tokenizer.ggml.add_space_prefix", asp), 0);
+    snprintf(path, sizeof path, "%s/%s", syn_test_tmpdir(), name);
+    if (syn_gguf_writer_write(w, path, err, sizeof err)) FAIL("%s", err);
+    syn_gguf_writer_free(w);
+    return path;
+}
+
+static int gguf_load_rc(const char *path, char *err, size_t errlen)
+{
+    struct syn_gguf *g = NULL;
+    struct syn_tokenizer *t = NULL;
+    CHECK_EQ_INT(syn_gguf_open(path, &g, err, errlen), 0);
+    int rc = syn_tokenizer_from_gguf(g, &t, err, errlen);
+    CHECK(rc == 0 ? t != NULL : t == NULL);
+    syn_tokenizer_free(t);
+    syn_gguf_free(g);
+    return rc;
+}
+
+TEST(tokenizer_gguf_small_vocabs)
+{
+    /* "▁a" outscores "aa", so "aaa" with a prefix is ▁a + aa; the highest score merges first */
+    static const char *const pieces[] = {"<unk>", "<s>",           "</s>", "\xe2\x96\x81",
+                                         "a",     "\342\226\201a", "aa",   "b"};
+    static const float scores[] = {0, 0, 0, -1, -2, -0.5f, -0.7f, -3};
+    static const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1};
+    char err[512], buf[64];
+    int n;
+    const char *p = write_vocab("spm.gguf", "llama", pieces, scores, types, 8, -1);
+    struct syn_tokenizer *t = load_gguf(p);
+    int32_t *ids = encode(t, "aaa", 3, 1, 0, &n);
+    ids_str(ids, n, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "1 5 6");
+    free(ids);
+    /* no byte tokens and no "c": the unknown token stands in */
+    ids = encode(t, "c", 1, 0, 0, &n);
+    ids_str(ids, n, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "3 0");
+    free(ids);
+    syn_tokenizer_free(t);
+
+    /* add_space_prefix = false is honoured */
+    p = write_vocab("spm2.gguf", "llama", pieces, scores, types, 8, 0);
+    t = load_gguf(p);
+    ids = encode(t, "aab", 3, 0, 0, &n);
+    ids_str(ids, n, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "6 7");
+    free(ids);
+    size_t len;
+    char *back = stream_decode(t, (const int32_t[]){5, 6}, 2, &len);
+    CHECK_EQ_STR(back, " aaa"); /* no prefix to drop */
+    free(back);
+    syn_tokenizer_free(t);
+
+    /* unsupported and malformed vocabs are errors that say what was found */
+    p = write_vocab("bert.gguf", "bert", pieces, scores, types, 8, -1);
+    CHECK_EQ_INT(gguf_load_rc(p, err, sizeof err), SYN_EUNSUPPORTED);
+    CHECK(strstr(err, "'bert'"));
+    p = write_vocab("nomerges.gguf", "gpt2", pieces, scores, types, 8, -1);
+    CHECK_EQ_INT(gguf_load_rc(p, err, sizeof err), SYN_EFORMAT);
+    CHECK(strstr(err, "merges"));
+    p = write_vocab("notokens.gguf", "llama", pieces, scores, types, 0, -1);
+    CHECK_EQ_INT(gguf_load_rc(p, err, sizeof err), SYN_EFORMAT);
+    CHECK(strstr(err, "tokenizer.ggml.tokens"));
+}
+
 /* ---- stories260K ---- */
 
 TEST(tokenizer_stories260k_round_trips)
@@ -484,6 +574,14 @@ TEST(tokenizer_json_byte_level)
     free(ids);
     CHECK(syn_tokenizer_is_eog(t, 20)); /* a control "<|end|>" ends generation */
     syn_tokenizer_free(t);
+
+    /* the command takes the directory as MODEL */
+    char *got = NULL;
+    CHECK_EQ_INT(syn_test_sh(&got, "printf 'hello world!' | %s model tokenize %s", syn_test_bin(),
+                             syn_test_tmpdir()),
+                 0);
+    CHECK_EQ_STR(got, "11 16 17\n");
+    free(got);
 }
 
 TEST(tokenizer_json_sentencepiece_converted)
