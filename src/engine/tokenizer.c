@@ -635,7 +635,8 @@ int tok_work_init(struct tok_work *w, const struct syn_tokenizer *t, size_t len)
         nsym = len + 1;
     }
     w->sym = malloc(sizeof *w->sym * nsym);
-    w->cap_heap = nsym < 64 ? 64 : (int32_t)nsym;
+    /* the queue grows as needed (at most three entries a symbol); start modestly */
+    w->cap_heap = nsym < 16 ? 16 : nsym > 65536 ? 65536 : (int32_t)nsym;
     w->heap = malloc(sizeof *w->heap * (size_t)w->cap_heap);
     if (!w->buf || !w->sym || !w->heap) goto nomem;
     return 0;
