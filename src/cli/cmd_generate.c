@@ -196,6 +196,9 @@ int cmd_generate(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     struct syn_detok dt;
     syn_detok_init(&dt);
+    /* Generated text continues a text prompt, so its first piece keeps its leading space; a
+     * reply to a chat turn or a start from BOS alone begins fresh (SentencePiece drops it). */
+    if (!chat && n_prompt > add_bos) dt.n_tokens = 1;
     char piece[512];
     int n_out = 0;
     for (; n_out < n_gen; n_out++) {
