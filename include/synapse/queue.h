@@ -75,13 +75,19 @@ struct syn_job {
     int64_t created_ms;           /* unix ms when the gateway accepted it */
     /* set when read from the stream, not encoded */
     char entry[48];               /* the stream entry id ("1700000000000-0") */
-    int attempt;                  /* delivery count: 1 on the first delivery */
+    int attempt;                  /* delivery count: 1 on the first delivery. Encoded (field
+                                   * "attempt") only when > 0, i.e. by syn_q_requeue: the entry
+                                   * then starts at attempt + 1 (docs/protocol.md) */
 };
 
 /* Zeroes j and sets defaults (sampling defaults, max_tokens 16, priority normal). */
 void syn_job_init(struct syn_job *j);
 /* Frees what j owns and zeroes it. */
 void syn_job_release(struct syn_job *j);
+/* The rules syn_job_xadd_argv and syn_job_decode enforce: valid names, a reply key
+ * syn:reply:{gateway}, exactly one of prompt/messages/tokens, sampling ranges, max_tokens >= 1,
+ * at most 4 non-empty stop strings, top_logprobs 0..20. 0 or SYN_EINVAL with a message. */
+int syn_job_validate(const struct syn_job *j, char *err, size_t errlen);
 
 /* An argv for hiredis (redisCommandArgv / redisAsyncCommandArgv / redisAppendCommandArgv). */
 struct syn_q_argv {
@@ -95,6 +101,7 @@ struct syn_q_argv {
 void syn_q_argv_reset(struct syn_q_argv *a);
 
 /* XADD key * field value ... for the job (into its priority's stream). The job must outlive a.
+ * a is overwritten, not freed: call syn_q_argv_reset after each use (token prompts allocate).
  * Returns 0, or SYN_EINVAL (bad names, nothing to run, too many fields). */
 int syn_job_xadd_argv(const struct syn_job *j, struct syn_q_argv *a);
 
@@ -145,6 +152,12 @@ int syn_qclient_ensure(struct syn_qclient *c);
 /* Connection failures and successful reconnects so far (for metrics). */
 uint64_t syn_qclient_errors(const struct syn_qclient *c);
 uint64_t syn_qclient_reconnects(const struct syn_qclient *c);
+/* The message of the last failure (calls without an err buffer return SYN_EIO and leave it
+ * here). Valid until the next call. */
+const char *syn_qclient_errstr(const struct syn_qclient *c);
+/* Command timeout in ms (default 2000): no read or write of a call waits longer, except that
+ * a blocking claim adds its block_ms. */
+void syn_qclient_set_timeout(struct syn_qclient *c, int timeout_ms);
 
 /* Creates the consumer group on both priority streams (MKSTREAM; an existing group is fine). */
 int syn_q_ensure_groups(struct syn_qclient *c, const char *model);
@@ -171,6 +184,11 @@ int syn_q_autoclaim(struct syn_qclient *c, const char *model, const char *consum
  * worker's long jobs are not reclaimed. entries: stream entry ids, with their priorities. */
 int syn_q_touch(struct syn_qclient *c, const char *model, const char *consumer,
                 const struct syn_job *const *jobs, int n);
+/* syn_q_touch that only touches entries consumer still holds and reports, per job, owned[i] = 1
+ * if it does, 0 if another worker reclaimed it meanwhile (or it was acknowledged): the caller
+ * may stop running such a job. */
+int syn_q_touch_owned(struct syn_qclient *c, const char *model, const char *consumer,
+                      const struct syn_job *const *jobs, int n, int *owned);
 
 /* Acknowledges and deletes a finished job's entry. */
 int syn_q_ack(struct syn_qclient *c, const char *model, const struct syn_job *j);
@@ -222,6 +240,9 @@ int syn_q_unregister(struct syn_qclient *c, const struct syn_worker_info *w);
  * Returns the count written to out (at most cap) or a negative syn_err. */
 int syn_q_list_workers(struct syn_qclient *c, const char *model, struct syn_worker_info *out,
                        int cap);
+/* Decodes a registry hash (HGETALL reply) into w. SYN_EFORMAT with a message. */
+int syn_worker_decode(const struct redisReply *hash, struct syn_worker_info *w, char *err,
+                      size_t errlen);
 
 /* Backlog of a model, both priorities together: waiting = entries not yet delivered to any
  * consumer (XINFO GROUPS lag), pending = delivered but not acknowledged. */
