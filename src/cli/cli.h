@@ -13,6 +13,7 @@
 int cmd_generate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* `synapse model SUB`: each in its own file (cmd_model_*.c), dispatched from cmd_model.c. */

@@ -1,0 +1,298 @@
+/*
+ * The worker's I/O thread (see wio.h). One loop: flush the outbox (all events in one pipelined
+ * round trip, then acks and requeues), check the held jobs for cancellation, heartbeat and touch
+ * on schedule, reclaim dead workers' jobs, and claim new ones when the scheduler has room,
+ * blocking on Redis only while the scheduler is idle. Messages that fail to go out stay at the
+ * head of the outbox and are retried after the client reconnects: nothing accepted is dropped.
+ */
+#include "wio.h"
+
+#include "synapse/error.h"
+#include "synapse/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LOG "worker-io"
+
+static void free_msg(struct out_msg *m)
+{
+    if (!m) return;
+    free(m->text);
+    free(m->logprobs);
+    free(m->error);
+    if (m->job) {
+        syn_job_release(m->job);
+        free(m->job);
+    }
+    free(m);
+}
+
+void wio_send(struct wio *w, struct out_msg *m)
+{
+    m->next = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->out_tail) w->out_tail->next = m;
+    else w->out_head = m;
+    w->out_tail = m;
+    pthread_cond_signal(&w->cv_io);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Puts a list back at the head of the outbox (after a failed flush). */
+static void requeue_front(struct wio *w, struct out_msg *head)
+{
+    if (!head) return;
+    struct out_msg *tail = head;
+    while (tail->next) tail = tail->next;
+    pthread_mutex_lock(&w->mu);
+    tail->next = w->out_head;
+    w->out_head = head;
+    if (!w->out_tail) w->out_tail = tail;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Sends a batch of outgoing messages in order. Returns the unsent remainder (NULL if all went). */
+static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_msg *list)
+{
+    enum { BATCH = 256 };
+    struct syn_event evs[BATCH];
+    const char *keys[BATCH];
+    while (list) {
+        if (list->kind == OUT_EVENT) {
+            int n = 0;
+            struct out_msg *m = list;
+            for (; m && m->kind == OUT_EVENT && n < BATCH; m = m->next, n++) {
+                evs[n] = m->ev;
+                keys[n] = m->reply;
+            }
+            if (syn_q_post_events(c, evs, keys, n) != 0) return list;
+            while (list != m) {
+                struct out_msg *nx = list->next;
+                free_msg(list);
+                list = nx;
+            }
+            continue;
+        }
+        int rc = list->kind == OUT_ACK ? syn_q_ack(c, w->model, list->job)
+                                       : syn_q_requeue(c, w->model, list->job);
+        if (rc != 0) return list;
+        struct out_msg *nx = list->next;
+        free_msg(list);
+        list = nx;
+    }
+    return NULL;
+}
+
+static void push_jobs(struct wio *w, struct syn_job *jobs, int n)
+{
+    pthread_mutex_lock(&w->mu);
+    int cap = w->p->max_seqs * 2;
+    for (int i = 0; i < n; i++) {
+        struct syn_job *j = malloc(sizeof *j);
+        if (!j || w->n_inbox >= cap) {
+            /* cannot hold it: hand it back rather than lose it */
+            free(j);
+            syn_warn(LOG, "inbox full, leaving job %s for another worker", jobs[i].id);
+            syn_job_release(&jobs[i]);
+            continue;
+        }
+        *j = jobs[i];
+        w->inbox[w->n_inbox++] = j;
+    }
+    if (n > 0) pthread_cond_signal(&w->cv_sched);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *io_main(void *arg)
+{
+    struct wio *w = arg;
+    const struct syn_worker_params *p = w->p;
+    struct syn_qclient *c = NULL;
+    char err[256];
+    const int cap = p->max_seqs * 2;
+    struct syn_job *claimed = calloc((size_t)cap, sizeof *claimed);
+    struct run_ref *runs = calloc((size_t)cap, sizeof *runs);
+    struct syn_job *touch = calloc((size_t)cap, sizeof *touch);
+    const struct syn_job **touchp = calloc((size_t)cap, sizeof *touchp);
+    const char **ids = calloc((size_t)cap, sizeof *ids);
+    int *flags = calloc((size_t)cap, sizeof *flags);
+    if (!claimed || !runs || !touch || !touchp || !ids || !flags) {
+        snprintf(w->fatal, sizeof w->fatal, "out of memory");
+        goto out;
+    }
+    if (syn_qclient_new(p->redis_url, &c, err, sizeof err) != 0 && !c) {
+        snprintf(w->fatal, sizeof w->fatal, "%s", err);
+        goto out;
+    }
+    int64_t next_hb = 0, next_reclaim = mono_ms() + p->reclaim_ms / 2;
+    int groups_ok = 0;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        if (!w->out_head && !w->stop) {
+            /* sleep briefly unless there is work; shorter while jobs are held */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            long wait_ms = w->n_runs > 0 ? 2 : (w->want > 0 ? 0 : 20);
+            ts.tv_nsec += wait_ms * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            if (wait_ms > 0) pthread_cond_timedwait(&w->cv_io, &w->mu, &ts);
+        }
+        struct out_msg *list = w->out_head;
+        w->out_head = w->out_tail = NULL;
+        int want = w->want, stop = w->stop, n_runs = w->n_runs;
+        memcpy(runs, w->runs, sizeof *runs * (size_t)n_runs);
+        struct syn_worker_info info = w->info;
+        pthread_mutex_unlock(&w->mu);
+
+        int ok = syn_qclient_ensure(c) == 0;
+        if (ok && !groups_ok) groups_ok = syn_q_ensure_groups(c, w->model) == 0;
+        struct out_msg *rest = ok ? flush(w, c, list) : list;
+        if (rest) {
+            requeue_front(w, rest);
+            ok = 0;
+        }
+        if (stop && !rest) break;
+        if (stop && !ok) {
+            /* Redis is gone and we are asked to stop: keep trying for a while, the
+             * outbox holds acks and events that must not be lost */
+            struct timespec nap = {0, 50 * 1000 * 1000};
+            nanosleep(&nap, NULL);
+            static int64_t give_up;
+            if (!give_up) give_up = mono_ms() + 10000;
+            if (mono_ms() > give_up) {
+                syn_error(LOG, "Redis unreachable at exit; unsent messages are left to "
+                               "reclaim by other workers");
+                break;
+            }
+            continue;
+        }
+        if (!ok) {
+            w->redis_ok = 0;
+            struct timespec nap = {0, 20 * 1000 * 1000};
+            nanosleep(&nap, NULL);
+            continue;
+        }
+        w->redis_ok = 1;
+
+        /* cancellations of held jobs */
+        if (n_runs > 0) {
+            for (int i = 0; i < n_runs; i++) ids[i] = runs[i].id;
+            if (syn_q_cancelled(c, ids, n_runs, flags) == 0) {
+                pthread_mutex_lock(&w->mu);
+                for (int i = 0; i < n_runs; i++)
+                    if (flags[i] && w->n_cancelled < cap)
+                        memcpy(w->cancelled[w->n_cancelled++], runs[i].id, sizeof runs[i].id);
+                pthread_cond_signal(&w->cv_sched);
+                pthread_mutex_unlock(&w->mu);
+            }
+        }
+        int64_t now = mono_ms();
+        if (now >= next_hb) {
+            next_hb = now + p->heartbeat_ms;
+            info.heartbeat_ms = syn_unix_ms();
+            syn_q_heartbeat(c, &info, (int64_t)p->heartbeat_ms * 3);
+            if (n_runs > 0) {
+                for (int i = 0; i < n_runs; i++) {
+                    memset(&touch[i], 0, sizeof touch[i]);
+                    memcpy(touch[i].id, runs[i].id, sizeof runs[i].id);
+                    memcpy(touch[i].entry, runs[i].entry, sizeof runs[i].entry);
+                    touch[i].priority = runs[i].priority;
+                    touchp[i] = &touch[i];
+                }
+                syn_q_touch(c, w->model, info.id, touchp, n_runs);
+            }
+        }
+        if (stop || want <= 0) continue;
+        if (now >= next_reclaim) {
+            next_reclaim = now + p->reclaim_ms / 2;
+            int n = syn_q_autoclaim(c, w->model, info.id, p->reclaim_ms, p->max_attempts, want,
+                                    claimed);
+            if (n > 0) {
+                syn_info(LOG, "reclaimed %d job(s) of a stopped worker", n);
+                push_jobs(w, claimed, n);
+                want -= n;
+            }
+        }
+        if (want > 0) {
+            int block = (n_runs == 0 && !list) ? 50 : 0;
+            int n = syn_q_claim(c, w->model, info.id, want, block, claimed);
+            if (n > 0) push_jobs(w, claimed, n);
+        }
+    }
+    syn_q_unregister(c, &w->info);
+out:
+    syn_qclient_free(c);
+    free(claimed);
+    free(runs);
+    free(touch);
+    free(touchp);
+    free(ids);
+    free(flags);
+    pthread_mutex_lock(&w->mu);
+    w->stop = 2; /* exited */
+    pthread_cond_signal(&w->cv_sched);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int wio_start(struct wio *w, const struct syn_worker_params *p, const char *model, char *err,
+              size_t errlen)
+{
+    w->p = p;
+    snprintf(w->model, sizeof w->model, "%s", model);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv_io, NULL);
+    pthread_cond_init(&w->cv_sched, NULL);
+    int cap = p->max_seqs * 2;
+    w->runs = calloc((size_t)cap, sizeof *w->runs);
+    w->inbox = calloc((size_t)cap, sizeof *w->inbox);
+    w->cancelled = calloc((size_t)cap, sizeof *w->cancelled);
+    if (!w->runs || !w->inbox || !w->cancelled)
+        return syn_seterr(err, errlen, SYN_ENOMEM, "worker: out of memory");
+    if (pthread_create(&w->thread, NULL, io_main, w) != 0)
+        return syn_seterr(err, errlen, SYN_ENOMEM, "worker: cannot start the I/O thread");
+    w->started = 1;
+    return SYN_OK;
+}
+
+void wio_stop(struct wio *w)
+{
+    if (w->started) {
+        pthread_mutex_lock(&w->mu);
+        if (!w->stop) w->stop = 1;
+        pthread_cond_signal(&w->cv_io);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+        w->started = 0;
+    }
+    for (struct out_msg *m = w->out_head; m;) {
+        struct out_msg *nx = m->next;
+        free_msg(m);
+        m = nx;
+    }
+    w->out_head = w->out_tail = NULL;
+    for (int i = 0; i < w->n_inbox; i++) {
+        syn_job_release(w->inbox[i]);
+        free(w->inbox[i]);
+    }
+    free(w->inbox);
+    free(w->runs);
+    free(w->cancelled);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv_io);
+    pthread_cond_destroy(&w->cv_sched);
+}
