@@ -14,6 +14,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_up(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* `synapse model SUB`: each in its own file (cmd_model_*.c), dispatched from cmd_model.c. */
@@ -36,5 +37,12 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
 int cli_parse_long(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi,
                      double *out);
+
+/* Builds a new argv with flags from config_path (may be NULL) and SYNAPSE_* environment variables
+ * before the real arguments (see cli_env.c). Returns 0, or -1 after printing the error. Free the
+ * result with cli_free_args. */
+int cli_expand_args(const char *cmd, int argc, char **argv, const struct option *opts,
+                    const char *config_path, int *out_argc, char ***out_argv);
+void cli_free_args(int argc, char **argv);
 
 #endif
