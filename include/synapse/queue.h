@@ -140,7 +140,8 @@ int syn_event_decode(const struct redisReply *fields, struct syn_event *ev, char
 
 struct syn_qclient;
 
-/* url: "redis://host:port[/db]", "unix:///path/to/sock", or "host:port". Connects at once;
+/* url: "redis://[[user]:password@]host[:port][/db]", "unix:///path/to/sock[?db=N]", or
+ * "host[:port]" (port 6379 by default). Connects at once;
  * SYN_EIO with a message if it cannot (the client is still returned and retries later when
  * out is set; callers decide whether a first failure is fatal). */
 int syn_qclient_new(const char *url, struct syn_qclient **out, char *err, size_t errlen);

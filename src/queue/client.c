@@ -128,10 +128,19 @@ static int parse_url(struct syn_qclient *c, const char *url, char *err, size_t e
                           url);
     int bad;
     if (strncmp(url, "unix://", 7) == 0) {
-        const char *p = url + 7;
-        bad = p[0] != '/' || strlen(p) >= sizeof c->path;
+        /* unix:///path[?db=N] */
+        const char *p = url + 7, *q = strstr(p, "?db=");
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        bad = p[0] != '/' || n >= sizeof c->path;
+        if (!bad && q) {
+            char *end = NULL;
+            long db = strtol(q + 4, &end, 10);
+            bad = *end || q[4] < '0' || q[4] > '9' || db > 1000000;
+            c->db = (int)db;
+        }
         if (!bad) {
-            snprintf(c->path, sizeof c->path, "%s", p);
+            memcpy(c->path, p, n);
+            c->path[n] = 0;
             c->is_unix = 1;
         }
     } else if (strncmp(url, "redis://", 8) == 0) {
@@ -142,7 +151,7 @@ static int parse_url(struct syn_qclient *c, const char *url, char *err, size_t e
     if (bad)
         return syn_seterr(err, errlen, SYN_EINVAL,
                           "queue: bad Redis URL '%s': expected redis://[:password@]host[:port][/db]"
-                          ", unix:///path/to/socket or host:port",
+                          ", unix:///path/to/socket[?db=N] or host:port",
                           url);
     return SYN_OK;
 }
