@@ -55,9 +55,11 @@ int syn_event_xadd_argv(const char *reply_key, const struct syn_event *ev, struc
         goto fail;
     if (ev->logprobs && ((rc = qa_pushs(a, "logprobs")) || (rc = qa_pushs(a, ev->logprobs))))
         goto fail;
-    if (ev->finish &&
-        ((rc = qa_pushs(a, "finish")) || (rc = qa_pushs(a, ev->finish)) ||
-         (rc = qa_pushs(a, "prompt_tokens")) || (rc = qa_pushf(a, "%d", ev->prompt_tokens)) ||
+    if (ev->finish && ((rc = qa_pushs(a, "finish")) || (rc = qa_pushs(a, ev->finish))))
+        goto fail;
+    /* the usage counts belong on the finishing event, but whatever is set is written */
+    if ((ev->finish || ev->prompt_tokens || ev->completion_tokens) &&
+        ((rc = qa_pushs(a, "prompt_tokens")) || (rc = qa_pushf(a, "%d", ev->prompt_tokens)) ||
          (rc = qa_pushs(a, "completion_tokens")) ||
          (rc = qa_pushf(a, "%d", ev->completion_tokens))))
         goto fail;
@@ -134,7 +136,8 @@ int syn_event_decode(const struct redisReply *fields, struct syn_event *ev, char
             break;
         }
     }
-    if (!v[E_JOB] || qf_name(v[E_JOB], ev->job, sizeof ev->job) != 0)
+    if (!v[E_JOB]) return syn_seterr(err, errlen, SYN_EFORMAT, "event: field 'job' is missing");
+    if (qf_name(v[E_JOB], ev->job, sizeof ev->job) != 0)
         return syn_seterr(err, errlen, SYN_EFORMAT,
                           "event: field 'job' must be 1..100 characters of [A-Za-z0-9._-], "
                           "found '%s'",

@@ -468,17 +468,21 @@ int syn_job_decode(const struct redisReply *fields, struct syn_job *j, char *err
         }
     }
     /* required: names and the input */
-    if (!v[F_ID] || qf_name(v[F_ID], j->id, sizeof j->id) != 0)
+    for (int f = F_ID; f <= F_REPLY; f++)
+        if (!v[f])
+            return syn_seterr(err, errlen, SYN_EFORMAT, "job: field '%s' is missing",
+                              job_field_names[f]);
+    if (qf_name(v[F_ID], j->id, sizeof j->id) != 0)
         return syn_seterr(err, errlen, SYN_EFORMAT,
                           "job: field 'id' must be 1..100 characters of [A-Za-z0-9._-], found "
                           "'%s'",
                           qf_show(v[F_ID], show, sizeof show));
-    if (!v[F_MODEL] || qf_name(v[F_MODEL], j->model, sizeof j->model) != 0)
+    if (qf_name(v[F_MODEL], j->model, sizeof j->model) != 0)
         return syn_seterr(err, errlen, SYN_EFORMAT,
                           "job %s: field 'model' must be 1..100 characters of [A-Za-z0-9._-], "
                           "found '%s'",
                           j->id, qf_show(v[F_MODEL], show, sizeof show));
-    if (!v[F_REPLY] || !syn_q_reply_key_ok(v[F_REPLY]->str, v[F_REPLY]->len))
+    if (!syn_q_reply_key_ok(v[F_REPLY]->str, v[F_REPLY]->len))
         return syn_seterr(err, errlen, SYN_EFORMAT,
                           "job %s: field 'reply' must be a key syn:reply:{gateway}, found '%s'",
                           j->id, qf_show(v[F_REPLY], show, sizeof show));

@@ -325,7 +325,8 @@ TEST(queue_job_decode_rejects_bad_fields)
 {
     char err[512];
     CHECK_EQ_INT(decode_with("none", NULL, 0, err, sizeof err), SYN_OK);
-    expect_reject("id", NULL, 0, "'id'");
+    expect_reject("id", NULL, 0, "field 'id' is missing");
+    expect_reject("reply", NULL, 0, "field 'reply' is missing");
     expect_reject("id", "has space", 0, "'id' must be 1..100 characters");
     expect_reject("id", "a:b", 0, "found 'a:b'");
     expect_reject("model", "", 0, "'model'");
@@ -517,6 +518,18 @@ TEST(queue_event_roundtrip_binary_text)
     CHECK_EQ_STR(d.error_code, "server_error");
     freeReplyObject(r);
 
+    /* usage counts without a finish are kept too (found by fuzz_job_decode) */
+    ev.finish = NULL;
+    ev.prompt_tokens = 0;
+    ev.completion_tokens = 5;
+    CHECK_EQ_INT(syn_event_xadd_argv("syn:reply:{gw}", &ev, &a), SYN_OK);
+    r = argv_reply(&a, 6);
+    syn_q_argv_reset(&a);
+    CHECK_EQ_INT(syn_event_decode(r, &d, err, sizeof err), SYN_OK);
+    CHECK(d.finish == NULL);
+    CHECK_EQ_INT(d.completion_tokens, 5);
+    freeReplyObject(r);
+
     const char *finishes[] = {"stop", "length", "cancelled", "error"};
     for (int i = 0; i < 4; i++) {
         ev.finish = finishes[i];
@@ -558,7 +571,7 @@ TEST(queue_event_rejects_bad_fields)
         int n;
         const char *needle;
     } cases[] = {
-        {{{"pos", "0", 0}}, 1, "field 'job' must be"},
+        {{{"pos", "0", 0}}, 1, "field 'job' is missing"},
         {{{"job", "a b", 0}, {"pos", "0", 0}}, 2, "field 'job'"},
         {{{"job", "j", 0}}, 1, "field 'pos' is missing"},
         {{{"job", "j", 0}, {"pos", "-1", 0}}, 2, "field 'pos' must be an integer in [0, "},
