@@ -13,7 +13,9 @@
 int cmd_generate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_worker(int argc, char **argv); /* `synapse bench worker`, from cmd_bench.c */
 int cmd_worker(int argc, char **argv);
+int cmd_gateway(int argc, char **argv);
 int cmd_up(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 

@@ -22,6 +22,7 @@ struct command {
 static const struct command commands[] = {
     {"generate", cmd_generate, "generate text from a prompt with a local model"},
     {"model", cmd_model, "inspect a model: info, tokenize, perplexity, random"},
+    {"gateway", cmd_gateway, "run the OpenAI-compatible HTTP gateway in front of the workers"},
     {"worker", cmd_worker, "run a worker: take jobs from Redis, batch them, stream tokens"},
     {"bench", cmd_bench, "benchmarks: engine (decode/prefill tokens/s against memory bandwidth)"},
     {"version", cmd_version, "print the version"},
