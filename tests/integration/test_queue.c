@@ -243,7 +243,7 @@ TEST(queue_two_consumers_never_get_the_same_job)
         pids[k] = fork();
         CHECK(pids[k] >= 0);
         if (pids[k] == 0) {
-            char path[600], consumer[8];
+            char path[600], consumer[16];
             snprintf(path, sizeof path, "%s/got%d", syn_test_tmpdir(), k);
             snprintf(consumer, sizeof consumer, "w%d", k);
             FILE *f = fopen(path, "w");
@@ -746,7 +746,7 @@ TEST(queue_backlog_counts_waiting_and_pending)
     CHECK_EQ_INT(waiting, 0);
     CHECK_EQ_INT(pending, 0);
     for (int i = 0; i < 5; i++) {
-        char id[8];
+        char id[16];
         snprintf(id, sizeof id, "b%d", i);
         submit(c, id, i < 2 ? SYN_PRIO_HIGH : SYN_PRIO_NORMAL);
     }

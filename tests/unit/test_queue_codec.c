@@ -31,6 +31,11 @@ static redisReply *parse_resp(const char *buf, size_t n)
     return r;
 }
 
+static redisReply *parse_str(const char *resp)
+{
+    return parse_resp(resp, strlen(resp));
+}
+
 /* RESP array of bulk strings: argv[first..argc). */
 static redisReply *argv_reply(const struct syn_q_argv *a, int first)
 {
@@ -403,15 +408,15 @@ TEST(queue_job_decode_rejects_bad_fields)
     CHECK_EQ_INT(syn_job_decode(r, &j, err, sizeof err), SYN_EFORMAT);
     CHECK(strstr(err, "field 'prompt' appears twice"));
     freeReplyObject(r);
-    r = parse_resp("*3\r\n$2\r\nid\r\n$1\r\nx\r\n$5\r\nmodel\r\n", 37);
+    r = parse_str("*3\r\n$2\r\nid\r\n$1\r\nx\r\n$5\r\nmodel\r\n");
     CHECK_EQ_INT(syn_job_decode(r, &j, err, sizeof err), SYN_EFORMAT);
     CHECK(strstr(err, "odd number of elements"));
     freeReplyObject(r);
-    r = parse_resp("*2\r\n$2\r\nid\r\n:5\r\n", 16);
+    r = parse_str("*2\r\n$2\r\nid\r\n:5\r\n");
     CHECK_EQ_INT(syn_job_decode(r, &j, err, sizeof err), SYN_EFORMAT);
     CHECK(strstr(err, "must be strings"));
     freeReplyObject(r);
-    r = parse_resp("$-1\r\n", 5);
+    r = parse_str("$-1\r\n");
     CHECK_EQ_INT(syn_job_decode(r, &j, err, sizeof err), SYN_EFORMAT);
     CHECK(strstr(err, "expected an array of field/value pairs, found a non-array"));
     freeReplyObject(r);
