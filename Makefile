@@ -46,7 +46,8 @@ help:
 	@echo "make test-asan    run the tests against the sanitizer build"
 	@echo "make fuzz         run every libFuzzer target for FUZZ_SECONDS (default 15) each"
 	@echo "make bench        run the benchmarks in bench/"
-	@echo "make run          install, build and run the stack with MODEL (default stories260K)"
+	@echo "make run          install, build and run the whole stack (synapse up) with MODEL"
+	@echo "                  (default ../shared/models/stories260K.gguf) on PORT (default 8080)"
 	@echo "make format-check check formatting with .clang-format; make format rewrites"
 	@echo "make clean        remove build outputs"
 
@@ -109,9 +110,11 @@ fuzz: deps $(FUZZ_BINS)
 bench: all
 	@bench/run.sh
 
+# The whole stack on one machine: private Redis, gateway on PORT, autoscaled workers for MODEL.
+PORT ?= 8080
 run: deps
 	@$(MAKE) --no-print-directory $(BIN)
-	./$(BIN) generate -m $(MODEL) -n 256
+	./$(BIN) up --model $(MODEL) --port $(PORT)
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format-check:

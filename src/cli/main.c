@@ -20,6 +20,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"up", cmd_up, "the whole stack: private Redis, gateway, autoscaled local workers"},
     {"generate", cmd_generate, "generate text from a prompt with a local model"},
     {"model", cmd_model, "inspect a model: info, tokenize, perplexity, random"},
     {"gateway", cmd_gateway, "run the OpenAI-compatible HTTP gateway in front of the workers"},

@@ -1,0 +1,361 @@
+/*
+ * `synapse up`: the whole stack on one machine. A private redis-server (unix socket in a
+ * temporary directory) unless --redis names one, the gateway on the port, and a local worker
+ * pool for the model driven by the autoscaler: min_warm workers always up, more when the backlog
+ * needs them, the extra ones gone after --idle-timeout (scale to zero). Ctrl-C or SIGTERM stops
+ * everything it started (workers drain first) and removes the temporary directory.
+ */
+#include "cli.h"
+
+#include "synapse/chat.h"
+#include "synapse/error.h"
+#include "synapse/gguf.h"
+#include "synapse/gateway.h"
+#include "synapse/log.h"
+#include "synapse/queue.h"
+#include "synapse/workpool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG "up"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: synapse up [--model PATH] [--port N] [--redis URL] [options]\n\n"
+            "Starts the whole stack: a private redis-server (unless --redis is given), the\n"
+            "OpenAI-compatible gateway, and an autoscaled pool of local workers for the model.\n"
+            "Prints the URL and a curl example. Ctrl-C or SIGTERM stops every process it started.\n\n"
+            "Options (each also from SYNAPSE_<NAME> in the environment, e.g. SYNAPSE_MAX_WORKERS,\n"
+            "or from a config file of 'name = value' lines; flags win over the environment, which\n"
+            "wins over the file):\n"
+            "  -m, --model PATH         GGUF file or HF directory\n"
+            "                           (default ../shared/models/stories260K.gguf)\n"
+            "      --name NAME          the model's name in requests (default: file name)\n"
+            "  -p, --port N             gateway port (default 8080; 0 = any free port)\n"
+            "      --host ADDR          bind address (default 127.0.0.1)\n"
+            "      --redis URL          use this Redis instead of a private one\n"
+            "      --min-warm N         workers always up (default 1; 0 = scale to zero)\n"
+            "      --max-workers N      at most this many workers (default 2)\n"
+            "      --idle-timeout S     extra workers exit after S idle seconds (default 30)\n"
+            "      --max-seqs N         sequences batched per worker (default 16)\n"
+            "      --worker-threads N   engine threads per worker (default: all CPUs)\n"
+            "      --max-queue N        waiting requests per model before 429 (default 256)\n"
+            "      --api-keys FILE      require one of these Bearer keys (one per line)\n"
+            "      --chat-template NAME use this chat template (for models without one)\n"
+            "      --price-per-hour D   $ per worker-hour, for cost accounting (default 0)\n"
+            "      --log-dir DIR        worker logs (default: the temporary directory)\n"
+            "      --config FILE        read settings from FILE\n"
+            "  -h, --help               show this help\n");
+}
+
+/* Starts redis-server in dir; returns its pid or -1. */
+static pid_t start_redis(const char *dir, char *url, size_t cap)
+{
+    char sock[600], logf[600];
+    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+    snprintf(logf, sizeof logf, "%s/redis.log", dir);
+    snprintf(url, cap, "unix://%s", sock);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(1);
+        setpgid(0, 0); /* Ctrl-C goes to us; we stop redis last, after the workers drained */
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
+               "--unixsocketperm", "700", "--dir", dir, "--save", "", "--appendonly", "yes",
+               "--logfile", logf, (char *)NULL);
+        _exit(127);
+    }
+    struct syn_qclient *q = NULL;
+    char err[256];
+    for (int i = 0; i < 500; i++) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) return -1;
+        if (access(sock, F_OK) == 0 && syn_qclient_new(url, &q, err, sizeof err) == 0) {
+            syn_qclient_free(q);
+            return pid;
+        }
+        syn_qclient_free(q);
+        q = NULL;
+        struct timespec nap = {0, 10 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+static void rm_rf(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            rm_rf(sub);
+        }
+        if (d) closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* Whether the model carries a chat template (GGUF metadata; HF directories are assumed to). */
+static int has_chat_template(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 1;
+    struct syn_gguf *g = NULL;
+    char err[128];
+    if (syn_gguf_open(path, &g, err, sizeof err) != 0) return 0;
+    const char *s;
+    size_t len;
+    int yes = syn_gguf_get_str(g, "tokenizer.chat_template", &s, &len) == 0 && len > 0;
+    syn_gguf_free(g);
+    return yes;
+}
+
+static void hook_demand(void *ud, const char *model)
+{
+    (void)model;
+    syn_workpool_poke(ud);
+}
+
+static int hook_can_serve(void *ud, const char *model)
+{
+    (void)model;
+    return syn_workpool_can_serve(ud);
+}
+
+static void model_name(const char *path, char *out, size_t cap)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    size_t l = strlen(tmp);
+    while (l > 1 && tmp[l - 1] == '/') tmp[--l] = 0;
+    const char *b = strrchr(tmp, '/');
+    snprintf(out, cap, "%s", b ? b + 1 : tmp);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out) *dot = 0;
+    for (char *c = out; *c; c++)
+        if (!syn_q_name_ok((char[]){*c, 0})) *c = '_';
+}
+
+int cmd_up(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},         {"name", required_argument, 0, 'N'},
+        {"port", required_argument, 0, 'p'},          {"host", required_argument, 0, 'H'},
+        {"redis", required_argument, 0, 'r'},         {"min-warm", required_argument, 0, 'w'},
+        {"max-workers", required_argument, 0, 'x'},   {"idle-timeout", required_argument, 0, 'i'},
+        {"max-seqs", required_argument, 0, 's'},      {"worker-threads", required_argument, 0, 't'},
+        {"max-queue", required_argument, 0, 'q'},     {"api-keys", required_argument, 0, 'k'},
+        {"price-per-hour", required_argument, 0, 'P'}, {"log-dir", required_argument, 0, 'L'},
+        {"chat-template", required_argument, 0, 'C'}, {"config", required_argument, 0, 'c'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *cmd = "up";
+    const char *config = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9)) config = argv[i] + 9;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
+    }
+    if (!config) config = getenv("SYNAPSE_CONFIG");
+    int xargc;
+    char **xargv;
+    if (cli_expand_args(cmd, argc, argv, opts, config, &xargc, &xargv)) return 2;
+
+    const char *model = "../shared/models/stories260K.gguf", *name = NULL, *host = "127.0.0.1";
+    const char *redis = NULL, *keys = NULL, *log_dir = NULL, *tmpl = NULL;
+    long port = 8080, min_warm = 1, max_workers = 2, max_seqs = 16, threads = 0, max_queue = 256;
+    double idle = 30, price = 0;
+    int c, rc = 2;
+    optind = 1;
+    while ((c = cli_getopt(cmd, xargc, xargv, "m:p:h", opts)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'N': name = optarg; break;
+        case 'H': host = optarg; break;
+        case 'r': redis = optarg; break;
+        case 'k': keys = optarg; break;
+        case 'L': log_dir = optarg; break;
+        case 'C': tmpl = optarg; break;
+        case 'c': break;
+        case 'p':
+            if (cli_parse_long(cmd, "--port", optarg, 0, 65535, &port)) goto out;
+            break;
+        case 'w':
+            if (cli_parse_long(cmd, "--min-warm", optarg, 0, 256, &min_warm)) goto out;
+            break;
+        case 'x':
+            if (cli_parse_long(cmd, "--max-workers", optarg, 0, 256, &max_workers)) goto out;
+            break;
+        case 's':
+            if (cli_parse_long(cmd, "--max-seqs", optarg, 1, 4096, &max_seqs)) goto out;
+            break;
+        case 't':
+            if (cli_parse_long(cmd, "--worker-threads", optarg, 0, 1024, &threads)) goto out;
+            break;
+        case 'q':
+            if (cli_parse_long(cmd, "--max-queue", optarg, 1, 1 << 20, &max_queue)) goto out;
+            break;
+        case 'i':
+            if (cli_parse_double(cmd, "--idle-timeout", optarg, 0, 1e9, &idle)) goto out;
+            break;
+        case 'P':
+            if (cli_parse_double(cmd, "--price-per-hour", optarg, 0, 1e6, &price)) goto out;
+            break;
+        case 'h': usage(stdout); rc = 0; goto out;
+        default: goto out;
+        }
+    }
+    if (optind < xargc) {
+        cli_usage_error(cmd, "unexpected argument '%s'", xargv[optind]);
+        goto out;
+    }
+    if (min_warm > max_workers) {
+        cli_usage_error(cmd, "--min-warm (%ld) cannot exceed --max-workers (%ld)", min_warm,
+                        max_workers);
+        goto out;
+    }
+    if (access(model, R_OK) != 0) {
+        fprintf(stderr, "synapse up: cannot read model '%s': %s\n", model, strerror(errno));
+        rc = 1;
+        goto out;
+    }
+    char name_buf[101];
+    if (!name) {
+        model_name(model, name_buf, sizeof name_buf);
+        name = name_buf;
+    }
+    if (!syn_q_name_ok(name)) {
+        cli_usage_error(cmd, "--name '%s' must be 1-100 characters of [A-Za-z0-9._-]", name);
+        goto out;
+    }
+    rc = 1;
+
+    /* everything we start is stopped on the way out, in reverse order */
+    char dir[256] = "", url[700] = "";
+    pid_t redis_pid = -1;
+    struct syn_workpool *pool = NULL;
+    struct syn_gateway *gw = NULL;
+    char err[512];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/synapse-up-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "synapse up: cannot create a temporary directory: %s\n", strerror(errno));
+        dir[0] = 0;
+        goto stop;
+    }
+    if (redis) {
+        snprintf(url, sizeof url, "%s", redis);
+    } else {
+        redis_pid = start_redis(dir, url, sizeof url);
+        if (redis_pid < 0) {
+            fprintf(stderr, "synapse up: could not start redis-server (is it installed? "
+                            "scripts/install-deps.sh installs it)\n");
+            goto stop;
+        }
+    }
+    struct syn_workpool_params wp = syn_workpool_default_params();
+    wp.model_path = model;
+    wp.model_name = name;
+    wp.redis_url = url;
+    wp.policy.min_warm = (int)min_warm;
+    wp.policy.max_workers = (int)max_workers;
+    wp.policy.slots_per_worker = (int)max_seqs;
+    wp.policy.idle_timeout_s = idle;
+    wp.worker_threads = (int)threads;
+    wp.log_dir = log_dir ? log_dir : dir;
+    wp.price_per_hour = price;
+    char wargs[160] = "";
+    if (tmpl) {
+        if (syn_chat_from_name(tmpl) < 0) {
+            cli_usage_error(cmd, "--chat-template: unknown template '%s' (known: %s)", tmpl,
+                            syn_chat_known_names());
+            rc = 2;
+            goto stop;
+        }
+        snprintf(wargs, sizeof wargs, "--chat-template %s", tmpl);
+        wp.worker_args = wargs;
+    }
+    if (syn_workpool_new(&wp, &pool, err, sizeof err)) {
+        fprintf(stderr, "synapse up: %s\n", err);
+        goto stop;
+    }
+    struct syn_gateway_params gp = syn_gateway_default_params();
+    const char *models[1] = {name};
+    gp.redis_url = url;
+    gp.models = models;
+    gp.n_models = 1;
+    gp.host = host;
+    gp.port = (int)port;
+    gp.api_keys_file = keys;
+    gp.max_queue = (int)max_queue;
+    gp.hooks.on_demand = hook_demand;
+    gp.hooks.can_serve = hook_can_serve;
+    gp.hooks.ud = pool;
+    gp.handle_signals = 1;
+    if (syn_gateway_new(&gp, &gw, err, sizeof err)) {
+        fprintf(stderr, "synapse up: %s\n", err);
+        goto stop;
+    }
+    int bound = syn_gateway_port(gw);
+    printf("Synapse is up: model '%s' at http://%s:%d/v1 (Redis %s, %ld..%ld workers, "
+           "logs in %s)\nTry:\n",
+           name, host, bound, url, min_warm, max_workers, wp.log_dir);
+    if (tmpl || has_chat_template(model))
+        printf("  curl http://%s:%d/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+               "    -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":"
+               "\"Tell me a story\"}],\"max_tokens\":64}'\n",
+               host, bound, name);
+    else
+        printf("  curl http://%s:%d/v1/completions -H 'Content-Type: application/json' \\\n"
+               "    -d '{\"model\":\"%s\",\"prompt\":\"Once upon a time\",\"max_tokens\":64}'\n"
+               "  (this model has no chat template: /v1/chat/completions needs "
+               "--chat-template NAME)\n",
+               host, bound, name);
+    printf("Press Ctrl-C to stop.\n");
+    fflush(stdout);
+    rc = syn_gateway_run(gw) == 0 ? 0 : 1;
+    syn_info(LOG, "stopping");
+stop:
+    if (gw) syn_gateway_free(gw);
+    if (pool) syn_workpool_free(pool, 15.0);
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        for (int i = 0; i < 300 && waitpid(redis_pid, NULL, WNOHANG) != redis_pid; i++) {
+            struct timespec nap = {0, 10 * 1000 * 1000};
+            nanosleep(&nap, NULL);
+            if (i == 299) {
+                kill(redis_pid, SIGKILL);
+                waitpid(redis_pid, NULL, 0);
+            }
+        }
+    }
+    if (dir[0]) rm_rf(dir);
+out:
+    cli_free_args(xargc, xargv);
+    return rc;
+}
