@@ -9,7 +9,8 @@
  * When a call finds that a connection which worked has been closed under it (Redis restarted,
  * a proxy dropped an idle socket), it is made once more at once on a fresh connection, so that
  * callers rarely see the restart at all. An error reply does not drop the connection.
- * Not thread-safe: one client per thread.
+ * Not thread-safe: one client per thread. hiredis writes with write(2), so the process must
+ * ignore SIGPIPE or a Redis that dies can kill it.
  */
 #include "queue_impl.h"
 
@@ -41,8 +42,10 @@ int qc_fail(struct syn_qclient *c, int code, const char *fmt, ...)
 /* "host:port" or the socket path, for messages. */
 static const char *where(const struct syn_qclient *c, char *buf, size_t cap)
 {
-    if (c->is_unix) snprintf(buf, cap, "unix:%s", c->path);
-    else snprintf(buf, cap, "%s:%d", c->host, c->port);
+    if (c->is_unix)
+        snprintf(buf, cap, "unix:%s", c->path);
+    else
+        snprintf(buf, cap, "%s:%d", c->host, c->port);
     return buf;
 }
 
@@ -119,8 +122,7 @@ static int parse_redis_url(struct syn_qclient *c, const char *rest)
 
 static int parse_url(struct syn_qclient *c, const char *url, char *err, size_t errlen)
 {
-    if (!url || !*url)
-        return syn_seterr(err, errlen, SYN_EINVAL, "queue: no Redis URL given");
+    if (!url || !*url) return syn_seterr(err, errlen, SYN_EINVAL, "queue: no Redis URL given");
     if (strncmp(url, "rediss://", 9) == 0)
         return syn_seterr(err, errlen, SYN_EUNSUPPORTED,
                           "queue: '%s' asks for TLS, which this build (hiredis 0.14) lacks; use "
@@ -180,14 +182,13 @@ static int qc_connect(struct syn_qclient *c)
     char w[600];
     int64_t now = qc_mono_ms();
     c->last_try_ms = now;
-    redisContext *ctx = c->is_unix
-                            ? redisConnectUnixWithTimeout(c->path, ms_tv(QC_CONNECT_TIMEOUT_MS))
-                            : redisConnectWithTimeout(c->host, c->port,
-                                                      ms_tv(QC_CONNECT_TIMEOUT_MS));
+    redisContext *ctx =
+        c->is_unix ? redisConnectUnixWithTimeout(c->path, ms_tv(QC_CONNECT_TIMEOUT_MS))
+                   : redisConnectWithTimeout(c->host, c->port, ms_tv(QC_CONNECT_TIMEOUT_MS));
     int rc = SYN_OK;
     if (!ctx || ctx->err) {
-        rc = qc_fail(c, SYN_EIO, "queue: cannot connect to Redis at %s: %s",
-                     where(c, w, sizeof w), ctx ? ctx->errstr : "out of memory");
+        rc = qc_fail(c, SYN_EIO, "queue: cannot connect to Redis at %s: %s", where(c, w, sizeof w),
+                     ctx ? ctx->errstr : "out of memory");
         goto out;
     }
     if (redisSetTimeout(ctx, ms_tv(c->timeout_ms)) != REDIS_OK) {
@@ -210,7 +211,8 @@ out:
         if (ctx) redisFree(ctx);
         c->errors++;
         c->next_try_ms = now + c->backoff_ms;
-        c->backoff_ms = c->backoff_ms * 2 > QC_BACKOFF_MAX_MS ? QC_BACKOFF_MAX_MS : c->backoff_ms * 2;
+        c->backoff_ms =
+            c->backoff_ms * 2 > QC_BACKOFF_MAX_MS ? QC_BACKOFF_MAX_MS : c->backoff_ms * 2;
         return rc;
     }
     c->ctx = ctx;
@@ -382,8 +384,8 @@ int qc_reply_error(struct syn_qclient *c, const redisReply *r, const char *what)
 
 int qc_transient(const redisReply *r)
 {
-    static const char *const prefixes[] = {"LOADING",     "BUSY",        "OOM",
-                                           "READONLY",    "MASTERDOWN",  "TRYAGAIN",
+    static const char *const prefixes[] = {"LOADING",     "BUSY",       "OOM",
+                                           "READONLY",    "MASTERDOWN", "TRYAGAIN",
                                            "CLUSTERDOWN", "NOREPLICAS", "MISCONF"};
     if (!r || r->type != REDIS_REPLY_ERROR) return 0;
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)

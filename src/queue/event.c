@@ -55,8 +55,7 @@ int syn_event_xadd_argv(const char *reply_key, const struct syn_event *ev, struc
         goto fail;
     if (ev->logprobs && ((rc = qa_pushs(a, "logprobs")) || (rc = qa_pushs(a, ev->logprobs))))
         goto fail;
-    if (ev->finish && ((rc = qa_pushs(a, "finish")) || (rc = qa_pushs(a, ev->finish))))
-        goto fail;
+    if (ev->finish && ((rc = qa_pushs(a, "finish")) || (rc = qa_pushs(a, ev->finish)))) goto fail;
     /* the usage counts belong on the finishing event, but whatever is set is written */
     if ((ev->finish || ev->prompt_tokens || ev->completion_tokens) &&
         ((rc = qa_pushs(a, "prompt_tokens")) || (rc = qa_pushf(a, "%d", ev->prompt_tokens)) ||
@@ -74,12 +73,22 @@ fail:
 }
 
 enum ev_field {
-    E_JOB, E_POS, E_N, E_TEXT, E_LOGPROBS, E_FINISH, E_PROMPT_TOKENS, E_COMPLETION_TOKENS,
-    E_ERROR, E_CODE, E_ATTEMPT, E_COUNT
+    E_JOB,
+    E_POS,
+    E_N,
+    E_TEXT,
+    E_LOGPROBS,
+    E_FINISH,
+    E_PROMPT_TOKENS,
+    E_COMPLETION_TOKENS,
+    E_ERROR,
+    E_CODE,
+    E_ATTEMPT,
+    E_COUNT
 };
 
 static const char *const ev_field_names[E_COUNT] = {
-    "job", "pos", "n", "text", "logprobs", "finish", "prompt_tokens", "completion_tokens",
+    "job",   "pos",  "n",       "text", "logprobs", "finish", "prompt_tokens", "completion_tokens",
     "error", "code", "attempt",
 };
 
@@ -118,7 +127,7 @@ int syn_event_decode(const struct redisReply *fields, struct syn_event *ev, char
     if (!fields || fields->type != REDIS_REPLY_ARRAY || fields->elements % 2 != 0)
         return syn_seterr(err, errlen, SYN_EFORMAT,
                           "event: expected an array of field/value pairs, found %s",
-                          !fields                              ? "nothing"
+                          !fields                             ? "nothing"
                           : fields->type != REDIS_REPLY_ARRAY ? "a non-array"
                                                               : "an odd number of elements");
     for (size_t i = 0; i < fields->elements; i += 2) {

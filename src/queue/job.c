@@ -34,7 +34,10 @@ int qf_is(const redisReply *r, const char *s)
 const char *qf_show(const redisReply *v, char *buf, size_t cap)
 {
     if (!v || v->type != REDIS_REPLY_STRING) {
-        snprintf(buf, cap, "%s", !v ? "nothing" : v->type == REDIS_REPLY_NIL ? "nil" : "a non-string");
+        snprintf(buf, cap, "%s",
+                 !v                           ? "nothing"
+                 : v->type == REDIS_REPLY_NIL ? "nil"
+                                              : "a non-string");
         return buf;
     }
     size_t o = 0;
@@ -44,8 +47,10 @@ const char *qf_show(const redisReply *v, char *buf, size_t cap)
             o += (size_t)snprintf(buf + o, cap - o, "...");
             break;
         }
-        if (ch >= 0x20 && ch < 0x7f && ch != '\'' && ch != '\\') buf[o++] = (char)ch;
-        else o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
+        if (ch >= 0x20 && ch < 0x7f && ch != '\'' && ch != '\\')
+            buf[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
     }
     buf[o < cap ? o : cap - 1] = 0;
     return buf;
@@ -207,8 +212,9 @@ int syn_job_validate(const struct syn_job *j, char *err, size_t errlen)
     int rc = syn_sampling_validate(&j->sampling, err, errlen);
     if (rc) return rc;
     if (j->max_tokens < 1 || j->max_tokens > JOB_MAX_TOKENS_OUT)
-        return syn_seterr(err, errlen, SYN_EINVAL, "job %s: max_tokens must be in [1, %d], found %d",
-                          j->id, JOB_MAX_TOKENS_OUT, j->max_tokens);
+        return syn_seterr(err, errlen, SYN_EINVAL,
+                          "job %s: max_tokens must be in [1, %d], found %d", j->id,
+                          JOB_MAX_TOKENS_OUT, j->max_tokens);
     if (j->n_stop < 0 || j->n_stop > SYN_Q_MAX_STOP)
         return syn_seterr(err, errlen, SYN_EINVAL, "job %s: at most %d stop strings, found %d",
                           j->id, SYN_Q_MAX_STOP, j->n_stop);
@@ -292,8 +298,7 @@ int syn_job_xadd_argv(const struct syn_job *j, struct syn_q_argv *a)
     int rc;
     if ((rc = qa_pushs(a, "XADD")) || (rc = qa_pushf(a, "%s", key)) || (rc = qa_pushs(a, "*")) ||
         (rc = qa_pushs(a, "id")) || (rc = qa_pushs(a, j->id)) || (rc = qa_pushs(a, "model")) ||
-        (rc = qa_pushs(a, j->model)) || (rc = qa_pushs(a, "reply")) ||
-        (rc = qa_pushs(a, j->reply)))
+        (rc = qa_pushs(a, j->model)) || (rc = qa_pushs(a, "reply")) || (rc = qa_pushs(a, j->reply)))
         goto fail;
     if (j->prompt && ((rc = qa_pushs(a, "prompt")) || (rc = qa_pushs(a, j->prompt)))) goto fail;
     if (j->messages && ((rc = qa_pushs(a, "messages")) || (rc = qa_pushs(a, j->messages))))
@@ -328,15 +333,53 @@ fail:
 /* ---- decoding ---- */
 
 enum job_field {
-    F_ID, F_MODEL, F_REPLY, F_PROMPT, F_MESSAGES, F_TOKENS, F_MAX_TOKENS, F_TEMPERATURE,
-    F_TOP_P, F_TOP_K, F_MIN_P, F_REPETITION, F_FREQUENCY, F_PRESENCE, F_SEED, F_STOP,
-    F_LOGPROBS, F_TOP_LOGPROBS, F_DEADLINE, F_PRIORITY, F_CREATED, F_ATTEMPT, F_COUNT
+    F_ID,
+    F_MODEL,
+    F_REPLY,
+    F_PROMPT,
+    F_MESSAGES,
+    F_TOKENS,
+    F_MAX_TOKENS,
+    F_TEMPERATURE,
+    F_TOP_P,
+    F_TOP_K,
+    F_MIN_P,
+    F_REPETITION,
+    F_FREQUENCY,
+    F_PRESENCE,
+    F_SEED,
+    F_STOP,
+    F_LOGPROBS,
+    F_TOP_LOGPROBS,
+    F_DEADLINE,
+    F_PRIORITY,
+    F_CREATED,
+    F_ATTEMPT,
+    F_COUNT
 };
 
 static const char *const job_field_names[F_COUNT] = {
-    "id", "model", "reply", "prompt", "messages", "tokens", "max_tokens", "temperature",
-    "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty",
-    "seed", "stop", "logprobs", "top_logprobs", "deadline_ms", "priority", "created_ms",
+    "id",
+    "model",
+    "reply",
+    "prompt",
+    "messages",
+    "tokens",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "stop",
+    "logprobs",
+    "top_logprobs",
+    "deadline_ms",
+    "priority",
+    "created_ms",
     "attempt",
 };
 
@@ -449,15 +492,14 @@ int syn_job_decode(const struct redisReply *fields, struct syn_job *j, char *err
     if (!fields || fields->type != REDIS_REPLY_ARRAY || fields->elements % 2 != 0)
         return syn_seterr(err, errlen, SYN_EFORMAT,
                           "job: expected an array of field/value pairs, found %s",
-                          !fields                              ? "nothing"
+                          !fields                             ? "nothing"
                           : fields->type != REDIS_REPLY_ARRAY ? "a non-array"
                                                               : "an odd number of elements");
     for (size_t i = 0; i < fields->elements; i += 2) {
         const redisReply *k = fields->element[i], *val = fields->element[i + 1];
         if (!k || k->type != REDIS_REPLY_STRING || !val || val->type != REDIS_REPLY_STRING)
             return syn_seterr(err, errlen, SYN_EFORMAT,
-                              "job: element %zu and %zu must be strings (field, value)", i,
-                              i + 1);
+                              "job: element %zu and %zu must be strings (field, value)", i, i + 1);
         for (int f = 0; f < F_COUNT; f++) {
             if (!qf_is(k, job_field_names[f])) continue;
             if (v[f])
@@ -518,11 +560,11 @@ int syn_job_decode(const struct redisReply *fields, struct syn_job *j, char *err
     if (v[F_REPETITION] && (rc = field_float(v[F_REPETITION], "repetition_penalty",
                                              &s->repetition_penalty, err, errlen)))
         goto fail;
-    if (v[F_FREQUENCY] && (rc = field_float(v[F_FREQUENCY], "frequency_penalty",
-                                            &s->frequency_penalty, err, errlen)))
+    if (v[F_FREQUENCY] &&
+        (rc = field_float(v[F_FREQUENCY], "frequency_penalty", &s->frequency_penalty, err, errlen)))
         goto fail;
-    if (v[F_PRESENCE] && (rc = field_float(v[F_PRESENCE], "presence_penalty",
-                                           &s->presence_penalty, err, errlen)))
+    if (v[F_PRESENCE] &&
+        (rc = field_float(v[F_PRESENCE], "presence_penalty", &s->presence_penalty, err, errlen)))
         goto fail;
     if (v[F_TOP_K]) {
         if ((rc = field_int(v[F_TOP_K], "top_k", 0, INT_MAX, &x, err, errlen))) goto fail;

@@ -20,8 +20,8 @@ static int name_ok_len(const char *s, size_t n)
     if (n < 1 || n > 100) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                 (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '.' || ch == '_' || ch == '-';
         if (!ok) return 0;
     }
     return 1;
@@ -52,8 +52,7 @@ static int key1(char *buf, size_t cap, const char *fmt, const char *name)
 int syn_q_key_jobs(char *buf, size_t cap, const char *model, int priority)
 {
     if (priority != SYN_PRIO_NORMAL && priority != SYN_PRIO_HIGH) return -1;
-    return key1(buf, cap, priority == SYN_PRIO_HIGH ? "syn:{%s}:jobs:hi" : "syn:{%s}:jobs",
-                model);
+    return key1(buf, cap, priority == SYN_PRIO_HIGH ? "syn:{%s}:jobs:hi" : "syn:{%s}:jobs", model);
 }
 
 int syn_q_key_dead(char *buf, size_t cap, const char *model)

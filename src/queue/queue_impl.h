@@ -34,28 +34,28 @@
 #define QC_BACKOFF_MAX_MS     2000
 
 struct syn_qclient {
-    redisContext *ctx;       /* the connection; NULL while disconnected. owned */
-    int is_unix;             /* 1: connect to path, 0: to host:port */
-    char host[256];          /* TCP host name or address */
-    int port;                /* TCP port */
-    char path[512];          /* unix socket path */
-    int db;                  /* database to SELECT after connecting (0: none) */
-    char user[128];          /* AUTH user ("" = the default user) */
-    char pass[256];          /* AUTH password ("" = no AUTH) */
-    int timeout_ms;          /* command timeout: no read or write waits longer */
-    int64_t last_try_ms;     /* monotonic ms of the last connect attempt (0: none yet) */
-    int64_t next_try_ms;     /* monotonic ms before which ensure does not try to connect */
-    int backoff_ms;          /* wait after the next failed connect; doubles up to the max */
-    int ever_connected;      /* 1 once a connect succeeded: later successes are reconnects */
-    int lost_live;           /* this call lost a working connection (EOF/reset): retry once */
-    uint64_t errors;         /* failed connects and dropped connections */
-    uint64_t reconnects;     /* successful connects after the first */
-    char errstr[256];        /* the last failure, for syn_qclient_errstr */
+    redisContext *ctx;   /* the connection; NULL while disconnected. owned */
+    int is_unix;         /* 1: connect to path, 0: to host:port */
+    char host[256];      /* TCP host name or address */
+    int port;            /* TCP port */
+    char path[512];      /* unix socket path */
+    int db;              /* database to SELECT after connecting (0: none) */
+    char user[128];      /* AUTH user ("" = the default user) */
+    char pass[256];      /* AUTH password ("" = no AUTH) */
+    int timeout_ms;      /* command timeout: no read or write waits longer */
+    int64_t last_try_ms; /* monotonic ms of the last connect attempt (0: none yet) */
+    int64_t next_try_ms; /* monotonic ms before which ensure does not try to connect */
+    int backoff_ms;      /* wait after the next failed connect; doubles up to the max */
+    int ever_connected;  /* 1 once a connect succeeded: later successes are reconnects */
+    int lost_live;       /* this call lost a working connection (EOF/reset): retry once */
+    uint64_t errors;     /* failed connects and dropped connections */
+    uint64_t reconnects; /* successful connects after the first */
+    char errstr[256];    /* the last failure, for syn_qclient_errstr */
 
     /* claim state (per client, for the model last claimed from) */
-    char state_model[101];   /* the model the fields below belong to */
-    int hi_streak;           /* claims in a row that high-priority jobs filled completely */
-    char cursor[2][48];      /* XAUTOCLAIM cursor per priority ("0-0" = from the start) */
+    char state_model[101]; /* the model the fields below belong to */
+    int hi_streak;         /* claims in a row that high-priority jobs filled completely */
+    char cursor[2][48];    /* XAUTOCLAIM cursor per priority ("0-0" = from the start) */
 };
 
 /* ---- argv building (keys.c) ---- */

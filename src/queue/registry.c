@@ -37,11 +37,10 @@ static int heartbeat_once(struct syn_qclient *c, const struct syn_worker_info *w
         qa_pushf(&a, "%d", w->free_slots) || qa_pushs(&a, "kv_blocks_free") ||
         qa_pushf(&a, "%d", w->kv_blocks_free) || qa_pushs(&a, "kv_blocks_total") ||
         qa_pushf(&a, "%d", w->kv_blocks_total) || qa_pushs(&a, "heartbeat_ms") ||
-        qa_pushs(&a, hb) || qa_pushs(&a, "started_ms") ||
-        qa_pushf(&a, "%" PRId64, w->started_ms) || qa_pushs(&a, "cold_start_s") ||
-        qa_pushf(&a, "%.17g", w->cold_start_s) || qa_pushs(&a, "jobs_done") ||
-        qa_pushf(&a, "%" PRIu64, w->jobs_done) || qa_pushs(&a, "tokens_out") ||
-        qa_pushf(&a, "%" PRIu64, w->tokens_out))
+        qa_pushs(&a, hb) || qa_pushs(&a, "started_ms") || qa_pushf(&a, "%" PRId64, w->started_ms) ||
+        qa_pushs(&a, "cold_start_s") || qa_pushf(&a, "%.17g", w->cold_start_s) ||
+        qa_pushs(&a, "jobs_done") || qa_pushf(&a, "%" PRIu64, w->jobs_done) ||
+        qa_pushs(&a, "tokens_out") || qa_pushf(&a, "%" PRIu64, w->tokens_out))
         return qc_fail(c, SYN_EINVAL, "queue: heartbeat of %s does not fit an argv", w->id);
     const char *pexp[] = {"PEXPIRE", key, ttl};
     const char *zadd[] = {"ZADD", set, hb, w->id};
@@ -105,8 +104,9 @@ int syn_worker_decode(const struct redisReply *h, struct syn_worker_info *w, cha
     if (!h || h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
         return syn_seterr(err, errlen, SYN_EFORMAT,
                           "worker: expected a hash (field/value array), found %s",
-                          !h ? "nothing" : h->type != REDIS_REPLY_ARRAY ? "a non-array"
-                                                                        : "an odd count");
+                          !h                             ? "nothing"
+                          : h->type != REDIS_REPLY_ARRAY ? "a non-array"
+                                                         : "an odd count");
     int have_id = 0, have_model = 0;
     for (size_t i = 0; i < h->elements; i += 2) {
         const redisReply *k = h->element[i], *v = h->element[i + 1];
@@ -137,11 +137,12 @@ int syn_worker_decode(const struct redisReply *h, struct syn_worker_info *w, cha
                 w->cold_start_s = strtod(tmp, NULL); /* the syntax was checked above */
             }
         } else {
-            static const char *const ints[] = {"state",     "pid",           "max_seqs",
-                                               "running",   "free_slots",    "kv_blocks_free",
+            static const char *const ints[] = {"state",          "pid",        "max_seqs",
+                                               "running",        "free_slots", "kv_blocks_free",
                                                "kv_blocks_total"};
-            int *dst[] = {&w->state,      &w->pid,           &w->max_seqs,       &w->running,
-                          &w->free_slots, &w->kv_blocks_free, &w->kv_blocks_total};
+            int *dst[] = {&w->state,          &w->pid,        &w->max_seqs,
+                          &w->running,        &w->free_slots, &w->kv_blocks_free,
+                          &w->kv_blocks_total};
             for (size_t f = 0; f < sizeof ints / sizeof ints[0]; f++) {
                 if (!qf_is(k, ints[f])) continue;
                 bad = qf_i64(v, INT_MIN, INT_MAX, &x) != 0;
@@ -158,8 +159,8 @@ int syn_worker_decode(const struct redisReply *h, struct syn_worker_info *w, cha
     return SYN_OK;
 }
 
-static int list_once(struct syn_qclient *c, const char *model, struct syn_worker_info *out,
-                     int cap, int *count)
+static int list_once(struct syn_qclient *c, const char *model, struct syn_worker_info *out, int cap,
+                     int *count)
 {
     char set[160], key[160];
     redisReply *ids = NULL, **h = NULL;
@@ -203,8 +204,7 @@ static int list_once(struct syn_qclient *c, const char *model, struct syn_worker
             gone[n_gone++] = id->str; /* expired: the worker stopped heartbeating */
             continue;
         }
-        if (syn_worker_decode(hr, &w, NULL, 0) != SYN_OK || strcmp(w.id, id->str) != 0)
-            continue;
+        if (syn_worker_decode(hr, &w, NULL, 0) != SYN_OK || strcmp(w.id, id->str) != 0) continue;
         if (strcmp(w.model, model) != 0) {
             gone[n_gone++] = id->str; /* the id now serves another model */
             continue;
@@ -263,17 +263,22 @@ static int group_backlog(struct syn_qclient *c, const redisReply *info, const re
         const redisReply *name = NULL, *pend = NULL, *lag = NULL;
         if (grp->type != REDIS_REPLY_ARRAY) continue;
         for (size_t i = 0; i + 1 < grp->elements; i += 2) {
-            if (qf_is(grp->element[i], "name")) name = grp->element[i + 1];
-            else if (qf_is(grp->element[i], "pending")) pend = grp->element[i + 1];
-            else if (qf_is(grp->element[i], "lag")) lag = grp->element[i + 1];
+            if (qf_is(grp->element[i], "name"))
+                name = grp->element[i + 1];
+            else if (qf_is(grp->element[i], "pending"))
+                pend = grp->element[i + 1];
+            else if (qf_is(grp->element[i], "lag"))
+                lag = grp->element[i + 1];
         }
         if (!qf_is(name, SYN_Q_GROUP)) continue;
         int64_t p = pend && pend->type == REDIS_REPLY_INTEGER ? pend->integer : 0;
         *pending += p;
         /* lag is nil when Redis cannot count it (entries deleted past the group's position);
          * we delete what is acknowledged, so every entry is either waiting or pending */
-        if (lag && lag->type == REDIS_REPLY_INTEGER) *waiting += lag->integer;
-        else *waiting += len - p > 0 ? len - p : 0;
+        if (lag && lag->type == REDIS_REPLY_INTEGER)
+            *waiting += lag->integer;
+        else
+            *waiting += len - p > 0 ? len - p : 0;
         return SYN_OK;
     }
     *waiting += len; /* no group yet: everything waits */

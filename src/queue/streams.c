@@ -31,10 +31,10 @@
 
 /* An argv that grows, for commands with one argument per job or per raw field. */
 struct dyn_argv {
-    int argc;           /* arguments so far */
-    int cap;            /* room in argv and len */
-    const char **argv;  /* pointers to strings that outlive the append. owned (the array) */
-    size_t *len;        /* their lengths. owned */
+    int argc;          /* arguments so far */
+    int cap;           /* room in argv and len */
+    const char **argv; /* pointers to strings that outlive the append. owned (the array) */
+    size_t *len;       /* their lengths. owned */
 };
 
 static int dyn_init(struct dyn_argv *d, int cap)
@@ -104,8 +104,10 @@ static int check_replies(struct syn_qclient *c, redisReply **r, int n, const cha
     int rc = SYN_OK;
     for (int i = 0; i < n; i++) {
         if (!r[i] || r[i]->type != REDIS_REPLY_ERROR) continue;
-        if (qc_transient(r[i])) rc = qc_reply_error(c, r[i], what);
-        else syn_warn(QC_LOG, "%s: %s", what, r[i]->str);
+        if (qc_transient(r[i]))
+            rc = qc_reply_error(c, r[i], what);
+        else
+            syn_warn(QC_LOG, "%s: %s", what, r[i]->str);
     }
     return rc;
 }
@@ -190,8 +192,10 @@ static int submit_once(struct syn_qclient *c, struct syn_job *j)
     rc = qc_command(c, &a, &r);
     syn_q_argv_reset(&a);
     if (rc) return rc;
-    if (r->type != REDIS_REPLY_STRING || r->len >= sizeof j->entry) rc = qc_reply_error(c, r, "XADD");
-    else memcpy(j->entry, r->str, r->len + 1);
+    if (r->type != REDIS_REPLY_STRING || r->len >= sizeof j->entry)
+        rc = qc_reply_error(c, r, "XADD");
+    else
+        memcpy(j->entry, r->str, r->len + 1);
     freeReplyObject(r);
     return rc;
 }
@@ -243,9 +247,10 @@ int qs_append_discard(struct syn_qclient *c, const char *model, int priority, co
         dyn_pushs(&d, "~");
         dyn_pushs(&d, SYN_Q_DEAD_MAXLEN);
         dyn_pushs(&d, "*");
-        for (int i = 0; i < raw; i++) dyn_push(&d, fields->element[i]->str, fields->element[i]->len);
-        const char *tail[] = {"error", msg, "code", code, "attempts", num[0], "entry", entry,
-                              "stream", key, "dead_ms", num[1]};
+        for (int i = 0; i < raw; i++)
+            dyn_push(&d, fields->element[i]->str, fields->element[i]->len);
+        const char *tail[] = {"error", msg,   "code",   code, "attempts", num[0],
+                              "entry", entry, "stream", key,  "dead_ms",  num[1]};
         for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++) dyn_pushs(&d, tail[i]);
         const char *multi[] = {"MULTI", NULL};
         rc = append_strs(c, multi);
@@ -276,8 +281,10 @@ int qs_append_discard(struct syn_qclient *c, const char *model, int priority, co
         ev.error_code = code;
         ev.attempt = attempts;
         rc = append_event(c, reply, &ev);
-        if (rc > 0) n += rc;
-        else if (!c->ctx) return rc; /* the connection went: nothing is waiting for replies */
+        if (rc > 0)
+            n += rc;
+        else if (!c->ctx)
+            return rc; /* the connection went: nothing is waiting for replies */
     }
     return n;
 }
@@ -299,8 +306,7 @@ static int accept_entry(struct syn_qclient *c, const char *model, int priority,
     if (rc != SYN_OK) {
         syn_warn(QC_LOG, "entry %s of model %s is not a valid job (%s); moved to the dead letters",
                  entry, model, err);
-        n = qs_append_discard(c, model, priority, entry, fields, 1, deliveries, "bad_request",
-                              err);
+        n = qs_append_discard(c, model, priority, entry, fields, 1, deliveries, "bad_request", err);
         goto discarded;
     }
     memcpy(dst->entry, entry, id->len + 1);
@@ -318,8 +324,9 @@ static int accept_entry(struct syn_qclient *c, const char *model, int priority,
     }
     int64_t now = syn_unix_ms();
     if (dst->deadline_ms > 0 && now > dst->deadline_ms) {
-        snprintf(msg, sizeof msg, "job %s: its deadline passed %" PRId64 " ms before it could start",
-                 dst->id, now - dst->deadline_ms);
+        snprintf(msg, sizeof msg,
+                 "job %s: its deadline passed %" PRId64 " ms before it could start", dst->id,
+                 now - dst->deadline_ms);
         syn_info(QC_LOG, "%s", msg);
         n = qs_append_discard(c, model, priority, entry, fields, 0, dst->attempt, "deadline", msg);
         goto discarded;
@@ -379,8 +386,10 @@ static int xreadgroup(struct syn_qclient *c, const char *model, const char *cons
         if (rc) return rc;
         if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0 && tries == 0) {
             freeReplyObject(r);
-            syn_info(QC_LOG, "consumer group of model %s missing (Redis lost its data?): "
-                             "creating it", model);
+            syn_info(QC_LOG,
+                     "consumer group of model %s missing (Redis lost its data?): "
+                     "creating it",
+                     model);
             if ((rc = ensure_groups_once(c, model))) return rc;
             continue;
         }
@@ -414,8 +423,8 @@ static int take_read(struct syn_qclient *c, const char *model, char (*keys)[160]
             const redisReply *er = entries->element[e];
             if (er->type != REDIS_REPLY_ARRAY || er->elements != 2) continue;
             struct syn_job tmp, *dst = *got < max ? &out[*got] : &tmp;
-            int ok = accept_entry(c, model, prio, er->element[0], er->element[1], 1, 0, dst,
-                                  &pending);
+            int ok =
+                accept_entry(c, model, prio, er->element[0], er->element[1], 1, 0, dst, &pending);
             if (ok < 0) {
                 rc = ok;
                 goto out;
@@ -498,9 +507,9 @@ int syn_q_claim(struct syn_qclient *c, const char *model, const char *consumer, 
 
 /* One XAUTOCLAIM round on one stream: claims up to room entries, reads their delivery counts,
  * accepts or discards each. Sets *done when the scan of the PEL has wrapped around. */
-static int autoclaim_round(struct syn_qclient *c, const char *model, const char *consumer,
-                           int prio, int64_t min_idle_ms, int max_attempts, int room,
-                           struct syn_job *out, int *got, int *done)
+static int autoclaim_round(struct syn_qclient *c, const char *model, const char *consumer, int prio,
+                           int64_t min_idle_ms, int max_attempts, int room, struct syn_job *out,
+                           int *got, int *done)
 {
     char key[160], idle[24], count[16];
     redisReply *r = NULL, **pend = NULL;
@@ -509,8 +518,8 @@ static int autoclaim_round(struct syn_qclient *c, const char *model, const char 
     syn_q_key_jobs(key, sizeof key, model, prio);
     snprintf(idle, sizeof idle, "%" PRId64, min_idle_ms);
     snprintf(count, sizeof count, "%d", room);
-    const char *cmd[] = {"XAUTOCLAIM", key, SYN_Q_GROUP, consumer, idle, c->cursor[prio],
-                         "COUNT", count, NULL};
+    const char *cmd[] = {"XAUTOCLAIM",    key,     SYN_Q_GROUP, consumer, idle,
+                         c->cursor[prio], "COUNT", count,       NULL};
     *done = 1;
     if ((rc = append_strs(c, cmd)) || (rc = qc_collect(c, 1, &r))) return rc;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0) {
@@ -557,8 +566,8 @@ static int autoclaim_round(struct syn_qclient *c, const char *model, const char 
             deliveries = (int)p->element[0]->element[3]->integer;
         else
             continue; /* acknowledged by its old worker in between: not ours to run */
-        int ok = accept_entry(c, model, prio, ids[i], flds[i], deliveries, max_attempts,
-                              &out[*got], &pending);
+        int ok = accept_entry(c, model, prio, ids[i], flds[i], deliveries, max_attempts, &out[*got],
+                              &pending);
         if (ok < 0) {
             rc = ok;
             break;
@@ -650,7 +659,8 @@ static int touch_once(struct syn_qclient *c, const char *model, const char *cons
         dyn_pushs(&d[p], SYN_Q_GROUP);
         dyn_pushs(&d[p], consumer);
         for (int i = 0; i < n; i++)
-            if (jobs[i]->priority == p && entry_ok(jobs[i]->entry)) dyn_pushs(&d[p], jobs[i]->entry);
+            if (jobs[i]->priority == p && entry_ok(jobs[i]->entry))
+                dyn_pushs(&d[p], jobs[i]->entry);
         which[n_cmd++] = p;
     }
     for (int k = 0; k < n_cmd; k++)
@@ -848,8 +858,10 @@ static int cancelled_once(struct syn_qclient *c, const char *const *ids, int n, 
     if (n_cmd == 0 || (rc = qc_collect(c, n_cmd, r))) goto out;
     for (int i = 0, k = 0; i < n; i++) {
         if (!syn_q_name_ok(ids[i])) continue;
-        if (r[k]->type != REDIS_REPLY_INTEGER) rc = qc_reply_error(c, r[k], "EXISTS cancel");
-        else out[i] = r[k]->integer > 0;
+        if (r[k]->type != REDIS_REPLY_INTEGER)
+            rc = qc_reply_error(c, r[k], "EXISTS cancel");
+        else
+            out[i] = r[k]->integer > 0;
         k++;
     }
     qc_free_replies(r, n_cmd);

@@ -94,19 +94,20 @@ static void job_roundtrip(const struct syn_job *j)
     syn_q_argv_reset(&a);
     if (syn_job_decode(r, &k, err, sizeof err) != 0) __builtin_trap();
     const struct syn_sampling_params *s = &j->sampling, *t = &k.sampling;
-    int same = strcmp(j->id, k.id) == 0 && strcmp(j->model, k.model) == 0 &&
-               strcmp(j->reply, k.reply) == 0 && same_str(j->prompt, k.prompt) &&
-               same_str(j->messages, k.messages) && j->n_tokens == k.n_tokens &&
-               (!j->tokens || memcmp(j->tokens, k.tokens, sizeof *j->tokens * (size_t)j->n_tokens) == 0) &&
-               same_float(s->temperature, t->temperature) && same_float(s->top_p, t->top_p) &&
-               same_float(s->min_p, t->min_p) &&
-               same_float(s->repetition_penalty, t->repetition_penalty) &&
-               same_float(s->frequency_penalty, t->frequency_penalty) &&
-               same_float(s->presence_penalty, t->presence_penalty) && s->top_k == t->top_k &&
-               s->seed == t->seed && j->max_tokens == k.max_tokens && j->n_stop == k.n_stop &&
-               j->logprobs == k.logprobs && j->top_logprobs == k.top_logprobs &&
-               j->deadline_ms == k.deadline_ms && j->priority == k.priority &&
-               j->created_ms == k.created_ms && k.attempt == j->attempt + 1;
+    int same =
+        strcmp(j->id, k.id) == 0 && strcmp(j->model, k.model) == 0 &&
+        strcmp(j->reply, k.reply) == 0 && same_str(j->prompt, k.prompt) &&
+        same_str(j->messages, k.messages) && j->n_tokens == k.n_tokens &&
+        (!j->tokens || memcmp(j->tokens, k.tokens, sizeof *j->tokens * (size_t)j->n_tokens) == 0) &&
+        same_float(s->temperature, t->temperature) && same_float(s->top_p, t->top_p) &&
+        same_float(s->min_p, t->min_p) &&
+        same_float(s->repetition_penalty, t->repetition_penalty) &&
+        same_float(s->frequency_penalty, t->frequency_penalty) &&
+        same_float(s->presence_penalty, t->presence_penalty) && s->top_k == t->top_k &&
+        s->seed == t->seed && j->max_tokens == k.max_tokens && j->n_stop == k.n_stop &&
+        j->logprobs == k.logprobs && j->top_logprobs == k.top_logprobs &&
+        j->deadline_ms == k.deadline_ms && j->priority == k.priority &&
+        j->created_ms == k.created_ms && k.attempt == j->attempt + 1;
     for (int i = 0; same && i < j->n_stop; i++) same = strcmp(j->stop[i], k.stop[i]) == 0;
     if (!same) __builtin_trap();
     syn_job_release(&k);
@@ -140,7 +141,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i <= size; i++) {
         if (i == size || data[i] == '\n') {
             if (cur.n == 2 && cur.p[0] == '\\' && strchr("i-[", cur.p[1])) {
-                const char *el = cur.p[1] == 'i' ? ":7\r\n" : cur.p[1] == '-' ? "$-1\r\n" : "*0\r\n";
+                const char *el = cur.p[1] == 'i'   ? ":7\r\n"
+                                 : cur.p[1] == '-' ? "$-1\r\n"
+                                                   : "*0\r\n";
                 put(&items, el, strlen(el));
             } else {
                 char empty = 0;

@@ -67,8 +67,9 @@ static long long icmd(redisContext *c, const char *fmt, ...)
     redisReply *r = redisvCommand(c, fmt, ap);
     va_end(ap);
     if (!r) FAIL("raw command '%s': %s", fmt, c->errstr);
-    if (r->type != REDIS_REPLY_INTEGER) FAIL("'%s' answered type %d (%s)", fmt, r->type,
-                                             r->type == REDIS_REPLY_ERROR ? r->str : "");
+    if (r->type != REDIS_REPLY_INTEGER)
+        FAIL("'%s' answered type %d (%s)", fmt, r->type,
+             r->type == REDIS_REPLY_ERROR ? r->str : "");
     long long v = r->integer;
     freeReplyObject(r);
     return v;
@@ -337,7 +338,8 @@ TEST(queue_priority_order_and_anti_starvation)
         } else {
             snprintf(id, sizeof id, "H%d", highs++);
             CHECK_EQ_STR(jobs[0].id, id);
-            if (++since_normal > 3) FAIL("claim %d: 4 high jobs in a row with normal waiting", call);
+            if (++since_normal > 3)
+                FAIL("claim %d: 4 high jobs in a row with normal waiting", call);
         }
         syn_job_release(&jobs[0]);
     }
@@ -513,8 +515,8 @@ TEST(queue_undecodable_and_expired_jobs_are_not_run)
     struct syn_qclient *c = client(&r);
     redisContext *x = raw(&r);
     /* no input field: cannot run */
-    freeReplyObject(cmd(x, "XADD syn:{tiny}:jobs * id broken model tiny reply %s max_tokens 4",
-                        REPLY));
+    freeReplyObject(
+        cmd(x, "XADD syn:{tiny}:jobs * id broken model tiny reply %s max_tokens 4", REPLY));
     /* deadline already passed */
     struct syn_job j;
     make_job(&j, "late", SYN_PRIO_NORMAL);
@@ -613,7 +615,8 @@ TEST(queue_post_events_in_order_in_one_round_trip)
     long long before = server_reads(x);
     CHECK_EQ_INT(syn_q_post_events(c, ev, keys, N), SYN_OK);
     long long reads = server_reads(x) - before - 1; /* minus the second INFO itself */
-    if (reads > 2) FAIL("posting %d events took %lld server reads (one round trip expected)", N, reads);
+    if (reads > 2)
+        FAIL("posting %d events took %lld server reads (one round trip expected)", N, reads);
 
     for (int k = 0; k < 2; k++) {
         redisReply *e = events(x, k ? "syn:reply:{gw2}" : REPLY);
@@ -774,8 +777,16 @@ TEST(queue_client_urls)
 {
     struct syn_qclient *c = NULL;
     char err[256];
-    const char *bad[] = {"", "http://x:1", "redis://", "redis://h:0", "redis://h:99999",
-                         "redis://h:12ab", "redis://h/x", "unix://relative", "h:", "[::1"};
+    const char *bad[] = {"",
+                         "http://x:1",
+                         "redis://",
+                         "redis://h:0",
+                         "redis://h:99999",
+                         "redis://h:12ab",
+                         "redis://h/x",
+                         "unix://relative",
+                         "h:",
+                         "[::1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
         int rc = syn_qclient_new(bad[i], &c, err, sizeof err);

@@ -71,9 +71,8 @@ static redisReply *kv_reply(const struct kv *f, int n)
 
 /* A valid job's fields, as a base for mutations. */
 static const struct kv base_job[] = {
-    {"id", "chatcmpl-1", 0},       {"model", "stories", 0},
-    {"reply", "syn:reply:{gw1}", 0}, {"prompt", "Once upon", 0},
-    {"max_tokens", "8", 0},        {"temperature", "0.5", 0},
+    {"id", "chatcmpl-1", 0},    {"model", "stories", 0}, {"reply", "syn:reply:{gw1}", 0},
+    {"prompt", "Once upon", 0}, {"max_tokens", "8", 0},  {"temperature", "0.5", 0},
     {"seed", "42", 0},
 };
 #define N_BASE ((int)(sizeof base_job / sizeof base_job[0]))
@@ -108,8 +107,8 @@ static void expect_reject(const char *name, const char *value, size_t vlen, cons
     char err[512];
     int rc = decode_with(name, value, vlen, err, sizeof err);
     if (rc != SYN_EFORMAT)
-        FAIL("field %s = '%s': expected SYN_EFORMAT, got %d (%s)", name, value ? value : "(removed)",
-             rc, err);
+        FAIL("field %s = '%s': expected SYN_EFORMAT, got %d (%s)", name,
+             value ? value : "(removed)", rc, err);
     if (!strstr(err, needle))
         FAIL("field %s = '%s': message \"%s\" lacks \"%s\"", name, value ? value : "(removed)", err,
              needle);
@@ -167,7 +166,7 @@ TEST(queue_keys_and_names)
     CHECK_EQ_INT(syn_q_key_reply(buf, sizeof buf, "x}y"), -1);
     CHECK_EQ_INT(syn_q_key_reply(buf, sizeof buf, ""), -1);
     CHECK_EQ_INT(syn_q_key_reply(buf, 10, "gateway"), -1); /* does not fit */
-    CHECK_EQ_INT(syn_q_key_reply(buf, 15, "gw"), 14);       /* exactly fits */
+    CHECK_EQ_INT(syn_q_key_reply(buf, 15, "gw"), 14);      /* exactly fits */
 
     char name[120];
     memset(name, 'a', 100);
@@ -261,7 +260,8 @@ TEST(queue_job_roundtrip_prompt_and_messages)
     snprintf(j.id, sizeof j.id, "cmpl-1");
     snprintf(j.model, sizeof j.model, "m");
     syn_q_key_reply(j.reply, sizeof j.reply, "g");
-    j.prompt = strdup("line one\nline two\r\n\ttabbed \"quotes\" \\ émoji 🦙 中文\x01\x7f end");
+    j.prompt =
+        strdup("line one\nline two\r\n\ttabbed \"quotes\" \\ émoji 🦙 中文\x01\x7f end");
     job_roundtrip(&j, &d);
     CHECK_EQ_STR(d.prompt, j.prompt);
     CHECK(!d.messages && !d.tokens);
@@ -295,8 +295,8 @@ TEST(queue_job_floats_roundtrip_exactly)
     syn_q_key_reply(j.reply, sizeof j.reply, "g");
     j.prompt = strdup("p");
     uint64_t x = 88172645463325252ull;
-    const float edge[] = {0.0f, 1e-45f, 1.17549435e-38f, 0.1f, 0.2f, 1.0f / 3.0f, 99.9999924f,
-                          100.0f};
+    const float edge[] = {0.0f, 1e-45f,      1.17549435e-38f, 0.1f,
+                          0.2f, 1.0f / 3.0f, 99.9999924f,     100.0f};
     for (int i = 0; i < 2000; i++) {
         x ^= x << 13;
         x ^= x >> 7;
@@ -339,7 +339,8 @@ TEST(queue_job_decode_rejects_bad_fields)
     expect_reject("reply", "syn:reply:{}", 0, "'reply'");
     expect_reject("reply", "syn:reply:{a b}", 0, "'reply'");
     expect_reject("prompt", NULL, 0, "exactly one of the fields prompt, messages, tokens, found 0");
-    expect_reject("tokens", "1 2", 0, "exactly one of the fields prompt, messages, tokens, found 2");
+    expect_reject("tokens", "1 2", 0,
+                  "exactly one of the fields prompt, messages, tokens, found 2");
     expect_reject("prompt", "a\0b", 3, "NUL bytes, found one at offset 1");
     expect_reject("max_tokens", NULL, 0, "'max_tokens' is missing");
     expect_reject("max_tokens", "0", 0, "'max_tokens' must be an integer in [1, ");
@@ -373,8 +374,11 @@ TEST(queue_job_decode_rejects_bad_fields)
     expect_reject("stop", "[\"a\\u0000b\"]", 0, "'stop'");
 
     /* inputs of the other kinds */
-    struct kv msgs[] = {{"id", "x", 0}, {"model", "m", 0}, {"reply", "syn:reply:{g}", 0},
-                        {"messages", "{\"role\":\"user\"}", 0}, {"max_tokens", "1", 0}};
+    struct kv msgs[] = {{"id", "x", 0},
+                        {"model", "m", 0},
+                        {"reply", "syn:reply:{g}", 0},
+                        {"messages", "{\"role\":\"user\"}", 0},
+                        {"max_tokens", "1", 0}};
     redisReply *r = kv_reply(msgs, 5);
     struct syn_job j;
     CHECK_EQ_INT(syn_job_decode(r, &j, err, sizeof err), SYN_EFORMAT);
@@ -393,8 +397,11 @@ TEST(queue_job_decode_rejects_bad_fields)
 
     const char *bad_tokens[] = {"", " 1", "1 ", "1  2", "1,2", "-1", "2147483648", "1 x"};
     for (size_t i = 0; i < sizeof bad_tokens / sizeof bad_tokens[0]; i++) {
-        struct kv t[] = {{"id", "x", 0}, {"model", "m", 0}, {"reply", "syn:reply:{g}", 0},
-                         {"tokens", bad_tokens[i], 0}, {"max_tokens", "1", 0}};
+        struct kv t[] = {{"id", "x", 0},
+                         {"model", "m", 0},
+                         {"reply", "syn:reply:{g}", 0},
+                         {"tokens", bad_tokens[i], 0},
+                         {"max_tokens", "1", 0}};
         r = kv_reply(t, 5);
         if (syn_job_decode(r, &j, err, sizeof err) != SYN_EFORMAT || !strstr(err, "'tokens'"))
             FAIL("tokens '%s' accepted or wrong message: %s", bad_tokens[i], err);
@@ -402,7 +409,7 @@ TEST(queue_job_decode_rejects_bad_fields)
     }
 
     /* structure: duplicates, odd counts, non-strings, not an array */
-    struct kv dup[] = {{"id", "x", 0}, {"model", "m", 0}, {"reply", "syn:reply:{g}", 0},
+    struct kv dup[] = {{"id", "x", 0},     {"model", "m", 0},      {"reply", "syn:reply:{g}", 0},
                        {"prompt", "p", 0}, {"max_tokens", "1", 0}, {"prompt", "q", 0}};
     r = kv_reply(dup, 6);
     CHECK_EQ_INT(syn_job_decode(r, &j, err, sizeof err), SYN_EFORMAT);
@@ -582,12 +589,16 @@ TEST(queue_event_rejects_bad_fields)
         {{{"job", "j", 0}, {"pos", "-1", 0}}, 2, "field 'pos' must be an integer in [0, "},
         {{{"job", "j", 0}, {"pos", "1.5", 0}}, 2, "found '1.5'"},
         {{{"job", "j", 0}, {"pos", "0", 0}, {"n", "x", 0}}, 3, "field 'n'"},
-        {{{"job", "j", 0}, {"pos", "0", 0}, {"finish", "done", 0}}, 3,
+        {{{"job", "j", 0}, {"pos", "0", 0}, {"finish", "done", 0}},
+         3,
          "field 'finish' must be stop, length, cancelled or error, found 'done'"},
-        {{{"job", "j", 0}, {"pos", "0", 0}, {"logprobs", "[1", 0}}, 3,
+        {{{"job", "j", 0}, {"pos", "0", 0}, {"logprobs", "[1", 0}},
+         3,
          "field 'logprobs' must be a JSON array"},
         {{{"job", "j", 0}, {"pos", "0", 0}, {"code", "a b", 0}}, 3, "field 'code'"},
-        {{{"job", "j", 0}, {"pos", "0", 0}, {"error", "a\0b", 3}}, 3, "'error' must not contain NUL"},
+        {{{"job", "j", 0}, {"pos", "0", 0}, {"error", "a\0b", 3}},
+         3,
+         "'error' must not contain NUL"},
         {{{"job", "j", 0}, {"pos", "0", 0}, {"pos", "1", 0}}, 3, "field 'pos' appears twice"},
         {{{"job", "j", 0}, {"pos", "0", 0}, {"attempt", "-2", 0}}, 3, "field 'attempt'"},
     };
@@ -611,11 +622,19 @@ TEST(queue_event_rejects_bad_fields)
 
 TEST(queue_worker_decode)
 {
-    struct kv f[] = {{"id", "w1", 0},          {"model", "m", 0},          {"state", "1", 0},
-                     {"pid", "123", 0},        {"max_seqs", "8", 0},       {"running", "3", 0},
-                     {"free_slots", "5", 0},   {"kv_blocks_free", "10", 0}, {"kv_blocks_total", "64", 0},
-                     {"heartbeat_ms", "1700000000000", 0}, {"started_ms", "1699999990000", 0},
-                     {"cold_start_s", "1.25", 0}, {"jobs_done", "18446744073709551615", 0},
+    struct kv f[] = {{"id", "w1", 0},
+                     {"model", "m", 0},
+                     {"state", "1", 0},
+                     {"pid", "123", 0},
+                     {"max_seqs", "8", 0},
+                     {"running", "3", 0},
+                     {"free_slots", "5", 0},
+                     {"kv_blocks_free", "10", 0},
+                     {"kv_blocks_total", "64", 0},
+                     {"heartbeat_ms", "1700000000000", 0},
+                     {"started_ms", "1699999990000", 0},
+                     {"cold_start_s", "1.25", 0},
+                     {"jobs_done", "18446744073709551615", 0},
                      {"tokens_out", "77", 0}};
     redisReply *r = kv_reply(f, (int)(sizeof f / sizeof f[0]));
     struct syn_worker_info w;
