@@ -560,12 +560,15 @@ static int autoclaim_round(struct syn_qclient *c, const char *model, const char 
     for (int i = 0; i < n_ids; i++) {
         int deliveries = 1;
         const redisReply *p = pend[i];
+        /* [[id, consumer, idle, deliveries]]; nothing if its old worker acknowledged it in
+         * between, another consumer if a second reclaimer took it meanwhile: not ours to run */
         if (p->type == REDIS_REPLY_ARRAY && p->elements == 1 &&
             p->element[0]->type == REDIS_REPLY_ARRAY && p->element[0]->elements == 4 &&
+            qf_is(p->element[0]->element[1], consumer) &&
             p->element[0]->element[3]->type == REDIS_REPLY_INTEGER)
             deliveries = (int)p->element[0]->element[3]->integer;
         else
-            continue; /* acknowledged by its old worker in between: not ours to run */
+            continue;
         int ok = accept_entry(c, model, prio, ids[i], flds[i], deliveries, max_attempts, &out[*got],
                               &pending);
         if (ok < 0) {
