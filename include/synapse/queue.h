@@ -7,7 +7,9 @@
  *   worker:  syn_q_claim / syn_q_autoclaim to take jobs, syn_q_post_events to stream tokens (one
  *            pipelined round trip per engine step), syn_q_ack when done, syn_q_heartbeat.
  *
- * Keys (the model name is part of the key so that one Redis serves many models):
+ * Keys (the model name is part of the key so that one Redis serves many models). The braces are
+ * literal, Redis Cluster hash tags: model "tiny" has syn:{tiny}:jobs, worker "w1" syn:worker:{w1}.
+ * Build keys with the syn_q_key_* functions, never by hand:
  *   syn:{model}:jobs         stream of jobs, priority normal; consumer group "workers"
  *   syn:{model}:jobs:hi      stream of jobs, priority high; consumer group "workers"
  *   syn:{model}:dead         dead-letter stream (jobs that failed max_attempts times)
