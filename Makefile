@@ -21,10 +21,10 @@ endif
 CPPFLAGS := -Iinclude -Isrc -Itests -D_GNU_SOURCE
 CFLAGS   := -std=c11 $(OPT) $(WARN) -pthread -fno-strict-aliasing $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS  := -pthread $(SAN)
-LDLIBS   := -lhiredis -levent -ljansson -lm
+LDLIBS   := -lhiredis -levent -ljansson -lcurl -lcrypto -lm
 
 LIB_SRC  := $(wildcard src/common/*.c src/engine/*.c src/engine/cpu/*.c src/queue/*.c \
-                       src/worker/*.c src/gateway/*.c)
+                       src/worker/*.c src/gateway/*.c src/aws/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c tests/unit/*.c tests/integration/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
