@@ -243,7 +243,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "Usage: synapse bench SUBCOMMAND [ARGS...]\n\n"
                "Subcommands:\n"
-               "  engine   decode/prefill tokens/s against memory bandwidth, per batch size\n\n"
+               "  engine   decode/prefill tokens/s against memory bandwidth, per batch size\n"
+               "  worker   the queue hop and the worker's batching gain against the engine\n\n"
                "Run 'synapse bench SUBCOMMAND --help' for its options.\n");
 }
 
@@ -260,6 +261,10 @@ int cmd_bench(int argc, char **argv)
     if (!strcmp(argv[1], "engine")) {
         optind = 1;
         return bench_engine(argc - 1, argv + 1);
+    }
+    if (!strcmp(argv[1], "worker")) {
+        optind = 1;
+        return cmd_bench_worker(argc - 1, argv + 1);
     }
     return cli_usage_error("bench", "unknown subcommand '%s'", argv[1]);
 }
