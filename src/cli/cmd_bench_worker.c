@@ -44,15 +44,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CMD "bench worker"
-#define GAIN_SEQS 16      /* the batch the batching target is stated for */
-#define STEP_BUDGET 256   /* tokens per step: the worker's default --max-batched-tokens */
+#define CMD           "bench worker"
+#define GAIN_SEQS     16  /* the batch the batching target is stated for */
+#define STEP_BUDGET   256 /* tokens per step: the worker's default --max-batched-tokens */
 #define RUN_TIMEOUT_S 300 /* one run through the worker may not take longer than this */
 
 /* ---- cleanup: children and the temporary directory, on every exit path ---- */
 
 #define MAX_CHILDREN 8
-#define MAX_PATHS 24
+#define MAX_PATHS    24
 
 /* Read by the signal handler, so plain fixed arrays: pids of running children (0 = free slot)
  * and the files we created in the temporary directory (removed one by one, then the directory). */
@@ -320,9 +320,12 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
     }
     fputc('"', f);
 }
@@ -348,8 +351,8 @@ struct jobset {
 /* One running sequence of the in-process scheduler. */
 struct emu_slot {
     int busy;
-    int seq;                 /* engine sequence */
-    int32_t toks[1024];      /* prompt, then generated tokens */
+    int seq;            /* engine sequence */
+    int32_t toks[1024]; /* prompt, then generated tokens */
     int n_prompt, n_gen, n_cached;
     struct syn_sampler *smp; /* owned while busy */
 };
@@ -365,8 +368,8 @@ struct emu_result {
 /* Runs js through the engine as the worker's scheduler would (decode tokens first, prefill
  * chunks with what is left of STEP_BUDGET, finished sequences replaced at the next step), and
  * times every step. A step is "steady" while jobs remain to start, i.e. the batch is full. */
-static int emulate(struct syn_engine *e, const struct jobset *js, struct emu_result *r,
-                   char *err, size_t errlen)
+static int emulate(struct syn_engine *e, const struct jobset *js, struct emu_result *r, char *err,
+                   size_t errlen)
 {
     const struct syn_tokenizer *tok = syn_engine_tokenizer(e);
     const int n_vocab = syn_engine_hparams(e)->n_vocab, n_ctx = syn_engine_n_ctx(e);
@@ -489,7 +492,8 @@ static int engine_decode_tps(struct syn_engine *e, int b, int n_prompt, int gen,
             goto out;
         }
         made++;
-        for (int k = 0; k < n_prompt; k++) prompt[i][k] = (int32_t)(1 + (i * 131 + k * 7919) % (nv - 1));
+        for (int k = 0; k < n_prompt; k++)
+            prompt[i][k] = (int32_t)(1 + (i * 131 + k * 7919) % (nv - 1));
         items[i] = (struct syn_step_item){seqs[i], prompt[i], n_prompt, SYN_LOGITS_LAST};
     }
     if ((rc = syn_engine_step(e, items, b))) goto out;
@@ -511,19 +515,19 @@ out:
 /* ---- through Redis and a worker: this process plays the gateway ---- */
 
 struct bench_ctx {
-    char url[640];               /* unix:///.../redis.sock */
+    char url[640]; /* unix:///.../redis.sock */
     char sock[600];
-    struct syn_qclient *q;       /* submissions (owned) */
-    redisContext *rd;            /* reading reply streams (owned) */
-    int run_no;                  /* makes job ids and reply streams unique per run */
+    struct syn_qclient *q; /* submissions (owned) */
+    redisContext *rd;      /* reading reply streams (owned) */
+    int run_no;            /* makes job ids and reply streams unique per run */
 };
 
 struct run_result {
-    double wall_s;     /* first submission to last finishing event */
+    double wall_s; /* first submission to last finishing event */
     int jobs, failed;
-    long tokens;       /* completion tokens reported by the finishing events */
-    struct dvec gaps;  /* seconds between consecutive events of one job, while the window was full */
-    struct dvec ttft;  /* submission to first event */
+    long tokens;      /* completion tokens reported by the finishing events */
+    struct dvec gaps; /* seconds between consecutive events of one job, while the window was full */
+    struct dvec ttft; /* submission to first event */
 };
 
 /* Per-job bookkeeping of the consumer. */
@@ -604,8 +608,10 @@ static int run_jobs(struct bench_ctx *b, const char *model, pid_t worker, const 
                 int i = dash ? atoi(dash + 1) : -1;
                 if (i < 0 || i >= js->n_jobs || jt[i].finished) continue;
                 struct job_track *j = &jt[i];
-                if (j->events == 0) dvec_push(&r->ttft, t - j->t_submit);
-                else if (submitted < js->n_jobs) dvec_push(&r->gaps, t - j->t_last);
+                if (j->events == 0)
+                    dvec_push(&r->ttft, t - j->t_submit);
+                else if (submitted < js->n_jobs)
+                    dvec_push(&r->gaps, t - j->t_last);
                 j->events++;
                 j->t_last = t;
                 if (!ev.finish) continue;
@@ -651,9 +657,9 @@ static int start_redis(struct bench_ctx *b, pid_t *pid, char *err, size_t errlen
     snprintf(log, sizeof log, "%s/redis.log", g_dir);
     track_path(b->sock);
     track_path(log);
-    const char *argv[] = {"redis-server", "--port", "0", "--unixsocket", b->sock,
-                          "--unixsocketperm", "700", "--dir", g_dir, "--save", "",
-                          "--appendonly", "no", "--daemonize", "no", NULL};
+    const char *argv[] = {
+        "redis-server", "--port", "0", "--unixsocket", b->sock, "--unixsocketperm", "700", "--dir",
+        g_dir,          "--save", "",  "--appendonly", "no",    "--daemonize",      "no",  NULL};
     *pid = spawn(argv, log);
     if (*pid < 0) return syn_seterr(err, errlen, SYN_EIO, "fork: %s", strerror(errno));
     for (int i = 0; i < 1000; i++) {
@@ -683,8 +689,8 @@ static int start_redis(struct bench_ctx *b, pid_t *pid, char *err, size_t errlen
 
 /* Starts `synapse worker` (this binary) for model_path under the name `name` and waits until
  * it is registered as ready. */
-static int start_worker(struct bench_ctx *b, const char *model_path, const char *name,
-                        int max_seqs, int threads, pid_t *pid, char *err, size_t errlen)
+static int start_worker(struct bench_ctx *b, const char *model_path, const char *name, int max_seqs,
+                        int threads, pid_t *pid, char *err, size_t errlen)
 {
     char log[600], seqs[16], thr[16], id[64];
     snprintf(log, sizeof log, "%s/worker-%s.log", g_dir, name);
@@ -692,9 +698,10 @@ static int start_worker(struct bench_ctx *b, const char *model_path, const char 
     snprintf(thr, sizeof thr, "%d", threads);
     snprintf(id, sizeof id, "%s-w", name);
     track_path(log);
-    const char *argv[] = {"/proc/self/exe", "worker", "--model", model_path, "--redis", b->url,
-                          "--name", name, "--id", id, "--max-seqs", seqs, "--threads", thr,
-                          "--idle-timeout", "0", NULL};
+    const char *argv[] = {
+        "/proc/self/exe", "worker", "--model",        model_path, "--redis",    b->url,
+        "--name",         name,     "--id",           id,         "--max-seqs", seqs,
+        "--threads",      thr,      "--idle-timeout", "0",        NULL};
     if (syn_q_ensure_groups(b->q, name) != 0)
         return syn_seterr(err, errlen, SYN_EIO, "cannot create the consumer groups: %s",
                           syn_qclient_errstr(b->q));
@@ -734,19 +741,18 @@ struct gain_result {
 };
 
 struct opts {
-    const char *model;       /* stories260K */
-    const char *gain_model;  /* stories15m shape, F16; NULL = generate */
+    const char *model;      /* stories260K */
+    const char *gain_model; /* stories15m shape, F16; NULL = generate */
     int jobs, concurrency, max_tokens, gain_tokens, reps, threads, json;
 };
 
-static int measure_hop(struct bench_ctx *b, const struct opts *o, struct hop_result *h,
-                       char *err, size_t errlen)
+static int measure_hop(struct bench_ctx *b, const struct opts *o, struct hop_result *h, char *err,
+                       size_t errlen)
 {
     pid_t w = -1;
     struct syn_engine *e = NULL;
     int rc;
-    fprintf(stderr, "bench worker: queue hop on %s, %d jobs in flight\n", o->model,
-            o->concurrency);
+    fprintf(stderr, "bench worker: queue hop on %s, %d jobs in flight\n", o->model, o->concurrency);
     struct syn_engine_params ep = syn_engine_default_params();
     ep.model_path = o->model;
     ep.n_threads = o->threads;
@@ -863,7 +869,7 @@ static int make_gain_model(char *path, size_t cap, char *err, size_t errlen)
     track_path(log);
     fprintf(stderr, "bench worker: generating a random stories15m F16 model\n");
     const char *argv[] = {"/proc/self/exe", "model", "random", "--shape", "stories15m",
-                          "--dtype", "f16", "-o", path, NULL};
+                          "--dtype",        "f16",   "-o",     path,      NULL};
     pid_t pid = spawn(argv, log);
     if (pid < 0) return syn_seterr(err, errlen, SYN_EIO, "fork: %s", strerror(errno));
     int st = 0;
@@ -914,15 +920,15 @@ static void usage(FILE *f)
 
 /* Every reported number, in ms and tokens/s, computed once for both output forms. */
 struct summary {
-    double s50, s99, d50;     /* engine step (all steady steps; decode-only p50), ms */
-    double g50, g99;          /* worker per-step gap at the consumer, ms */
-    double a50, a99;          /* added: gap - step */
-    double t50, t99;          /* submission to first event, ms */
-    double ej, wj, et, wt;    /* jobs/s and tokens/s, engine alone and through the worker */
-    double es, ws;            /* jobs/s of 1-token jobs */
-    double e1, e16, w1, w16;  /* batching: tokens/s */
-    double eg, wg, ratio;     /* engine gain, worker gain, worker gain / engine gain */
-    int hop_ok, gain_ok;      /* -1 no valid verdict, 0 not met, 1 met */
+    double s50, s99, d50;    /* engine step (all steady steps; decode-only p50), ms */
+    double g50, g99;         /* worker per-step gap at the consumer, ms */
+    double a50, a99;         /* added: gap - step */
+    double t50, t99;         /* submission to first event, ms */
+    double ej, wj, et, wt;   /* jobs/s and tokens/s, engine alone and through the worker */
+    double es, ws;           /* jobs/s of 1-token jobs */
+    double e1, e16, w1, w16; /* batching: tokens/s */
+    double eg, wg, ratio;    /* engine gain, worker gain, worker gain / engine gain */
+    int hop_ok, gain_ok;     /* -1 no valid verdict, 0 not met, 1 met */
 };
 
 static void summarize(struct hop_result *h, struct gain_result *g, struct summary *m)
@@ -1038,13 +1044,17 @@ static void print_json(const struct opts *o, const char *gain_model, const struc
 
 int cmd_bench_worker(int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"model", required_argument, 0, 'm'},        {"batch-model", required_argument, 0, 'B'},
-        {"jobs", required_argument, 0, 'j'},         {"concurrency", required_argument, 0, 'c'},
-        {"max-tokens", required_argument, 0, 'n'},   {"batch-tokens", required_argument, 0, 'T'},
-        {"reps", required_argument, 0, 'r'},         {"threads", required_argument, 0, 't'},
-        {"json", no_argument, 0, 'J'},               {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option lopts[] = {{"model", required_argument, 0, 'm'},
+                                          {"batch-model", required_argument, 0, 'B'},
+                                          {"jobs", required_argument, 0, 'j'},
+                                          {"concurrency", required_argument, 0, 'c'},
+                                          {"max-tokens", required_argument, 0, 'n'},
+                                          {"batch-tokens", required_argument, 0, 'T'},
+                                          {"reps", required_argument, 0, 'r'},
+                                          {"threads", required_argument, 0, 't'},
+                                          {"json", no_argument, 0, 'J'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
     static char default_model[600];
     struct opts o = {NULL, NULL, 256, 64, 128, 96, 3, 0, 0};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1057,8 +1067,12 @@ int cmd_bench_worker(int argc, char **argv)
     int c;
     while ((c = cli_getopt(CMD, argc, argv, "m:j:c:n:t:h", lopts)) != -1) {
         switch (c) {
-        case 'm': o.model = optarg; break;
-        case 'B': o.gain_model = optarg; break;
+        case 'm':
+            o.model = optarg;
+            break;
+        case 'B':
+            o.gain_model = optarg;
+            break;
         case 'j':
             if (cli_parse_long(CMD, "--jobs", optarg, 1, 1000000, &v)) return 2;
             o.jobs = (int)v;
@@ -1083,9 +1097,14 @@ int cmd_bench_worker(int argc, char **argv)
             if (cli_parse_long(CMD, "--threads", optarg, 1, 1024, &v)) return 2;
             o.threads = (int)v;
             break;
-        case 'J': o.json = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: return 2;
+        case 'J':
+            o.json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
@@ -1127,8 +1146,10 @@ int cmd_bench_worker(int argc, char **argv)
     struct summary m;
     summarize(h, g, &m);
     const char *gname = o.gain_model ? o.gain_model : "random stories15m f16";
-    if (o.json) print_json(&o, gname, &m, h, g, cpu, la0, la1);
-    else print_text(&o, gname, &m, h, g, cpu, la0, la1);
+    if (o.json)
+        print_json(&o, gname, &m, h, g, cpu, la0, la1);
+    else
+        print_text(&o, gname, &m, h, g, cpu, la0, la1);
     fflush(stdout);
     rc = 0;
 out:
