@@ -364,6 +364,29 @@ static GWT_UNUSED void gwt_expect_healthy(int port, const char *after)
     gwt_resp_free(&h);
 }
 
+/* Stops a gateway with SIGTERM and expects a clean exit (status 0) within timeout_s: under
+ * the sanitizers that is also where leaks and errors would make it fail. */
+static GWT_UNUSED void gwt_stop(pid_t pid, const char *log, double timeout_s)
+{
+    kill(pid, SIGTERM);
+    double end = gwt_now() + timeout_s;
+    int st = 0;
+    while (waitpid(pid, &st, WNOHANG) != pid) {
+        if (gwt_now() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            char *l = syn_test_read_file(log, NULL);
+            FAIL("the gateway did not exit within %.0f s of SIGTERM:\n%s", timeout_s, l ? l : "");
+        }
+        gwt_sleep_ms(10);
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        char *l = syn_test_read_file(log, NULL);
+        size_t n = l ? strlen(l) : 0;
+        FAIL("the gateway exited with status %d on SIGTERM:\n%s", st, l ? l + (n > 8000 ? n - 8000 : 0) : "");
+    }
+}
+
 /* Polls /readyz until its "redis" is true (the queue is reachable), up to timeout_s. */
 static GWT_UNUSED void gwt_wait_redis(int port, double timeout_s)
 {

@@ -289,6 +289,7 @@ TEST_TIMEOUT(gateway_e2e_chat_and_completions, 120)
     CHECK(!strstr(r.body, "synapse_gateway_completion_tokens_total{model=\"" MODEL "\"} 0\n"));
     CHECK(strstr(r.body, "synapse_gateway_workers_ready{model=\"" MODEL "\"} 1\n"));
     gwt_resp_free(&r);
+    gwt_stop(s.gw, s.gw_log, 15);
 }
 
 TEST_TIMEOUT(gateway_e2e_openai_npm_client, 300)
@@ -362,6 +363,7 @@ TEST_TIMEOUT(gateway_e2e_openai_npm_client, 300)
     }
     free(out);
     CHECK_EQ_INT(seen, 7);
+    gwt_stop(s.gw, s.gw_log, 15);
 }
 
 /* HGET of the worker's registry field `running`; -1 if absent. */
@@ -439,6 +441,7 @@ TEST_TIMEOUT(gateway_e2e_disconnect_cancels_the_job, 60)
                          "\",reason=\"disconnect\"} 1\n"));
     CHECK(strstr(r.body, "synapse_gateway_requests_in_flight{model=\"" MODEL "\"} 0\n"));
     gwt_resp_free(&r);
+    gwt_stop(s.gw, s.gw_log, 15);
 }
 
 TEST_TIMEOUT(gateway_e2e_deadline_mid_stream, 60)
@@ -464,4 +467,5 @@ TEST_TIMEOUT(gateway_e2e_deadline_mid_stream, 60)
     CHECK_EQ_STR(gwt_check_error(&r, "deadline"), "deadline_exceeded");
     gwt_resp_free(&r);
     gwt_expect_healthy(s.port, "deadlines");
+    gwt_stop(s.gw, s.gw_log, 15);
 }

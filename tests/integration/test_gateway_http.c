@@ -226,6 +226,7 @@ TEST_TIMEOUT(gateway_hostile_api_requests, 120)
     CHECK(strstr(r.body, "synapse_gateway_queue_rejections_total{model=\"" MODEL "\"} 0\n"));
     CHECK(strstr(r.body, "synapse_gateway_redis_up 1\n"));
     gwt_resp_free(&r);
+    gwt_stop(g.pid, g.log, 15);
 }
 
 TEST_TIMEOUT(gateway_hostile_http_framing, 120)
@@ -356,6 +357,7 @@ TEST_TIMEOUT(gateway_hostile_http_framing, 120)
     CHECK(r.closed);
     gwt_resp_free(&r);
     free(big);
+    gwt_stop(g.pid, g.log, 15);
 }
 
 TEST_TIMEOUT(gateway_slow_clients_are_cut_off, 60)
@@ -409,6 +411,7 @@ TEST_TIMEOUT(gateway_slow_clients_are_cut_off, 60)
     struct gwt_resp m = gwt_request(g.port, "GET", "/metrics", "", NULL, 5000);
     CHECK(strstr(m.body, "synapse_gateway_http_read_timeouts_total 3\n"));
     gwt_resp_free(&m);
+    gwt_stop(g.pid, g.log, 15);
 }
 
 TEST_TIMEOUT(gateway_connection_limit, 60)
@@ -437,6 +440,7 @@ TEST_TIMEOUT(gateway_connection_limit, 60)
     close(fds[2]);
     gwt_sleep_ms(100);
     gwt_expect_healthy(g.port, "the connection limit");
+    gwt_stop(g.pid, g.log, 15);
 }
 
 TEST_TIMEOUT(gateway_api_keys, 60)
@@ -480,6 +484,7 @@ TEST_TIMEOUT(gateway_api_keys, 60)
     r = gwt_request(g.port, "GET", "/metrics", "", NULL, 5000);
     CHECK_EQ_INT(r.status, 200);
     gwt_resp_free(&r);
+    gwt_stop(g.pid, g.log, 15);
 }
 
 /* Runs a request in a child process; its status goes to a file. */
@@ -584,6 +589,7 @@ TEST_TIMEOUT(gateway_queue_full_deadline_and_disconnect, 90)
                          "\",reason=\"disconnect\"} 1\n"));
     CHECK(strstr(r.body, "synapse_gateway_requests_in_flight{model=\"" MODEL "\"} 0\n"));
     gwt_resp_free(&r);
+    gwt_stop(g.pid, g.log, 15);
 }
 
 TEST_TIMEOUT(gateway_redis_down_and_back, 60)
@@ -612,6 +618,7 @@ TEST_TIMEOUT(gateway_redis_down_and_back, 60)
     /* back: the gateway reconnects by itself */
     syn_test_redis_restart(&g.redis);
     gwt_wait_redis(g.port, 10);
+    gwt_stop(g.pid, g.log, 15);
 }
 
 TEST(gateway_cli_usage)
