@@ -319,7 +319,9 @@ static void req_fail(struct gw_req *r, const struct gw_oai_error *e)
             free(json);
             gw_sse_done(r->http);
         } else {
-            respond_error(g, r->http, r->model, e, "");
+            char hdr[160];
+            snprintf(hdr, sizeof hdr, "X-Request-Id: %s\r\n", r->id);
+            respond_error(g, r->http, r->model, e, hdr);
         }
         r->http = NULL;
     }
@@ -379,7 +381,9 @@ static int stream_chunk(struct gw_req *r, const char *text, size_t len, const ch
 {
     if (!r->http) return -1;
     if (!r->headers_sent) {
-        gw_sse_begin(r->http, "");
+        char hdr[160];
+        snprintf(hdr, sizeof hdr, "X-Request-Id: %s\r\n", r->id);
+        gw_sse_begin(r->http, hdr);
         r->headers_sent = 1;
         count(r->g, r->model, 200);
     }
@@ -440,7 +444,9 @@ static void finish_ok(struct gw_req *r, const struct syn_event *ev)
                                             ev->finish, lp, ev->prompt_tokens,
                                             ev->completion_tokens);
         json_decref(lp);
-        respond_json(g, r->http, r->model, 200, "", json);
+        char hdr[160];
+        snprintf(hdr, sizeof hdr, "X-Request-Id: %s\r\n", r->id);
+        respond_json(g, r->http, r->model, 200, hdr, json);
     }
     r->http = NULL;
     req_end(r);
