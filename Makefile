@@ -24,7 +24,7 @@ LDFLAGS  := -pthread $(SAN)
 LDLIBS   := -lhiredis -levent -ljansson -lcurl -lcrypto -lm
 
 LIB_SRC  := $(wildcard src/common/*.c src/engine/*.c src/engine/cpu/*.c src/queue/*.c \
-                       src/worker/*.c src/gateway/*.c src/aws/*.c)
+                       src/worker/*.c src/gateway/*.c src/aws/*.c src/bench/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c tests/unit/*.c tests/integration/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

@@ -1,0 +1,128 @@
+/*
+ * The pool simulator behind `synapse bench sim`: a discrete-event simulation of one model's
+ * worker pool replaying a trace, to price autoscaling policies before running them.
+ *
+ * What is modelled, and how it mirrors the real thing:
+ *   - the policy: every tick (200 ms, as the pool's timer) the simulator builds the same
+ *     struct syn_scale_state the pool manager builds and calls the gateway's own
+ *     syn_autoscale_decide() (src/gateway/autoscale.c); an arrival that finds no ready worker
+ *     runs a tick at once, as syn_workpool_poke does. Running sequences and free slots reach the
+ *     policy through heartbeats (every heartbeat_s), so the policy sees them as late as it does
+ *     in the pool. The arrival rate is smoothed the pool's way (0.7 old + 0.3 new per tick).
+ *   - workers: a started worker is ready cold_start_s later; the first min_warm run without an
+ *     idle timeout, the others exit after idle_timeout_s without work and are reaped at the
+ *     next tick (a worker is paid for from its start to its reaping).
+ *   - the scheduler: continuous batching as src/worker/worker.c does it: max_seqs sequences, at
+ *     every step one decode token for each running sequence, then prefill chunks in admission
+ *     order with what is left of max_batched_tokens; a sequence's first token comes at the end
+ *     of the step that finishes its prompt. Queued jobs go to an idle ready worker at once, to
+ *     a busy one at its next step (they are claimed while the step runs).
+ *   - service time: a step of R rows (decode tokens + prefill tokens) takes the time measured by
+ *     `synapse bench engine` for that many rows, interpolated (decode at each batch size gives
+ *     points (b, b / tokens_per_s), prefill gives (P, P / prefill_tokens_per_s)), plus a fixed
+ *     per-step overhead; the gateway/Redis round trip adds hop_s to every first and last token.
+ *     With cpu_cores set, workers on one machine share it: a step is slowed by (busy workers x
+ *     threads per worker / cores) when that exceeds 1.
+ *
+ * Not modelled: preemption when the KV cache is full, EOS before max_tokens, crashes and
+ * reclaims, gateway admission (429s).
+ */
+#ifndef SYNAPSE_BENCH_SIM_H
+#define SYNAPSE_BENCH_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bench/trace.h"
+#include "synapse/autoscale.h"
+
+#define SYN_SIM_MAX_POINTS 32
+
+/* The service-time model of one worker. */
+struct syn_sim_model {
+    int n_points;
+    double rows[SYN_SIM_MAX_POINTS]; /* rows in a step, ascending */
+    double secs[SYN_SIM_MAX_POINTS]; /* its time, seconds */
+    double step_overhead_s;          /* added to every step (sampling, events, scheduling) */
+    double hop_s;                    /* gateway -> Redis -> worker -> gateway, per first/last token */
+    double cold_start_s;             /* start to ready */
+    int max_batched_tokens;          /* rows per step at most (the worker's default 256) */
+    int threads;                     /* engine threads per worker (for cpu_cores sharing) */
+};
+
+/* A model for the stories15m shape in F16 on 2 cores, for when no measurement is given (tests).
+ * Its numbers are round figures, not a measurement. */
+struct syn_sim_model syn_sim_default_model(void);
+
+/* Fits the model from `synapse bench engine --json` output: the decode points, the prefill
+ * point, and first_token_s as the cold start (start to ready is map + first token plus process
+ * start, which the caller may override). Returns 0, or SYN_EFORMAT with a message. */
+int syn_sim_model_from_json(const char *json, struct syn_sim_model *m, char *err, size_t errlen);
+
+/* Seconds one step of rows rows takes (without the overhead). */
+double syn_sim_step_time(const struct syn_sim_model *m, int rows);
+
+struct syn_sim_policy {
+    char name[64];                  /* the spec it came from, for reports */
+    struct syn_scale_policy scale;  /* what syn_autoscale_decide gets */
+    int predictive;                 /* 1: give the policy the mean service time, so that it
+                                       also scales on the arrival rate (Little's law) */
+};
+
+/* Parses a policy spec on top of base (max_workers, slots_per_worker, target_util, cold start):
+ *   always-on:N        min_warm = max_workers = N
+ *   scale-to-zero:T    min_warm 0, idle timeout T seconds
+ *   min-warm:K:T       K workers always up, the rest exit after T idle seconds
+ *   predictive:K:T     as min-warm:K:T, and the policy also looks at arrivals x service time
+ * Returns 0, or SYN_EINVAL with a message. */
+int syn_sim_policy_parse(const char *spec, const struct syn_scale_policy *base,
+                         struct syn_sim_policy *out, char *err, size_t errlen);
+
+struct syn_sim_params {
+    const struct syn_trace *trace;  /* (required) */
+    struct syn_sim_model model;
+    struct syn_sim_policy policy;
+    double tick_s;                  /* the pool's tick (default 0.2) */
+    double heartbeat_s;             /* workers' heartbeat (default 1.0) */
+    double price_per_hour;          /* $ per worker-hour */
+    double slo_ttft_s, slo_tpot_s;  /* objectives (default 0.2, 0.05) */
+    int cpu_cores;                  /* 0: each worker has its own machine; else they share these */
+    int timeline;                   /* record the pool at every tick */
+};
+
+struct syn_sim_params syn_sim_default_params(void);
+
+/* One tick of the timeline. */
+struct syn_sim_tick {
+    double t;
+    int alive, starting;     /* ready workers, workers starting */
+    int running, waiting;    /* sequences running, jobs queued */
+    int arrivals;            /* arrivals since the previous tick */
+    int started;             /* workers the policy started at this tick */
+};
+
+struct syn_sim_result {
+    size_t n, completed;
+    double end_s;                 /* last arrival or completion, whichever is later */
+    double worker_seconds;        /* start to reaping of every worker (warm ones to end_s) */
+    double cost;                  /* worker_seconds x price / 3600 */
+    uint64_t prompt_tokens, output_tokens;
+    double cost_per_mtok;         /* $ per million tokens (prompt + output) */
+    double cost_per_mtok_out;     /* $ per million output tokens */
+    double attainment;            /* share of requests meeting both objectives */
+    double ttft_p50, ttft_p90, ttft_p99, ttft_max, tpot_p50, tpot_p99, e2e_p99; /* seconds */
+    int workers_started;          /* cold starts, the initial min_warm not counted */
+    size_t waited_cold;           /* requests that arrived when no worker was ready */
+    int peak_workers;
+    double *ttft, *tpot, *e2e;    /* (n) per request; -1 where undefined; owned */
+    struct syn_sim_tick *ticks;   /* (n_ticks) when asked; owned */
+    size_t n_ticks;
+};
+
+/* Runs the simulation. Returns 0, or a negative syn_err with a message. */
+int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, char *err,
+                size_t errlen);
+
+void syn_sim_result_free(struct syn_sim_result *r);
+
+#endif
