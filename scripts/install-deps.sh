@@ -11,6 +11,7 @@ PACKAGES=(
     libhiredis-dev libevent-dev libjansson-dev
     redis-server                   # the job queue; integration tests start private ones
     python3-numpy                  # the independent NumPy reference in the engine tests
+    gnuplot-nox                    # charts of the load and cost benchmarks (bench/load)
     libssl-dev                     # SigV4 signing (HMAC-SHA256) for the AWS pool backends
     libcurl4-openssl-dev           # HTTP transport for AWS APIs and the Lambda runtime
 )
