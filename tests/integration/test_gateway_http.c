@@ -6,7 +6,11 @@
 
 #include "gateway_test.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <strings.h>
+
+#include "synapse/gateway.h"
 
 #define MODEL "stories260K"
 
@@ -642,4 +646,80 @@ TEST(gateway_cli_usage)
     CHECK_EQ_INT(syn_test_sh(NULL, "'%s' gateway --redis bogus://x --model m --port 0 2>/dev/null",
                              syn_test_bin()),
                  1);
+}
+
+/* ---- embedded, with pool hooks (what `synapse up` does) ---- */
+
+static atomic_int g_demand, g_can_serve;
+
+static void hook_demand(void *ud, const char *model)
+{
+    (void)ud;
+    if (!strcmp(model, MODEL)) atomic_fetch_add(&g_demand, 1);
+}
+
+static int hook_can_serve(void *ud, const char *model)
+{
+    (void)ud;
+    return !strcmp(model, MODEL) && atomic_load(&g_can_serve);
+}
+
+static void *run_gateway(void *g)
+{
+    syn_gateway_run(g);
+    return NULL;
+}
+
+TEST_TIMEOUT(gateway_embedded_pool_hooks, 60)
+{
+    struct syn_test_redis redis;
+    syn_test_redis_start(&redis, 0);
+    struct syn_gateway_params p = syn_gateway_default_params();
+    const char *models[] = {MODEL, "other-model"};
+    p.redis_url = redis.url;
+    p.models = models;
+    p.n_models = 2;
+    p.port = 0;
+    p.poll_interval_ms = 50;
+    p.hooks.on_demand = hook_demand;
+    p.hooks.can_serve = hook_can_serve;
+    struct syn_gateway *g = NULL;
+    char err[256];
+    if (syn_gateway_new(&p, &g, err, sizeof err) != 0) FAIL("%s", err);
+    int port = syn_gateway_port(g);
+    CHECK(port > 0);
+    CHECK(!strncmp(syn_gateway_id(g), "gw-", 3));
+    pthread_t t;
+    CHECK_EQ_INT(pthread_create(&t, NULL, run_gateway, g), 0);
+    gwt_wait_redis(port, 10);
+    const char *body = "{\"model\":\"" MODEL "\"," MSGS "}";
+    /* the pool says it cannot serve: not ready, and 503 */
+    struct gwt_resp r = gwt_request(port, "GET", "/readyz", "", NULL, 5000);
+    CHECK_EQ_INT(r.status, 503);
+    CHECK(strstr(r.body, "\"servable\":false"));
+    gwt_resp_free(&r);
+    r = gwt_post(port, CHAT_PATH, body, "");
+    CHECK_EQ_INT(r.status, 503);
+    CHECK_EQ_STR(gwt_check_error(&r, "pool cannot serve"), "no_capacity");
+    gwt_resp_free(&r);
+    CHECK_EQ_INT(atomic_load(&g_demand), 0);
+    /* it can (a worker could be started): ready, and requests are queued, not refused, even
+     * with no worker in the registry; on_demand hears of each; without a worker coming the
+     * deadline ends it */
+    atomic_store(&g_can_serve, 1);
+    r = gwt_request(port, "GET", "/readyz", "", NULL, 5000);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(strstr(r.body, "\"" MODEL "\":{\"servable\":true"));
+    CHECK(strstr(r.body, "\"other-model\":{\"servable\":false"));
+    gwt_resp_free(&r);
+    double t0 = gwt_now();
+    r = gwt_post(port, CHAT_PATH, body, "X-Synapse-Deadline-Ms: 800\r\n");
+    CHECK_EQ_INT(r.status, 504);
+    CHECK(gwt_now() - t0 >= 0.75);
+    gwt_resp_free(&r);
+    CHECK_EQ_INT(atomic_load(&g_demand), 1);
+    /* SIGTERM stops the gateway's own loop (its signal events) */
+    kill(getpid(), SIGTERM);
+    CHECK_EQ_INT(pthread_join(t, NULL), 0);
+    syn_gateway_free(g);
 }
