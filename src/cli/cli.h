@@ -17,6 +17,7 @@ int cmd_bench_worker(int argc, char **argv); /* `synapse bench worker`, from cmd
 int cmd_worker(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
 int cmd_up(int argc, char **argv);
+int cmd_lambda(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* `synapse model SUB`: each in its own file (cmd_model_*.c), dispatched from cmd_model.c. */

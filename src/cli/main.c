@@ -26,6 +26,7 @@ static const struct command commands[] = {
     {"gateway", cmd_gateway, "run the OpenAI-compatible HTTP gateway in front of the workers"},
     {"worker", cmd_worker, "run a worker: take jobs from Redis, batch them, stream tokens"},
     {"bench", cmd_bench, "benchmarks: engine (decode/prefill tokens/s against memory bandwidth)"},
+    {"lambda", cmd_lambda, "run as an AWS Lambda custom runtime (batches, or a worker until idle)"},
     {"version", cmd_version, "print the version"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
