@@ -38,29 +38,29 @@ struct syn_gateway_pool_hooks {
 };
 
 struct syn_gateway_params {
-    const char *redis_url;        /* "redis://host:port[/db]", "unix:///path", "host:port" */
-    const char *const *models;    /* served model names (valid key names, [A-Za-z0-9._-]) */
+    const char *redis_url;     /* "redis://host:port[/db]", "unix:///path", "host:port" */
+    const char *const *models; /* served model names (valid key names, [A-Za-z0-9._-]) */
     int n_models;
-    const char *host;             /* bind address (default "127.0.0.1") */
-    int port;                     /* default 8080; 0 = any free port (see syn_gateway_port) */
-    const char *id;               /* gateway id for the reply stream; NULL = "gw-" + random */
-    const char *api_keys_file;    /* one key per line; NULL = none */
-    const char *api_keys;         /* comma-separated keys; NULL = none. With neither, no auth */
-    int max_queue;                /* per model: queued, not yet started jobs (default 256) */
-    int64_t default_deadline_ms;  /* when the request has no X-Synapse-Deadline-Ms (60000) */
-    int64_t max_deadline_ms;      /* the largest deadline a client may ask for (3600000) */
-    size_t max_body_bytes;        /* default 1 MiB; larger bodies get 413 */
-    size_t max_header_bytes;      /* default 16 KiB; a larger head gets 431 */
-    int max_connections;          /* default 4096 */
-    int read_timeout_ms;          /* a request must arrive in full within this (10000) */
-    int write_timeout_ms;         /* a response write stalled this long closes (30000) */
-    int max_tokens_limit;         /* largest max_tokens accepted (default 1048576) */
-    int default_max_tokens_chat;  /* chat requests without max_tokens (default 4096) */
-    int poll_interval_ms;         /* registry and backlog polling (default 200) */
+    const char *host;            /* bind address (default "127.0.0.1") */
+    int port;                    /* default 8080; 0 = any free port (see syn_gateway_port) */
+    const char *id;              /* gateway id for the reply stream; NULL = "gw-" + random */
+    const char *api_keys_file;   /* one key per line; NULL = none */
+    const char *api_keys;        /* comma-separated keys; NULL = none. With neither, no auth */
+    int max_queue;               /* per model: queued, not yet started jobs (default 256) */
+    int64_t default_deadline_ms; /* when the request has no X-Synapse-Deadline-Ms (60000) */
+    int64_t max_deadline_ms;     /* the largest deadline a client may ask for (3600000) */
+    size_t max_body_bytes;       /* default 1 MiB; larger bodies get 413 */
+    size_t max_header_bytes;     /* default 16 KiB; a larger head gets 431 */
+    int max_connections;         /* default 4096 */
+    int read_timeout_ms;         /* a request must arrive in full within this (10000) */
+    int write_timeout_ms;        /* a response write stalled this long closes (30000) */
+    int max_tokens_limit;        /* largest max_tokens accepted (default 1048576) */
+    int default_max_tokens_chat; /* chat requests without max_tokens (default 4096) */
+    int poll_interval_ms;        /* registry and backlog polling (default 200) */
     struct syn_gateway_pool_hooks hooks;
-    struct event_base *base;      /* run on this loop (not owned); NULL = the gateway's own */
-    int handle_signals;           /* own loop only: SIGINT/SIGTERM stop it (default 1) */
-    int shutdown_grace_ms;        /* on stop, requests in flight get this long (10000) */
+    struct event_base *base; /* run on this loop (not owned); NULL = the gateway's own */
+    int handle_signals;      /* own loop only: SIGINT/SIGTERM stop it (default 1) */
+    int shutdown_grace_ms;   /* on stop, requests in flight get this long (10000) */
 };
 
 struct syn_gateway_params syn_gateway_default_params(void);

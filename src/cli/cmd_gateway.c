@@ -17,49 +17,60 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: synapse gateway --redis URL --model NAME [--model NAME...] [options]\n\n"
-            "Serves the OpenAI API (POST /v1/chat/completions, /v1/completions, GET /v1/models)\n"
-            "plus /healthz, /readyz and /metrics, queueing each request as a job in Redis for\n"
-            "the workers of its model. Prints 'listening on HOST:PORT' on stderr once bound.\n\n"
-            "Options (each also from the environment variable shown):\n"
-            "  -r, --redis URL            unix:///path, redis://host:port[/db] or host:port\n"
-            "                                                         SYNAPSE_REDIS\n"
-            "  -m, --model NAME           a model name to serve (repeatable)\n"
-            "                                                         SYNAPSE_MODELS (a,b,...)\n"
-            "  -p, --port N               port, 0 = any free one (default 8080)  SYNAPSE_PORT\n"
-            "      --host ADDR            bind address (default 127.0.0.1)      SYNAPSE_HOST\n"
-            "      --api-keys FILE        API keys, one per line (default: none)\n"
-            "                                                         SYNAPSE_API_KEYS_FILE\n"
-            "                             (SYNAPSE_API_KEYS=k1,k2 adds keys too)\n"
-            "      --max-queue N          queued jobs per model before 429 (default 256)\n"
-            "                                                         SYNAPSE_MAX_QUEUE\n"
-            "      --default-deadline-ms N  deadline without X-Synapse-Deadline-Ms (default 60000)\n"
-            "                                                   SYNAPSE_DEFAULT_DEADLINE_MS\n"
-            "      --max-deadline-ms N    largest deadline a client may ask (default 3600000)\n"
-            "                                                   SYNAPSE_MAX_DEADLINE_MS\n"
-            "      --max-body-bytes N     larger request bodies get 413 (default 1048576)\n"
-            "                                                   SYNAPSE_MAX_BODY_BYTES\n"
-            "      --max-header-bytes N   larger request heads get 431 (default 16384)\n"
-            "                                                   SYNAPSE_MAX_HEADER_BYTES\n"
-            "      --max-connections N    open connections (default 4096)\n"
-            "                                                   SYNAPSE_MAX_CONNECTIONS\n"
-            "      --read-timeout-ms N    a request must arrive within this (default 10000)\n"
-            "                                                   SYNAPSE_READ_TIMEOUT_MS\n"
-            "      --write-timeout-ms N   a stalled response write is cut after (default 30000)\n"
-            "                                                   SYNAPSE_WRITE_TIMEOUT_MS\n"
-            "      --max-tokens-limit N   largest max_tokens accepted (default 1048576)\n"
-            "                                                   SYNAPSE_MAX_TOKENS_LIMIT\n"
-            "      --poll-ms N            registry/backlog polling period (default 200)\n"
-            "                                                   SYNAPSE_POLL_MS\n"
-            "      --id ID                gateway id, names the reply stream (default random)\n"
-            "                                                   SYNAPSE_GATEWAY_ID\n"
-            "  -h, --help                 show this help\n");
+    fprintf(
+        f, "Usage: synapse gateway --redis URL --model NAME [--model NAME...] [options]\n\n"
+           "Serves the OpenAI API (POST /v1/chat/completions, /v1/completions, GET /v1/models)\n"
+           "plus /healthz, /readyz and /metrics, queueing each request as a job in Redis for\n"
+           "the workers of its model. Prints 'listening on HOST:PORT' on stderr once bound.\n\n"
+           "Options (each also from the environment variable shown):\n"
+           "  -r, --redis URL            unix:///path, redis://host:port[/db] or host:port\n"
+           "                                                         SYNAPSE_REDIS\n"
+           "  -m, --model NAME           a model name to serve (repeatable)\n"
+           "                                                         SYNAPSE_MODELS (a,b,...)\n"
+           "  -p, --port N               port, 0 = any free one (default 8080)  SYNAPSE_PORT\n"
+           "      --host ADDR            bind address (default 127.0.0.1)      SYNAPSE_HOST\n"
+           "      --api-keys FILE        API keys, one per line (default: none)\n"
+           "                                                         SYNAPSE_API_KEYS_FILE\n"
+           "                             (SYNAPSE_API_KEYS=k1,k2 adds keys too)\n"
+           "      --max-queue N          queued jobs per model before 429 (default 256)\n"
+           "                                                         SYNAPSE_MAX_QUEUE\n"
+           "      --default-deadline-ms N  deadline without X-Synapse-Deadline-Ms (default 60000)\n"
+           "                                                   SYNAPSE_DEFAULT_DEADLINE_MS\n"
+           "      --max-deadline-ms N    largest deadline a client may ask (default 3600000)\n"
+           "                                                   SYNAPSE_MAX_DEADLINE_MS\n"
+           "      --max-body-bytes N     larger request bodies get 413 (default 1048576)\n"
+           "                                                   SYNAPSE_MAX_BODY_BYTES\n"
+           "      --max-header-bytes N   larger request heads get 431 (default 16384)\n"
+           "                                                   SYNAPSE_MAX_HEADER_BYTES\n"
+           "      --max-connections N    open connections (default 4096)\n"
+           "                                                   SYNAPSE_MAX_CONNECTIONS\n"
+           "      --read-timeout-ms N    a request must arrive within this (default 10000)\n"
+           "                                                   SYNAPSE_READ_TIMEOUT_MS\n"
+           "      --write-timeout-ms N   a stalled response write is cut after (default 30000)\n"
+           "                                                   SYNAPSE_WRITE_TIMEOUT_MS\n"
+           "      --max-tokens-limit N   largest max_tokens accepted (default 1048576)\n"
+           "                                                   SYNAPSE_MAX_TOKENS_LIMIT\n"
+           "      --poll-ms N            registry/backlog polling period (default 200)\n"
+           "                                                   SYNAPSE_POLL_MS\n"
+           "      --id ID                gateway id, names the reply stream (default random)\n"
+           "                                                   SYNAPSE_GATEWAY_ID\n"
+           "  -h, --help                 show this help\n");
 }
 
 enum {
-    O_HOST = 1000, O_KEYS, O_MAXQ, O_DDL, O_MDL, O_BODY, O_HEAD, O_CONN, O_RTO, O_WTO, O_MTL,
-    O_POLL, O_ID
+    O_HOST = 1000,
+    O_KEYS,
+    O_MAXQ,
+    O_DDL,
+    O_MDL,
+    O_BODY,
+    O_HEAD,
+    O_CONN,
+    O_RTO,
+    O_WTO,
+    O_MTL,
+    O_POLL,
+    O_ID
 };
 
 /* One numeric setting: its flag, environment variable, range and destination. */
@@ -159,14 +170,15 @@ int cmd_gateway(int argc, char **argv)
         int handled = 0;
         for (int i = 0; i < n_nums; i++)
             if (c == nums[i].code) {
-                if (cli_parse_long(cmd, nums[i].flag, optarg, nums[i].lo, nums[i].hi,
-                                   nums[i].dst))
+                if (cli_parse_long(cmd, nums[i].flag, optarg, nums[i].lo, nums[i].hi, nums[i].dst))
                     return 2;
                 handled = 1;
             }
         if (handled) continue;
         switch (c) {
-        case 'r': p.redis_url = optarg; break;
+        case 'r':
+            p.redis_url = optarg;
+            break;
         case 'm':
             if (env_models) { /* flags replace the environment's list */
                 n_models = 0;
@@ -175,11 +187,20 @@ int cmd_gateway(int argc, char **argv)
             }
             if (add_models(cmd, optarg, names, &n_models, store, sizeof store, &used)) return 2;
             break;
-        case O_HOST: p.host = optarg; break;
-        case O_KEYS: p.api_keys_file = optarg; break;
-        case O_ID: p.id = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: return 2;
+        case O_HOST:
+            p.host = optarg;
+            break;
+        case O_KEYS:
+            p.api_keys_file = optarg;
+            break;
+        case O_ID:
+            p.id = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);

@@ -35,7 +35,7 @@ int gw_adm_admit(struct gw_adm *a, int max_queue, int64_t now_s, int *retry_afte
     if (rate > 0) {
         /* the time for the queue to drain below the limit at the recent pace */
         double s = ceil((double)(depth - max_queue + 1) / rate);
-        retry = s < GW_ADM_RETRY_MIN ? GW_ADM_RETRY_MIN
+        retry = s < GW_ADM_RETRY_MIN   ? GW_ADM_RETRY_MIN
                 : s > GW_ADM_RETRY_MAX ? GW_ADM_RETRY_MAX
                                        : (int)s;
     }

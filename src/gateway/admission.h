@@ -13,24 +13,24 @@
 
 #include <stdint.h>
 
-#define GW_ADM_WINDOW 10     /* seconds of finish history behind the drain rate */
-#define GW_ADM_RETRY_MIN 1   /* Retry-After bounds (seconds) */
-#define GW_ADM_RETRY_MAX 60
-#define GW_ADM_RETRY_IDLE 5  /* Retry-After when nothing finished recently */
+#define GW_ADM_WINDOW     10 /* seconds of finish history behind the drain rate */
+#define GW_ADM_RETRY_MIN  1  /* Retry-After bounds (seconds) */
+#define GW_ADM_RETRY_MAX  60
+#define GW_ADM_RETRY_IDLE 5 /* Retry-After when nothing finished recently */
 
 struct gw_adm {
-    int local_waiting;        /* admitted here, not started */
-    int local_at_poll;        /* local_waiting when the last backlog poll was sent */
-    int64_t redis_waiting;    /* both streams' undelivered entries at the last poll */
-    int64_t redis_pending;    /* delivered, not acknowledged */
-    int backlog_known;        /* a backlog poll has completed */
-    int workers;              /* live workers in the registry at the last poll */
-    int ready_workers;        /* of which ready */
-    int running;              /* sequences running on them */
-    int registry_known;       /* a registry poll has completed */
-    int64_t finished[GW_ADM_WINDOW]; /* jobs finished, per second (ring) */
+    int local_waiting;                   /* admitted here, not started */
+    int local_at_poll;                   /* local_waiting when the last backlog poll was sent */
+    int64_t redis_waiting;               /* both streams' undelivered entries at the last poll */
+    int64_t redis_pending;               /* delivered, not acknowledged */
+    int backlog_known;                   /* a backlog poll has completed */
+    int workers;                         /* live workers in the registry at the last poll */
+    int ready_workers;                   /* of which ready */
+    int running;                         /* sequences running on them */
+    int registry_known;                  /* a registry poll has completed */
+    int64_t finished[GW_ADM_WINDOW];     /* jobs finished, per second (ring) */
     int64_t finished_sec[GW_ADM_WINDOW]; /* the second each slot counts */
-    uint64_t rejected;        /* 429s */
+    uint64_t rejected;                   /* 429s */
     uint64_t admitted;
 };
 

@@ -39,8 +39,7 @@ static int add_key(struct gw_auth *a, const char *s, size_t n, const char *where
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] == 0x7f)
             return syn_seterr(err, errlen, SYN_EINVAL,
-                              "api keys: a key in %s contains a space or control character",
-                              where);
+                              "api keys: a key in %s contains a space or control character", where);
     char **nk = realloc(a->keys, sizeof *nk * (size_t)(a->n + 1));
     if (!nk) return syn_seterr(err, errlen, SYN_ENOMEM, "api keys: out of memory");
     a->keys = nk;
@@ -50,8 +49,7 @@ static int add_key(struct gw_auth *a, const char *s, size_t n, const char *where
     return 0;
 }
 
-int gw_auth_new(const char *file, const char *list, struct gw_auth **out, char *err,
-                size_t errlen)
+int gw_auth_new(const char *file, const char *list, struct gw_auth **out, char *err, size_t errlen)
 {
     int rc = 0;
     *out = NULL;

@@ -15,8 +15,7 @@ struct gw_auth;
 
 /* file and list may be NULL. Returns 0, or SYN_EINVAL/SYN_EIO with a message (an unreadable
  * file, a key with spaces or control characters, a file that names no key at all). */
-int gw_auth_new(const char *file, const char *list, struct gw_auth **out, char *err,
-                size_t errlen);
+int gw_auth_new(const char *file, const char *list, struct gw_auth **out, char *err, size_t errlen);
 void gw_auth_free(struct gw_auth *a);
 /* Number of keys (0: authentication is off). */
 int gw_auth_count(const struct gw_auth *a);

@@ -67,15 +67,15 @@ struct syn_gateway_params syn_gateway_default_params(void)
 
 struct gw_model {
     char name[101];
-    struct gw_adm adm;            /* the bounded queue */
-    int in_flight;                /* requests admitted and not yet answered */
-    uint64_t status[600];         /* responses by HTTP status */
-    uint64_t tokens;              /* completion tokens relayed */
-    uint64_t cancel_disconnect;   /* jobs cancelled because the client went away */
-    uint64_t cancel_deadline;     /* jobs cancelled because their deadline passed */
-    uint64_t duplicates;          /* token events dropped as already delivered */
-    struct gw_hist ttft;          /* admission to first token */
-    struct gw_hist e2e;           /* admission to the end of the response */
+    struct gw_adm adm;          /* the bounded queue */
+    int in_flight;              /* requests admitted and not yet answered */
+    uint64_t status[600];       /* responses by HTTP status */
+    uint64_t tokens;            /* completion tokens relayed */
+    uint64_t cancel_disconnect; /* jobs cancelled because the client went away */
+    uint64_t cancel_deadline;   /* jobs cancelled because their deadline passed */
+    uint64_t duplicates;        /* token events dropped as already delivered */
+    struct gw_hist ttft;        /* admission to first token */
+    struct gw_hist e2e;         /* admission to the end of the response */
 };
 
 enum req_state {
@@ -86,38 +86,38 @@ enum req_state {
 
 struct gw_req {
     struct syn_gateway *g;
-    struct gw_http_req *http;     /* NULL once the client is gone */
+    struct gw_http_req *http; /* NULL once the client is gone */
     struct gw_model *model;
-    struct gw_req *hnext;         /* hash chain */
+    struct gw_req *hnext; /* hash chain */
     enum req_state state;
-    int in_queue;                 /* counted in the model's waiting jobs */
-    int stream;                   /* SSE response */
+    int in_queue; /* counted in the model's waiting jobs */
+    int stream;   /* SSE response */
     int include_usage;
-    int headers_sent;             /* the SSE head went out */
-    int role_sent;                /* the chat chunk with the role went out */
-    struct gw_oai_meta meta;      /* id, model, created: strings point into this struct */
+    int headers_sent;        /* the SSE head went out */
+    int role_sent;           /* the chat chunk with the role went out */
+    struct gw_oai_meta meta; /* id, model, created: strings point into this struct */
     char id[101];
-    struct syn_job job;           /* owned strings, released by req_end */
-    struct event *deadline;       /* owned */
-    int64_t t0_us;                /* monotonic, admission */
+    struct syn_job job;     /* owned strings, released by req_end */
+    struct event *deadline; /* owned */
+    int64_t t0_us;          /* monotonic, admission */
     /* exactly-once: what reached the client, in tokens and text bytes, and the attempt whose
      * events are being read with how many text bytes it produced so far */
     int next_pos;
     size_t sent_bytes;
     int attempt;
     size_t attempt_bytes;
-    int lp_pos;                   /* tokens whose logprobs were relayed */
+    int lp_pos; /* tokens whose logprobs were relayed */
     /* the response being gathered (non-streaming) or a held-back partial UTF-8 (streaming) */
-    char *text;                   /* malloc'ed */
+    char *text; /* malloc'ed */
     size_t text_len, text_cap;
-    json_t *lp;                   /* the worker's per-token logprob objects, relayed ones */
-    size_t lp_text_offset;        /* completions: text offset of the next logprob token */
+    json_t *lp;            /* the worker's per-token logprob objects, relayed ones */
+    size_t lp_text_offset; /* completions: text offset of the next logprob token */
 };
 
 struct syn_gateway {
     struct syn_gateway_params p;
-    char **model_names;           /* owned copies */
-    struct gw_model *models;      /* n_models */
+    char **model_names;      /* owned copies */
+    struct gw_model *models; /* n_models */
     int n_models;
     char id[101];
     char reply_key[128];
@@ -129,11 +129,11 @@ struct syn_gateway {
     struct gw_oai_limits limits;
     struct event *sigint, *sigterm, *grace;
     int stopping;
-    struct gw_req **table;        /* by job id */
-    size_t table_cap;             /* power of two */
+    struct gw_req **table; /* by job id */
+    size_t table_cap;      /* power of two */
     size_t n_reqs;
-    int64_t started;              /* unix s, for /v1/models */
-    uint64_t responses[600];      /* every HTTP response by status */
+    int64_t started;         /* unix s, for /v1/models */
+    uint64_t responses[600]; /* every HTTP response by status */
     uint64_t submit_errors;
 };
 
@@ -431,8 +431,8 @@ static void finish_ok(struct gw_req *r, const struct syn_event *ev)
         r->text_len = 0;
         if (r->http) stream_chunk(r, "", 0, ev->finish, NULL);
         if (r->http && r->include_usage) {
-            char *json = gw_oai_usage_chunk_json(&r->meta, ev->prompt_tokens,
-                                                 ev->completion_tokens);
+            char *json =
+                gw_oai_usage_chunk_json(&r->meta, ev->prompt_tokens, ev->completion_tokens);
             if (json) gw_sse_data(r->http, json);
             free(json);
         }
@@ -440,9 +440,9 @@ static void finish_ok(struct gw_req *r, const struct syn_event *ev)
     } else {
         json_t *lp = r->lp ? gw_oai_logprobs(r->meta.kind, r->lp, 0) : NULL;
         if (!lp && r->job.logprobs) lp = gw_oai_logprobs(r->meta.kind, json_array(), 0);
-        char *json = gw_oai_completion_json(&r->meta, r->text ? r->text : "", r->text_len,
-                                            ev->finish, lp, ev->prompt_tokens,
-                                            ev->completion_tokens);
+        char *json =
+            gw_oai_completion_json(&r->meta, r->text ? r->text : "", r->text_len, ev->finish, lp,
+                                   ev->prompt_tokens, ev->completion_tokens);
         json_decref(lp);
         char hdr[160];
         snprintf(hdr, sizeof hdr, "X-Request-Id: %s\r\n", r->id);
@@ -550,8 +550,7 @@ static void on_event(void *ud, const struct syn_event *ev)
         finish_error(r, ev);
 }
 
-static void on_submitted(void *ud, const char *job_id, int ok, const char *entry,
-                         const char *err)
+static void on_submitted(void *ud, const char *job_id, int ok, const char *entry, const char *err)
 {
     struct syn_gateway *g = ud;
     struct gw_req *r = table_find(g, job_id);
@@ -621,8 +620,7 @@ static int read_deadline(struct syn_gateway *g, struct gw_http_req *h, int64_t *
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (!*v || *end || errno || x < 1 || x > g->p.max_deadline_ms) {
-        gw_oai_set_error(e, 400, "invalid_request_error", "invalid_value",
-                         "X-Synapse-Deadline-Ms",
+        gw_oai_set_error(e, 400, "invalid_request_error", "invalid_value", "X-Synapse-Deadline-Ms",
                          "Invalid header 'X-Synapse-Deadline-Ms': expected milliseconds from "
                          "now between 1 and %" PRId64 ", got '%.40s'.",
                          g->p.max_deadline_ms, v);
@@ -637,8 +635,10 @@ static int read_priority(struct gw_http_req *h, int *prio, struct gw_oai_error *
     const char *v = gw_http_req_header(h, "X-Synapse-Priority");
     *prio = SYN_PRIO_NORMAL;
     if (!v) return 0;
-    if (!strcasecmp(v, "high") || !strcmp(v, "1")) *prio = SYN_PRIO_HIGH;
-    else if (!strcasecmp(v, "normal") || !strcmp(v, "0")) *prio = SYN_PRIO_NORMAL;
+    if (!strcasecmp(v, "high") || !strcmp(v, "1"))
+        *prio = SYN_PRIO_HIGH;
+    else if (!strcasecmp(v, "normal") || !strcmp(v, "0"))
+        *prio = SYN_PRIO_NORMAL;
     else {
         gw_oai_set_error(e, 400, "invalid_request_error", "invalid_value", "X-Synapse-Priority",
                          "Invalid header 'X-Synapse-Priority': expected high, normal, 1 or 0, "
@@ -649,8 +649,7 @@ static int read_priority(struct gw_http_req *h, int *prio, struct gw_oai_error *
     return 0;
 }
 
-static void handle_completion(struct syn_gateway *g, struct gw_http_req *h,
-                              enum gw_oai_kind kind)
+static void handle_completion(struct syn_gateway *g, struct gw_http_req *h, enum gw_oai_kind kind)
 {
     struct gw_oai_error e;
     struct gw_oai_request q;
@@ -680,8 +679,7 @@ static void handle_completion(struct syn_gateway *g, struct gw_http_req *h,
                          "The job queue (Redis) is unreachable; retry shortly.");
         goto refuse;
     }
-    if (g->p.hooks.can_serve ? !servable(g, m)
-                             : (m->adm.registry_known && m->adm.workers == 0)) {
+    if (g->p.hooks.can_serve ? !servable(g, m) : (m->adm.registry_known && m->adm.workers == 0)) {
         gw_oai_set_error(&e, 503, "server_error", "no_capacity", NULL,
                          "No worker is serving model '%s' and none can be started; retry "
                          "later.",
@@ -769,18 +767,19 @@ refuse:
 static void handle_models(struct syn_gateway *g, struct gw_http_req *h, const char *rest)
 {
     if (!rest) {
-        respond_json(g, h, NULL, 200, "",
-                     gw_oai_models_json((const char *const *)g->model_names, g->n_models,
-                                        g->started));
+        respond_json(
+            g, h, NULL, 200, "",
+            gw_oai_models_json((const char *const *)g->model_names, g->n_models, g->started));
         return;
     }
     struct gw_model *m = find_model(g, rest);
     if (!m) {
         char msg[300];
-        snprintf(msg, sizeof msg, "The model '%.200s' does not exist or you do not have access "
-                                  "to it.", rest);
-        error_simple(g, h, NULL, 404, "invalid_request_error", "model_not_found", "model", msg,
-                     "");
+        snprintf(msg, sizeof msg,
+                 "The model '%.200s' does not exist or you do not have access "
+                 "to it.",
+                 rest);
+        error_simple(g, h, NULL, 404, "invalid_request_error", "model_not_found", "model", msg, "");
         return;
     }
     respond_json(g, h, NULL, 200, "", gw_oai_model_json(m->name, g->started));
@@ -796,9 +795,9 @@ static void handle_readyz(struct syn_gateway *g, struct gw_http_req *h)
         int s = servable(g, m);
         any |= s;
         json_object_set_new(models, m->name,
-                            json_pack("{s:b,s:i,s:i,s:I}", "servable", s, "workers",
-                                      m->adm.workers, "ready_workers", m->adm.ready_workers,
-                                      "queued", (json_int_t)gw_adm_depth(&m->adm)));
+                            json_pack("{s:b,s:i,s:i,s:I}", "servable", s, "workers", m->adm.workers,
+                                      "ready_workers", m->adm.ready_workers, "queued",
+                                      (json_int_t)gw_adm_depth(&m->adm)));
     }
     int ready = redis && any;
     json_t *root = json_pack("{s:s,s:b,s:o}", "status", ready ? "ready" : "not ready", "redis",
@@ -840,13 +839,13 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
             gw_metric_value(o, "synapse_gateway_http_responses_total", "status", st, NULL, NULL,
                             (double)g->responses[s]);
         }
-#define PER_MODEL(NAME_, TYPE_, HELP_, EXPR_)                                                 \
-    do {                                                                                      \
-        gw_metric_header(o, NAME_, TYPE_, HELP_);                                             \
-        for (int i = 0; i < g->n_models; i++) {                                               \
-            struct gw_model *m = &g->models[i];                                               \
-            gw_metric_value(o, NAME_, "model", m->name, NULL, NULL, (double)(EXPR_));         \
-        }                                                                                     \
+#define PER_MODEL(NAME_, TYPE_, HELP_, EXPR_)                                                      \
+    do {                                                                                           \
+        gw_metric_header(o, NAME_, TYPE_, HELP_);                                                  \
+        for (int i = 0; i < g->n_models; i++) {                                                    \
+            struct gw_model *m = &g->models[i];                                                    \
+            gw_metric_value(o, NAME_, "model", m->name, NULL, NULL, (double)(EXPR_));              \
+        }                                                                                          \
     } while (0)
     PER_MODEL("synapse_gateway_requests_in_flight", "gauge",
               "Requests admitted and not yet answered.", m->in_flight);
@@ -859,17 +858,15 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
               "Undelivered jobs in the model's streams at the last poll.", m->adm.redis_waiting);
     PER_MODEL("synapse_gateway_queue_pending", "gauge",
               "Delivered, unacknowledged jobs at the last poll.", m->adm.redis_pending);
-    PER_MODEL("synapse_gateway_drain_rate", "gauge",
-              "Jobs finished per second over the last 10 s.", gw_adm_drain_rate(&m->adm, now));
-    PER_MODEL("synapse_gateway_workers", "gauge", "Live workers in the registry.",
-              m->adm.workers);
+    PER_MODEL("synapse_gateway_drain_rate", "gauge", "Jobs finished per second over the last 10 s.",
+              gw_adm_drain_rate(&m->adm, now));
+    PER_MODEL("synapse_gateway_workers", "gauge", "Live workers in the registry.", m->adm.workers);
     PER_MODEL("synapse_gateway_workers_ready", "gauge", "Ready workers in the registry.",
               m->adm.ready_workers);
     PER_MODEL("synapse_gateway_completion_tokens_total", "counter",
               "Completion tokens relayed to clients.", m->tokens);
     PER_MODEL("synapse_gateway_duplicate_events_total", "counter",
-              "Token events dropped because their tokens were already delivered.",
-              m->duplicates);
+              "Token events dropped because their tokens were already delivered.", m->duplicates);
     gw_metric_header(o, "synapse_gateway_cancellations_total", "counter",
                      "Jobs cancelled by the gateway, by reason.");
     for (int i = 0; i < g->n_models; i++) {
@@ -881,17 +878,17 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
     gw_metric_header(o, "synapse_gateway_time_to_first_token_seconds", "histogram",
                      "From admission to the first token event.");
     for (int i = 0; i < g->n_models; i++)
-        gw_metric_hist(o, "synapse_gateway_time_to_first_token_seconds", "model",
-                       g->models[i].name, &g->models[i].ttft);
+        gw_metric_hist(o, "synapse_gateway_time_to_first_token_seconds", "model", g->models[i].name,
+                       &g->models[i].ttft);
     gw_metric_header(o, "synapse_gateway_request_duration_seconds", "histogram",
                      "From admission to the end of the response.");
     for (int i = 0; i < g->n_models; i++)
         gw_metric_hist(o, "synapse_gateway_request_duration_seconds", "model", g->models[i].name,
                        &g->models[i].e2e);
-#define SCALAR(NAME_, TYPE_, HELP_, V_)                                                       \
-    do {                                                                                      \
-        gw_metric_header(o, NAME_, TYPE_, HELP_);                                             \
-        gw_metric_value(o, NAME_, NULL, NULL, NULL, NULL, (double)(V_));                      \
+#define SCALAR(NAME_, TYPE_, HELP_, V_)                                                            \
+    do {                                                                                           \
+        gw_metric_header(o, NAME_, TYPE_, HELP_);                                                  \
+        gw_metric_value(o, NAME_, NULL, NULL, NULL, NULL, (double)(V_));                           \
     } while (0)
     SCALAR("synapse_gateway_connections", "gauge", "Open client connections.", hs.connections);
     SCALAR("synapse_gateway_connections_accepted_total", "counter", "Connections accepted.",
@@ -901,8 +898,7 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
     SCALAR("synapse_gateway_http_read_timeouts_total", "counter",
            "Connections cut off because a request did not arrive in time.", hs.read_timeouts);
     SCALAR("synapse_gateway_http_write_timeouts_total", "counter",
-           "Connections cut off because the client did not read its response.",
-           hs.write_timeouts);
+           "Connections cut off because the client did not read its response.", hs.write_timeouts);
     SCALAR("synapse_gateway_redis_up", "gauge", "1 when both Redis connections are up.",
            gw_redis_up(g->redis));
     SCALAR("synapse_gateway_redis_errors_total", "counter", "Redis connections lost or refused.",
@@ -917,8 +913,10 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
     if (text) evbuffer_remove(o, text, n);
     evbuffer_free(o);
     count(g, NULL, text ? 200 : 500);
-    if (text) gw_http_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", "", text, n);
-    else gw_http_respond(h, 500, "text/plain", "", "out of memory\n", 14);
+    if (text)
+        gw_http_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", "", text, n);
+    else
+        gw_http_respond(h, 500, "text/plain", "", "out of memory\n", 14);
     free(text);
 }
 
@@ -930,9 +928,12 @@ static void on_http(struct gw_http_req *h, void *ud)
         static const struct {
             int status;
             const char *code;
-        } codes[] = {{400, "bad_request"},       {408, "request_timeout"},
-                     {413, "request_too_large"}, {417, "expectation_failed"},
-                     {431, "headers_too_large"}, {501, "not_implemented"},
+        } codes[] = {{400, "bad_request"},
+                     {408, "request_timeout"},
+                     {413, "request_too_large"},
+                     {417, "expectation_failed"},
+                     {431, "headers_too_large"},
+                     {501, "not_implemented"},
                      {505, "http_version_not_supported"}};
         const char *code = NULL;
         for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
@@ -990,8 +991,8 @@ static void on_http(struct gw_http_req *h, void *ud)
     if (allow) {
         char hdr[64];
         snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
-        snprintf(msg, sizeof msg, "Method %.20s is not allowed on %.200s (allowed: %s).",
-                 method, path, allow);
+        snprintf(msg, sizeof msg, "Method %.20s is not allowed on %.200s (allowed: %s).", method,
+                 path, allow);
         error_simple(g, h, NULL, 405, "invalid_request_error", "method_not_allowed", NULL, msg,
                      hdr);
         return;
@@ -1034,8 +1035,7 @@ void syn_gateway_stop(struct syn_gateway *g)
     g->stopping = 1;
     gw_http_stop_accepting(g->http);
     if (g->grace) {
-        struct timeval tv = {g->p.shutdown_grace_ms / 1000,
-                             (g->p.shutdown_grace_ms % 1000) * 1000};
+        struct timeval tv = {g->p.shutdown_grace_ms / 1000, (g->p.shutdown_grace_ms % 1000) * 1000};
         event_add(g->grace, &tv);
     }
     maybe_finish_stop(g);
@@ -1095,7 +1095,8 @@ int syn_gateway_new(const struct syn_gateway_params *p, struct syn_gateway **out
     }
     g->limits = gw_oai_default_limits();
     g->limits.max_tokens_limit = p->max_tokens_limit;
-    if (p->default_max_tokens_chat > 0) g->limits.default_max_tokens_chat = p->default_max_tokens_chat;
+    if (p->default_max_tokens_chat > 0)
+        g->limits.default_max_tokens_chat = p->default_max_tokens_chat;
     if ((rc = gw_auth_new(p->api_keys_file, p->api_keys, &g->auth, err, errlen))) goto fail;
 
     if (p->base) {
@@ -1125,9 +1126,8 @@ int syn_gateway_new(const struct syn_gateway_params *p, struct syn_gateway **out
         .on_poll_sent = on_poll_sent,
         .ud = g,
     };
-    if ((rc = gw_redis_new(g->base, p->redis_url, g->reply_key,
-                           (const char *const *)g->model_names, g->n_models,
-                           p->poll_interval_ms, &cb, &g->redis, err, errlen)))
+    if ((rc = gw_redis_new(g->base, p->redis_url, g->reply_key, (const char *const *)g->model_names,
+                           g->n_models, p->poll_interval_ms, &cb, &g->redis, err, errlen)))
         goto fail;
     g->grace = event_new(g->base, -1, 0, on_grace, g);
     if (g->own_base && p->handle_signals) {

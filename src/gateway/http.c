@@ -52,59 +52,59 @@ struct gw_http_config gw_http_default_config(void)
 }
 
 enum conn_state {
-    C_HEAD,        /* waiting for (the rest of) a request head */
-    C_BODY,        /* reading a Content-Length body */
-    C_CHUNK_SIZE,  /* reading a chunk-size line */
-    C_CHUNK_DATA,  /* reading chunk data */
-    C_CHUNK_CRLF,  /* the CRLF after chunk data */
-    C_TRAILER,     /* trailer lines after the last chunk */
-    C_HANDLING,    /* the handler has the request */
-    C_CLOSING,     /* flushing the last response, then closing */
+    C_HEAD,       /* waiting for (the rest of) a request head */
+    C_BODY,       /* reading a Content-Length body */
+    C_CHUNK_SIZE, /* reading a chunk-size line */
+    C_CHUNK_DATA, /* reading chunk data */
+    C_CHUNK_CRLF, /* the CRLF after chunk data */
+    C_TRAILER,    /* trailer lines after the last chunk */
+    C_HANDLING,   /* the handler has the request */
+    C_CLOSING,    /* flushing the last response, then closing */
 };
 
 struct conn {
     struct gw_http *h;
-    struct conn *prev, *next;  /* h->conns list */
-    struct bufferevent *bev;   /* the socket; owned (closes the fd) */
-    struct event *timer;       /* the read deadline; owned */
-    struct event *kick;        /* deferred work (next pipelined request, close); owned */
+    struct conn *prev, *next; /* h->conns list */
+    struct bufferevent *bev;  /* the socket; owned (closes the fd) */
+    struct event *timer;      /* the read deadline; owned */
+    struct event *kick;       /* deferred work (next pipelined request, close); owned */
     enum conn_state state;
-    struct gw_http_req *req;   /* the request being read or handled; owned */
-    uint64_t left;             /* body or chunk bytes still to read */
-    int abort;                 /* close now, without flushing (too slow, shutting down) */
-    char peer[64];             /* "ip:port" */
+    struct gw_http_req *req; /* the request being read or handled; owned */
+    uint64_t left;           /* body or chunk bytes still to read */
+    int abort;               /* close now, without flushing (too slow, shutting down) */
+    char peer[64];           /* "ip:port" */
 };
 
 struct gw_http_req {
     struct conn *c;
-    struct gw_arena arena;     /* head copy, headers, body, the handler's state */
+    struct gw_arena arena; /* head copy, headers, body, the handler's state */
     struct gw_http_head head;
-    int error;                 /* 0, or the status the transport decided */
+    int error; /* 0, or the status the transport decided */
     char errmsg[256];
-    struct evbuffer *body;     /* while reading; owned */
-    char *body_data;           /* in the arena once complete */
+    struct evbuffer *body; /* while reading; owned */
+    char *body_data;       /* in the arena once complete */
     size_t body_len;
-    int is_head;               /* HEAD: answer without a body */
-    int keep_alive;            /* the connection may serve another request after this one */
-    int streaming;             /* stream_begin was called */
-    int chunked_out;           /* the stream uses chunked transfer coding */
-    int expect_continue;       /* Expect: 100-continue seen */
+    int is_head;         /* HEAD: answer without a body */
+    int keep_alive;      /* the connection may serve another request after this one */
+    int streaming;       /* stream_begin was called */
+    int chunked_out;     /* the stream uses chunked transfer coding */
+    int expect_continue; /* Expect: 100-continue seen */
     gw_http_gone_fn gone;
     void *gone_ctx;
 };
 
 struct gw_http {
     struct event_base *base;
-    struct evconnlistener *lst;   /* owned */
+    struct evconnlistener *lst; /* owned */
     struct gw_http_config cfg;
     int port;
     gw_http_handler_fn fn;
     void *ud;
-    struct conn *conns;           /* every open connection */
-    int paused;                   /* the listener is disabled at max_connections */
-    int stopping;                 /* no more accepts */
+    struct conn *conns; /* every open connection */
+    int paused;         /* the listener is disabled at max_connections */
+    int stopping;       /* no more accepts */
     struct gw_http_stats st;
-    time_t date_t;                /* second of the cached Date header */
+    time_t date_t; /* second of the cached Date header */
     char date[48];
 };
 
@@ -140,24 +140,27 @@ int gw_http_parse_head(const char *buf, size_t len, int max_headers, struct gw_a
     char *m = p;
     while (p < le && is_tchar((unsigned char)*p)) p++;
     if (p == m || *p != ' ')
-        return fail(err, errlen, 400, "malformed request line: expected METHOD SP TARGET SP "
-                                      "HTTP/1.x", NULL);
+        return fail(err, errlen, 400,
+                    "malformed request line: expected METHOD SP TARGET SP "
+                    "HTTP/1.x",
+                    NULL);
     *p++ = 0;
     char *t = p;
     while (p < le && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f) p++;
     if (p == t || *p != ' ')
-        return fail(err, errlen, 400, "malformed request line: expected METHOD SP TARGET SP "
-                                      "HTTP/1.x", NULL);
+        return fail(err, errlen, 400,
+                    "malformed request line: expected METHOD SP TARGET SP "
+                    "HTTP/1.x",
+                    NULL);
     *p++ = 0;
     char *v = p;
-    if (strncmp(v, "HTTP/", 5) != 0 || strlen(v) != 8 || v[5] < '0' || v[5] > '9' ||
-        v[6] != '.' || v[7] < '0' || v[7] > '9')
+    if (strncmp(v, "HTTP/", 5) != 0 || strlen(v) != 8 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
+        v[7] < '0' || v[7] > '9')
         return fail(err, errlen, 400, "malformed request line: bad HTTP version", NULL);
     if (v[5] != '1' || (v[7] != '0' && v[7] != '1'))
         return fail(err, errlen, 505, "HTTP version %s is not supported (1.0 and 1.1 are)", v);
     if (t[0] != '/')
-        return fail(err, errlen, 400, "the request target must be a path starting with '/'",
-                    NULL);
+        return fail(err, errlen, 400, "the request target must be a path starting with '/'", NULL);
     h->method = m;
     h->target = t;
     h->minor = v[7] - '0';
@@ -183,16 +186,14 @@ int gw_http_parse_head(const char *buf, size_t len, int max_headers, struct gw_a
         char *name = p;
         while (p < le && is_tchar((unsigned char)*p)) p++;
         if (p == name || *p != ':')
-            return fail(err, errlen, 400, "malformed header line (expected 'Name: value')",
-                        NULL);
+            return fail(err, errlen, 400, "malformed header line (expected 'Name: value')", NULL);
         *p++ = 0;
         while (p < le && (*p == ' ' || *p == '\t')) p++;
         char *val = p;
         for (char *x = p; x < le; x++) {
             unsigned char c = (unsigned char)*x;
             if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return fail(err, errlen, 400, "header '%s' contains a control character",
-                            name);
+                return fail(err, errlen, 400, "header '%s' contains a control character", name);
         }
         char *ve = le;
         while (ve > val && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
@@ -229,28 +230,50 @@ int gw_http_parse_length(const char *s, uint64_t *out)
 const char *gw_http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -482,19 +505,18 @@ static void start_request(struct conn *c, struct evbuffer *in, size_t n)
     }
     c->req = r;
     char *buf = (char *)evbuffer_pullup(in, (ev_ssize_t)n);
-    int st = gw_http_parse_head(buf, n, h->cfg.max_headers, &r->arena, &r->head, err,
-                                sizeof err);
+    int st = gw_http_parse_head(buf, n, h->cfg.max_headers, &r->arena, &r->head, err, sizeof err);
     evbuffer_drain(in, n);
-    if (st == 431) snprintf(err, sizeof err, "too many header lines (at most %d)",
-                            h->cfg.max_headers);
+    if (st == 431)
+        snprintf(err, sizeof err, "too many header lines (at most %d)", h->cfg.max_headers);
     if (st) {
         transport_error(c, st, err);
         return;
     }
     r->is_head = strcmp(r->head.method, "HEAD") == 0;
     const char *conn_hdr = head_header(&r->head, "Connection");
-    r->keep_alive = r->head.minor >= 1 ? !has_token(conn_hdr, "close")
-                                       : has_token(conn_hdr, "keep-alive");
+    r->keep_alive =
+        r->head.minor >= 1 ? !has_token(conn_hdr, "close") : has_token(conn_hdr, "keep-alive");
     /* body framing: at most one Content-Length value, or chunked; never both */
     const char *te = NULL, *cl = NULL;
     int n_te = 0;
@@ -512,8 +534,9 @@ static void start_request(struct conn *c, struct evbuffer *in, size_t n)
         }
     }
     if (te && cl) {
-        transport_error(c, 400, "a request must not have both Transfer-Encoding and "
-                                "Content-Length");
+        transport_error(c, 400,
+                        "a request must not have both Transfer-Encoding and "
+                        "Content-Length");
         return;
     }
     const char *expect = head_header(&r->head, "Expect");
@@ -526,8 +549,10 @@ static void start_request(struct conn *c, struct evbuffer *in, size_t n)
     }
     if (te) {
         if (n_te > 1 || strcasecmp(te, "chunked") != 0) {
-            snprintf(err, sizeof err, "Transfer-Encoding '%.100s' is not supported (only "
-                                      "chunked is)", te);
+            snprintf(err, sizeof err,
+                     "Transfer-Encoding '%.100s' is not supported (only "
+                     "chunked is)",
+                     te);
             transport_error(c, 501, err);
             return;
         }
@@ -539,8 +564,10 @@ static void start_request(struct conn *c, struct evbuffer *in, size_t n)
             return;
         }
         if (len > h->cfg.max_body_bytes) {
-            snprintf(err, sizeof err, "the request body is %llu bytes; at most %zu are "
-                                      "allowed", (unsigned long long)len, h->cfg.max_body_bytes);
+            snprintf(err, sizeof err,
+                     "the request body is %llu bytes; at most %zu are "
+                     "allowed",
+                     (unsigned long long)len, h->cfg.max_body_bytes);
             transport_error(c, 413, err);
             return;
         }
@@ -571,8 +598,8 @@ static void conn_process(struct conn *c)
             /* blank lines before a request line are allowed (RFC 9112 2.2) */
             unsigned char lead[2];
             while (evbuffer_copyout(in, lead, 2) >= 1 &&
-                   (lead[0] == '\n' || (lead[0] == '\r' && evbuffer_get_length(in) >= 2 &&
-                                        lead[1] == '\n')))
+                   (lead[0] == '\n' ||
+                    (lead[0] == '\r' && evbuffer_get_length(in) >= 2 && lead[1] == '\n')))
                 evbuffer_drain(in, lead[0] == '\n' ? 1 : 2);
             size_t len = evbuffer_get_length(in);
             if (len == 0) return;
@@ -622,8 +649,10 @@ static void conn_process(struct conn *c)
                         : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
                                                  : -1;
                 if (d < 0) break;
-                if (++digits > 15) size = UINT64_MAX; /* saturate: refused below */
-                else size = size * 16 + (uint64_t)d;
+                if (++digits > 15)
+                    size = UINT64_MAX; /* saturate: refused below */
+                else
+                    size = size * 16 + (uint64_t)d;
             }
             int ok = digits > 0 && (i == n || line[i] == ';' || line[i] == ' ' || line[i] == '\t');
             free(line);
@@ -754,8 +783,8 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     if (c->state == C_HEAD) conn_process(c);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     (void)l;
     (void)salen;
@@ -774,8 +803,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->timer = event_new(h->base, -1, 0, on_timer, c);
     c->kick = event_new(h->base, -1, 0, on_kick, c);
     if (!c->bev || !c->timer || !c->kick) {
-        if (c->bev) bufferevent_free(c->bev);
-        else evutil_closesocket(fd);
+        if (c->bev)
+            bufferevent_free(c->bev);
+        else
+            evutil_closesocket(fd);
         if (c->timer) event_free(c->timer);
         if (c->kick) event_free(c->kick);
         free(c);
@@ -926,8 +957,8 @@ void gw_http_stream_end(struct gw_http_req *r)
 
 /* ---- the server ---- */
 
-int gw_http_new(struct event_base *base, const struct gw_http_config *cfg,
-                gw_http_handler_fn fn, void *ud, struct gw_http **out, char *err, size_t errlen)
+int gw_http_new(struct event_base *base, const struct gw_http_config *cfg, gw_http_handler_fn fn,
+                void *ud, struct gw_http **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct gw_http *h = calloc(1, sizeof *h);
@@ -951,12 +982,11 @@ int gw_http_new(struct event_base *base, const struct gw_http_config *cfg,
     int gai = getaddrinfo(host, portstr, &hints, &ai);
     if (gai != 0) {
         free(h);
-        return syn_seterr(err, errlen, SYN_EIO, "http: cannot resolve '%s': %s",
-                          host ? host : "*", gai_strerror(gai));
+        return syn_seterr(err, errlen, SYN_EIO, "http: cannot resolve '%s': %s", host ? host : "*",
+                          gai_strerror(gai));
     }
-    h->lst = evconnlistener_new_bind(base, on_accept, h,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-                                     ai->ai_addr, (int)ai->ai_addrlen);
+    h->lst = evconnlistener_new_bind(base, on_accept, h, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                     1024, ai->ai_addr, (int)ai->ai_addrlen);
     int e = errno;
     freeaddrinfo(ai);
     if (!h->lst) {
@@ -968,7 +998,8 @@ int gw_http_new(struct event_base *base, const struct gw_http_config *cfg,
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evconnlistener_get_fd(h->lst), (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        if (ss.ss_family == AF_INET)
+            h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         else if (ss.ss_family == AF_INET6)
             h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }

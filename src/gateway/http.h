@@ -33,17 +33,17 @@ struct gw_http;
 struct gw_http_req;
 
 struct gw_http_config {
-    const char *host;         /* address to bind ("127.0.0.1", "0.0.0.0", "::") */
-    int port;                 /* 0: the kernel picks one (see gw_http_port) */
-    size_t max_header_bytes;  /* request line + headers */
-    int max_headers;          /* header lines */
-    size_t max_body_bytes;    /* decoded body */
-    int max_connections;      /* open client connections; the listener pauses beyond */
-    int read_timeout_ms;      /* a whole request (head and body) must arrive within this of
+    const char *host;        /* address to bind ("127.0.0.1", "0.0.0.0", "::") */
+    int port;                /* 0: the kernel picks one (see gw_http_port) */
+    size_t max_header_bytes; /* request line + headers */
+    int max_headers;         /* header lines */
+    size_t max_body_bytes;   /* decoded body */
+    int max_connections;     /* open client connections; the listener pauses beyond */
+    int read_timeout_ms;     /* a whole request (head and body) must arrive within this of
                                  the connection being ready for it (accepted, or the previous
                                  response written); an idle connection is closed after it */
-    int write_timeout_ms;     /* a response write that makes no progress this long: closed */
-    size_t max_output_bytes;  /* response bytes buffered for a slow reader before closing */
+    int write_timeout_ms;    /* a response write that makes no progress this long: closed */
+    size_t max_output_bytes; /* response bytes buffered for a slow reader before closing */
 };
 
 /* Defaults: 127.0.0.1:8080, 16 KiB of head, 100 headers, 1 MiB body, 4096 connections, 10 s
@@ -59,8 +59,8 @@ typedef void (*gw_http_handler_fn)(struct gw_http_req *r, void *ud);
 typedef void (*gw_http_gone_fn)(struct gw_http_req *r, void *ctx);
 
 /* Binds and starts listening. Returns 0, or SYN_EIO with a message. */
-int gw_http_new(struct event_base *base, const struct gw_http_config *cfg,
-                gw_http_handler_fn fn, void *ud, struct gw_http **out, char *err, size_t errlen);
+int gw_http_new(struct event_base *base, const struct gw_http_config *cfg, gw_http_handler_fn fn,
+                void *ud, struct gw_http **out, char *err, size_t errlen);
 /* Closes the listener and every connection (gone callbacks fire for requests in progress). */
 void gw_http_free(struct gw_http *h);
 /* The port actually bound. */
@@ -69,13 +69,13 @@ int gw_http_port(const struct gw_http *h);
 void gw_http_stop_accepting(struct gw_http *h);
 
 struct gw_http_stats {
-    int connections;            /* open now */
-    uint64_t accepted;          /* connections accepted */
-    uint64_t requests;          /* requests handed to the handler (errors included) */
-    uint64_t transport_errors;  /* malformed heads, bad framing, oversize bodies */
-    uint64_t read_timeouts;     /* connections cut off while a request was arriving */
-    uint64_t write_timeouts;    /* connections cut off for not reading their response */
-    uint64_t paused;            /* times the listener paused at max_connections */
+    int connections;           /* open now */
+    uint64_t accepted;         /* connections accepted */
+    uint64_t requests;         /* requests handed to the handler (errors included) */
+    uint64_t transport_errors; /* malformed heads, bad framing, oversize bodies */
+    uint64_t read_timeouts;    /* connections cut off while a request was arriving */
+    uint64_t write_timeouts;   /* connections cut off for not reading their response */
+    uint64_t paused;           /* times the listener paused at max_connections */
 };
 void gw_http_get_stats(const struct gw_http *h, struct gw_http_stats *st);
 
@@ -85,8 +85,8 @@ void gw_http_get_stats(const struct gw_http *h, struct gw_http_stats *st);
  * 417, 431, 501, 505) and gw_http_req_error_message says why. */
 int gw_http_req_error(const struct gw_http_req *r);
 const char *gw_http_req_error_message(const struct gw_http_req *r);
-const char *gw_http_req_method(const struct gw_http_req *r);   /* "GET", ... ("" on error) */
-const char *gw_http_req_path(const struct gw_http_req *r);     /* target before '?' */
+const char *gw_http_req_method(const struct gw_http_req *r); /* "GET", ... ("" on error) */
+const char *gw_http_req_path(const struct gw_http_req *r);   /* target before '?' */
 /* The first header of that name (case-insensitive), value trimmed; NULL if absent. */
 const char *gw_http_req_header(const struct gw_http_req *r, const char *name);
 /* The body (NUL-terminated for convenience; may contain NULs). */
@@ -121,9 +121,9 @@ struct gw_http_header {
 
 struct gw_http_head {
     const char *method;
-    const char *target;  /* as sent */
-    const char *path;    /* target up to '?' */
-    int minor;           /* HTTP/1.minor */
+    const char *target; /* as sent */
+    const char *path;   /* target up to '?' */
+    int minor;          /* HTTP/1.minor */
     int n_headers;
     struct gw_http_header *headers; /* in the arena */
 };

@@ -22,11 +22,10 @@ struct gw_hist {
 void gw_hist_observe(struct gw_hist *h, double seconds);
 
 /* "# HELP" and "# TYPE" lines. */
-void gw_metric_header(struct evbuffer *out, const char *name, const char *type,
-                      const char *help);
+void gw_metric_header(struct evbuffer *out, const char *name, const char *type, const char *help);
 /* name{label="value"[,label2="value2"]} v. label2 may be NULL. Values are escaped. */
-void gw_metric_value(struct evbuffer *out, const char *name, const char *label,
-                     const char *value, const char *label2, const char *value2, double v);
+void gw_metric_value(struct evbuffer *out, const char *name, const char *label, const char *value,
+                     const char *label2, const char *value2, double v);
 /* The _bucket, _sum and _count series of one labelled histogram. */
 void gw_metric_hist(struct evbuffer *out, const char *name, const char *label, const char *value,
                     const struct gw_hist *h);

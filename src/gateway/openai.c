@@ -55,15 +55,24 @@ static size_t utf8_seq(const unsigned char *s, size_t n, int *trunc)
     size_t len;
     unsigned char lo = 0x80, hi = 0xbf;
     if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c == 0xe0) len = 3, lo = 0xa0;
-    else if (c >= 0xe1 && c <= 0xec) len = 3;
-    else if (c == 0xed) len = 3, hi = 0x9f;
-    else if (c >= 0xee && c <= 0xef) len = 3;
-    else if (c == 0xf0) len = 4, lo = 0x90;
-    else if (c >= 0xf1 && c <= 0xf3) len = 4;
-    else if (c == 0xf4) len = 4, hi = 0x8f;
-    else return 0;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c == 0xe0)
+        len = 3, lo = 0xa0;
+    else if (c >= 0xe1 && c <= 0xec)
+        len = 3;
+    else if (c == 0xed)
+        len = 3, hi = 0x9f;
+    else if (c >= 0xee && c <= 0xef)
+        len = 3;
+    else if (c == 0xf0)
+        len = 4, lo = 0x90;
+    else if (c >= 0xf1 && c <= 0xf3)
+        len = 4;
+    else if (c == 0xf4)
+        len = 4, hi = 0x8f;
+    else
+        return 0;
     for (size_t i = 1; i < len; i++) {
         if (i >= n) {
             *trunc = 1;
@@ -128,14 +137,21 @@ static json_t *json_text(const char *s, size_t n)
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "something else";
 }
@@ -229,7 +245,8 @@ static json_t *flatten_content(json_t *content, const char *param, struct gw_oai
     }
     size_t total = 0, i;
     json_t *part;
-    json_array_foreach(content, i, part) {
+    json_array_foreach(content, i, part)
+    {
         snprintf(p, sizeof p, "%s[%zu]", param, i);
         if (!json_is_object(part)) {
             bad_type(e, p, "an object", part);
@@ -268,7 +285,8 @@ static json_t *flatten_content(json_t *content, const char *param, struct gw_oai
         return NULL;
     }
     size_t o = 0;
-    json_array_foreach(content, i, part) {
+    json_array_foreach(content, i, part)
+    {
         json_t *t = json_object_get(part, "text");
         if (o) buf[o++] = '\n';
         memcpy(buf + o, json_string_value(t), json_string_length(t));
@@ -300,7 +318,8 @@ static int parse_messages(json_t *root, struct syn_job *job, struct gw_oai_error
     size_t i;
     json_t *m;
     char p[96];
-    json_array_foreach(msgs, i, m) {
+    json_array_foreach(msgs, i, m)
+    {
         snprintf(p, sizeof p, "messages[%zu]", i);
         if (!json_is_object(m)) {
             bad_type(e, p, "an object", m);
@@ -380,10 +399,10 @@ static int parse_token_ids(json_t *arr, const char *param, struct syn_job *job,
         if (!json_is_integer(t)) return bad_type(e, p, "an integer token id", t);
         json_int_t v = json_integer_value(t);
         if (v < 0 || v > INT32_MAX) {
-            gw_oai_set_error(e, 400, ERR_INVALID, "invalid_value", p,
-                             "Invalid '%s': token ids are between 0 and %d, got %" JSON_INTEGER_FORMAT
-                             ".",
-                             p, INT32_MAX, v);
+            gw_oai_set_error(
+                e, 400, ERR_INVALID, "invalid_value", p,
+                "Invalid '%s': token ids are between 0 and %d, got %" JSON_INTEGER_FORMAT ".", p,
+                INT32_MAX, v);
             return -1;
         }
         job->tokens[i] = (int32_t)v;
@@ -546,8 +565,8 @@ static int parse_root(enum gw_oai_kind kind, json_t *root, const struct gw_oai_l
     }
 
     /* how many tokens */
-    job->max_tokens = kind == GW_OAI_CHAT ? lim->default_max_tokens_chat
-                                          : lim->default_max_tokens_text;
+    job->max_tokens =
+        kind == GW_OAI_CHAT ? lim->default_max_tokens_chat : lim->default_max_tokens_text;
     if (job->max_tokens > lim->max_tokens_limit) job->max_tokens = lim->max_tokens_limit;
     if ((r = get_int(root, "max_tokens", LLONG_MIN, LLONG_MAX, &iv, e)) < 0) return -1;
     const char *mt_name = "max_tokens";
@@ -577,8 +596,10 @@ static int parse_root(enum gw_oai_kind kind, json_t *root, const struct gw_oai_l
     if (r) job->sampling.temperature = (float)dv;
     if ((r = get_num(root, "top_p", 0, 1, &dv, e)) < 0) return -1;
     if (r) {
-        if (dv == 0) job->sampling.temperature = 0; /* only the most likely token: greedy */
-        else job->sampling.top_p = (float)dv;
+        if (dv == 0)
+            job->sampling.temperature = 0; /* only the most likely token: greedy */
+        else
+            job->sampling.top_p = (float)dv;
     }
     if ((r = get_num(root, "presence_penalty", -2, 2, &dv, e)) < 0) return -1;
     if (r) job->sampling.presence_penalty = (float)dv;
@@ -703,18 +724,18 @@ char *gw_oai_completion_json(const struct gw_oai_meta *m, const char *text, size
 {
     json_t *choice;
     if (m->kind == GW_OAI_CHAT)
-        choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role",
-                           "assistant", "content", json_text(text, len), "logprobs",
-                           nullable(logprobs), "finish_reason", finish ? finish : "stop");
+        choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant",
+                           "content", json_text(text, len), "logprobs", nullable(logprobs),
+                           "finish_reason", finish ? finish : "stop");
     else
-        choice = json_pack("{s:o,s:i,s:o,s:s}", "text", json_text(text, len), "index", 0,
-                           "logprobs", nullable(logprobs), "finish_reason",
-                           finish ? finish : "stop");
+        choice =
+            json_pack("{s:o,s:i,s:o,s:s}", "text", json_text(text, len), "index", 0, "logprobs",
+                      nullable(logprobs), "finish_reason", finish ? finish : "stop");
     if (!choice) return NULL;
     return dump(json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", m->id, "object",
-                          m->kind == GW_OAI_CHAT ? "chat.completion" : "text_completion",
-                          "created", (json_int_t)m->created, "model", m->model, "choices",
-                          choice, "usage", usage_obj(prompt_tokens, completion_tokens)));
+                          m->kind == GW_OAI_CHAT ? "chat.completion" : "text_completion", "created",
+                          (json_int_t)m->created, "model", m->model, "choices", choice, "usage",
+                          usage_obj(prompt_tokens, completion_tokens)));
 }
 
 char *gw_oai_chunk_json(const struct gw_oai_meta *m, int first, const char *text, size_t len,
@@ -736,19 +757,17 @@ char *gw_oai_chunk_json(const struct gw_oai_meta *m, int first, const char *text
     if (!choice) return NULL;
     json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", m->id, "object",
                           m->kind == GW_OAI_CHAT ? "chat.completion.chunk" : "text_completion",
-                          "created", (json_int_t)m->created, "model", m->model, "choices",
-                          choice);
+                          "created", (json_int_t)m->created, "model", m->model, "choices", choice);
     if (o && usage_null) json_object_set_new(o, "usage", json_null());
     return dump(o);
 }
 
-char *gw_oai_usage_chunk_json(const struct gw_oai_meta *m, int prompt_tokens,
-                              int completion_tokens)
+char *gw_oai_usage_chunk_json(const struct gw_oai_meta *m, int prompt_tokens, int completion_tokens)
 {
     return dump(json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", m->id, "object",
                           m->kind == GW_OAI_CHAT ? "chat.completion.chunk" : "text_completion",
-                          "created", (json_int_t)m->created, "model", m->model, "choices",
-                          "usage", usage_obj(prompt_tokens, completion_tokens)));
+                          "created", (json_int_t)m->created, "model", m->model, "choices", "usage",
+                          usage_obj(prompt_tokens, completion_tokens)));
 }
 
 char *gw_oai_error_json(const struct gw_oai_error *e)
@@ -783,8 +802,7 @@ char *gw_oai_model_json(const char *model, int64_t created)
 static json_t *bytes_of(const char *s, size_t n)
 {
     json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++)
-        json_array_append_new(a, json_integer((unsigned char)s[i]));
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_integer((unsigned char)s[i]));
     return a;
 }
 
@@ -808,7 +826,8 @@ json_t *gw_oai_logprobs(enum gw_oai_kind kind, json_t *worker_tokens, size_t tex
     json_t *w;
     if (kind == GW_OAI_CHAT) {
         json_t *content = json_array();
-        json_array_foreach(worker_tokens, i, w) {
+        json_array_foreach(worker_tokens, i, w)
+        {
             json_t *e = chat_entry(w);
             if (!e) continue;
             json_t *tops = json_array(), *wt = json_object_get(w, "top_logprobs");
@@ -821,10 +840,10 @@ json_t *gw_oai_logprobs(enum gw_oai_kind kind, json_t *worker_tokens, size_t tex
         }
         return json_pack("{s:o}", "content", content);
     }
-    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(),
-           *offs = json_array();
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
     size_t off = text_offset;
-    json_array_foreach(worker_tokens, i, w) {
+    json_array_foreach(worker_tokens, i, w)
+    {
         json_t *tok = json_object_get(w, "token"), *lp = json_object_get(w, "logprob");
         const char *ts = json_is_string(tok) ? json_string_value(tok) : "";
         size_t tl = json_is_string(tok) ? json_string_length(tok) : 0;
@@ -835,8 +854,8 @@ json_t *gw_oai_logprobs(enum gw_oai_kind kind, json_t *worker_tokens, size_t tex
         json_t *d = json_object(), *wt = json_object_get(w, "top_logprobs");
         size_t k;
         json_t *t;
-        if (json_is_array(wt))
-            json_array_foreach(wt, k, t) {
+        if (json_is_array(wt)) json_array_foreach(wt, k, t)
+            {
                 json_t *tt = json_object_get(t, "token"), *tl2 = json_object_get(t, "logprob");
                 if (json_is_string(tt) && json_is_number(tl2))
                     json_object_setn_new(d, json_string_value(tt), json_string_length(tt),

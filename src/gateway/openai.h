@@ -24,10 +24,10 @@ enum gw_oai_kind {
 
 /* An error as the API reports it: {"error":{"message","type","param","code"}} with a status. */
 struct gw_oai_error {
-    int status;          /* HTTP status */
-    const char *type;    /* "invalid_request_error", "authentication_error", ... (static) */
-    const char *code;    /* static string, or NULL for null */
-    char param[96];      /* "" for null */
+    int status;       /* HTTP status */
+    const char *type; /* "invalid_request_error", "authentication_error", ... (static) */
+    const char *code; /* static string, or NULL for null */
+    char param[96];   /* "" for null */
     char message[512];
 };
 
@@ -36,21 +36,21 @@ void gw_oai_set_error(struct gw_oai_error *e, int status, const char *type, cons
     __attribute__((format(printf, 6, 7)));
 
 struct gw_oai_limits {
-    int max_tokens_limit;         /* largest max_tokens accepted */
-    int default_max_tokens_chat;  /* chat without max_tokens */
-    int default_max_tokens_text;  /* completions without max_tokens (the API's default: 16) */
+    int max_tokens_limit;        /* largest max_tokens accepted */
+    int default_max_tokens_chat; /* chat without max_tokens */
+    int default_max_tokens_text; /* completions without max_tokens (the API's default: 16) */
 };
 
 struct gw_oai_limits gw_oai_default_limits(void);
 
 struct gw_oai_request {
     enum gw_oai_kind kind;
-    char model[128];        /* the model asked for, as sent (cut at 127 bytes) */
-    int model_cut;          /* 1 if the name was longer than that */
-    int stream;             /* "stream": true */
-    int include_usage;      /* "stream_options": {"include_usage": true} */
-    int seed_set;           /* the client chose the seed */
-    struct syn_job job;     /* prompt or messages or tokens, sampling, max_tokens, stop,
+    char model[128];    /* the model asked for, as sent (cut at 127 bytes) */
+    int model_cut;      /* 1 if the name was longer than that */
+    int stream;         /* "stream": true */
+    int include_usage;  /* "stream_options": {"include_usage": true} */
+    int seed_set;       /* the client chose the seed */
+    struct syn_job job; /* prompt or messages or tokens, sampling, max_tokens, stop,
                                logprobs; id, model, reply, deadline and priority are left for
                                the gateway to fill */
 };
@@ -66,9 +66,9 @@ void gw_oai_request_release(struct gw_oai_request *r);
 
 struct gw_oai_meta {
     enum gw_oai_kind kind;
-    const char *id;        /* "chatcmpl-..." / "cmpl-..." */
+    const char *id; /* "chatcmpl-..." / "cmpl-..." */
     const char *model;
-    int64_t created;       /* unix seconds */
+    int64_t created; /* unix seconds */
 };
 
 /* The whole (non-streaming) response. text need not be valid UTF-8 (invalid bytes become

@@ -25,20 +25,20 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 #define XREAD_BLOCK_MS "1000"
-#define XREAD_COUNT "512"
+#define XREAD_COUNT    "512"
 /* A connection with commands outstanding and no reply for this long is presumed dead. */
 #define STALL_MS 5000
 
 struct rconn {
     struct gw_redis *r;
-    const char *name;        /* "command" or "reader", for logs */
-    redisAsyncContext *ac;   /* NULL while disconnected; freed by hiredis or rconn_drop */
-    int connected;           /* the connect callback said OK */
-    int ever;                /* connected at least once (later connects count as reconnects) */
-    struct event *retry;     /* reconnect timer; owned */
+    const char *name;      /* "command" or "reader", for logs */
+    redisAsyncContext *ac; /* NULL while disconnected; freed by hiredis or rconn_drop */
+    int connected;         /* the connect callback said OK */
+    int ever;              /* connected at least once (later connects count as reconnects) */
+    struct event *retry;   /* reconnect timer; owned */
     int backoff_ms;
-    int outstanding;         /* commands sent and not yet answered */
-    int64_t last_ms;         /* monotonic ms of the last reply or of the connect */
+    int outstanding; /* commands sent and not yet answered */
+    int64_t last_ms; /* monotonic ms of the last reply or of the connect */
 };
 
 struct gw_redis {
@@ -51,18 +51,18 @@ struct gw_redis {
     char user[128];
     char pass[256];
     char reply_key[128];
-    char **models;           /* n_models names; owned */
+    char **models; /* n_models names; owned */
     int n_models;
     int poll_ms;
     struct gw_redis_callbacks cb;
-    struct rconn cmd;        /* commands and polls */
-    struct rconn rd;         /* XREAD BLOCK on the reply stream */
-    struct event *poll;      /* the poll timer; owned */
-    struct event *reread;    /* XREAD again after an error reply; owned */
-    char last_id[48];        /* the reply-stream entry read last */
-    int positioned;          /* last_id is known */
-    int reading;             /* an XREAD is outstanding */
-    int *busy;               /* per model: poll contexts outstanding (2 bits) */
+    struct rconn cmd;     /* commands and polls */
+    struct rconn rd;      /* XREAD BLOCK on the reply stream */
+    struct event *poll;   /* the poll timer; owned */
+    struct event *reread; /* XREAD again after an error reply; owned */
+    char last_id[48];     /* the reply-stream entry read last */
+    int positioned;       /* last_id is known */
+    int reading;          /* an XREAD is outstanding */
+    int *busy;            /* per model: poll contexts outstanding (2 bits) */
     int64_t last_poll_ms;
     int freeing;
     struct gw_redis_stats st;
@@ -119,8 +119,8 @@ static int parse_hostport(const char *s, size_t n, char *host, size_t hostcap, i
 }
 
 int gw_redis_parse_url(const char *url, int *is_unix, char *host, size_t hostcap, int *port,
-                       char *path, size_t pathcap, int *db, char *user, size_t usercap,
-                       char *pass, size_t passcap)
+                       char *path, size_t pathcap, int *db, char *user, size_t usercap, char *pass,
+                       size_t passcap)
 {
     *is_unix = 0;
     *port = 0;
@@ -238,8 +238,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 }
 
 /* Sends a command on c; fn (may be NULL for "ignore the reply") gets privdata. */
-static int rsend(struct rconn *c, redisCallbackFn *fn, void *privdata, int argc,
-                 const char **argv, const size_t *len);
+static int rsend(struct rconn *c, redisCallbackFn *fn, void *privdata, int argc, const char **argv,
+                 const size_t *len);
 
 /* The reply accounting every callback starts with: NULL if the gateway is going away. */
 static struct rconn *account(redisAsyncContext *ac)
@@ -260,12 +260,11 @@ static void cb_ignore(redisAsyncContext *ac, void *reply, void *privdata)
         syn_debug(LOG, "redis %s connection: %s", c->name, rep->str);
 }
 
-static int rsend(struct rconn *c, redisCallbackFn *fn, void *privdata, int argc,
-                 const char **argv, const size_t *len)
+static int rsend(struct rconn *c, redisCallbackFn *fn, void *privdata, int argc, const char **argv,
+                 const size_t *len)
 {
     if (!c->ac) return SYN_EIO;
-    if (redisAsyncCommandArgv(c->ac, fn ? fn : cb_ignore, privdata, argc, argv, len) !=
-        REDIS_OK)
+    if (redisAsyncCommandArgv(c->ac, fn ? fn : cb_ignore, privdata, argc, argv, len) != REDIS_OK)
         return SYN_EIO;
     if (c->outstanding++ == 0) c->last_ms = mono_ms();
     return SYN_OK;
@@ -380,8 +379,8 @@ static void cb_xread(redisAsyncContext *ac, void *reply, void *privdata)
 static void xread_next(struct gw_redis *r)
 {
     if (r->reading || !r->rd.ac || r->freeing) return;
-    const char *argv[] = {"XREAD", "COUNT", XREAD_COUNT, "BLOCK", XREAD_BLOCK_MS, "STREAMS",
-                          r->reply_key, r->last_id, NULL};
+    const char *argv[] = {"XREAD",   "COUNT",      XREAD_COUNT, "BLOCK", XREAD_BLOCK_MS,
+                          "STREAMS", r->reply_key, r->last_id,  NULL};
     if (rsendv(&r->rd, cb_xread, NULL, argv) == SYN_OK) r->reading = 1;
 }
 
@@ -439,9 +438,9 @@ static void cb_submit(redisAsyncContext *ac, void *reply, void *privdata)
             c->r->cb.on_submitted(c->r->cb.ud, job_id, 1, rep->str, NULL);
         else
             c->r->cb.on_submitted(c->r->cb.ud, job_id, 0, NULL,
-                                  !rep                              ? "the Redis connection was lost"
+                                  !rep                             ? "the Redis connection was lost"
                                   : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                                    : "unexpected reply to XADD");
+                                                                   : "unexpected reply to XADD");
     }
     free(job_id);
 }
@@ -477,18 +476,18 @@ int gw_redis_cancel(struct gw_redis *r, const char *job_id)
 
 /* ---- polls ---- */
 
-#define BUSY_BACKLOG 1
+#define BUSY_BACKLOG  1
 #define BUSY_REGISTRY 2
 
 struct backlog_ctx {
     struct gw_redis *r;
     int model;
-    int left;            /* replies still to come */
+    int left; /* replies still to come */
     int failed;
-    int64_t len[2];      /* XLEN per priority */
-    int64_t pending[2];  /* the group's pending */
-    int64_t lag[2];      /* the group's lag, -1 for nil */
-    int group[2];        /* the group exists */
+    int64_t len[2];     /* XLEN per priority */
+    int64_t pending[2]; /* the group's pending */
+    int64_t lag[2];     /* the group's lag, -1 for nil */
+    int group[2];       /* the group exists */
 };
 
 static void backlog_done(struct backlog_ctx *x)
@@ -547,9 +546,12 @@ static void cb_backlog(redisAsyncContext *ac, void *reply, void *privdata)
             if (grp->type != REDIS_REPLY_ARRAY) continue;
             redisReply *name = NULL, *pend = NULL, *lag = NULL;
             for (size_t i = 0; i + 1 < grp->elements; i += 2) {
-                if (is_str(grp->element[i], "name")) name = grp->element[i + 1];
-                else if (is_str(grp->element[i], "pending")) pend = grp->element[i + 1];
-                else if (is_str(grp->element[i], "lag")) lag = grp->element[i + 1];
+                if (is_str(grp->element[i], "name"))
+                    name = grp->element[i + 1];
+                else if (is_str(grp->element[i], "pending"))
+                    pend = grp->element[i + 1];
+                else if (is_str(grp->element[i], "lag"))
+                    lag = grp->element[i + 1];
             }
             if (!is_str(name, SYN_Q_GROUP)) continue;
             x->group[p] = 1;
@@ -558,8 +560,10 @@ static void cb_backlog(redisAsyncContext *ac, void *reply, void *privdata)
         }
     }
     if (--x->left == 0) {
-        if (c || !x->r->freeing) backlog_done(x);
-        else free(x);
+        if (c || !x->r->freeing)
+            backlog_done(x);
+        else
+            free(x);
     }
 }
 
@@ -631,8 +635,10 @@ static void cb_worker(redisAsyncContext *ac, void *reply, void *privdata)
         if (rep->element[1]->type == REDIS_REPLY_STRING) x->running += atoi(rep->element[1]->str);
     }
     if (--x->left == 0) {
-        if (c) registry_done(x);
-        else free(x);
+        if (c)
+            registry_done(x);
+        else
+            free(x);
     }
 }
 
@@ -652,8 +658,10 @@ static void cb_workers(redisAsyncContext *ac, void *reply, void *privdata)
             syn_q_key_worker(key, sizeof key, rep->element[i]->str) < 0)
             continue;
         const char *hm[] = {"HMGET", key, "state", "running", "model", NULL};
-        if (rsendv(&x->r->cmd, cb_worker, x, hm) == SYN_OK) x->left++;
-        else x->failed = 1;
+        if (rsendv(&x->r->cmd, cb_worker, x, hm) == SYN_OK)
+            x->left++;
+        else
+            x->failed = 1;
     }
     if (x->left == 0) registry_done(x);
 }

@@ -27,8 +27,7 @@ struct gw_redis_callbacks {
     /* One token event from the reply stream. */
     void (*on_event)(void *ud, const struct syn_event *ev);
     /* The XADD of a job was answered: ok 1 (entry id in entry) or 0 (err says why). */
-    void (*on_submitted)(void *ud, const char *job_id, int ok, const char *entry,
-                         const char *err);
+    void (*on_submitted)(void *ud, const char *job_id, int ok, const char *entry, const char *err);
     /* A backlog poll of model i completed (waiting, pending as syn_q_backlog). */
     void (*on_backlog)(void *ud, int model, int64_t waiting, int64_t pending);
     /* A registry poll of model i completed: live workers, of which ready, running sequences. */
@@ -59,16 +58,16 @@ int gw_redis_submit(struct gw_redis *r, const struct syn_job *j);
 int gw_redis_cancel(struct gw_redis *r, const char *job_id);
 
 struct gw_redis_stats {
-    uint64_t errors;       /* connections lost or refused */
-    uint64_t reconnects;   /* connections re-established */
-    uint64_t events;       /* reply entries delivered */
-    uint64_t bad_events;   /* reply entries that did not decode */
+    uint64_t errors;     /* connections lost or refused */
+    uint64_t reconnects; /* connections re-established */
+    uint64_t events;     /* reply entries delivered */
+    uint64_t bad_events; /* reply entries that did not decode */
 };
 void gw_redis_get_stats(const struct gw_redis *r, struct gw_redis_stats *st);
 
 /* For tests: parses a Redis URL. 0 or -1. host/path get "", port 0 when not applicable. */
 int gw_redis_parse_url(const char *url, int *is_unix, char *host, size_t hostcap, int *port,
-                       char *path, size_t pathcap, int *db, char *user, size_t usercap,
-                       char *pass, size_t passcap);
+                       char *path, size_t pathcap, int *db, char *user, size_t usercap, char *pass,
+                       size_t passcap);
 
 #endif

@@ -117,12 +117,12 @@ static GWT_UNUSED void gwt_send(int fd, const char *buf, size_t n)
 }
 
 struct gwt_resp {
-    int status;       /* 0: no complete response */
-    char *head;       /* the head, NUL-terminated (malloc'ed) */
-    char *body;       /* the body, de-chunked, NUL-terminated (malloc'ed) */
+    int status; /* 0: no complete response */
+    char *head; /* the head, NUL-terminated (malloc'ed) */
+    char *body; /* the body, de-chunked, NUL-terminated (malloc'ed) */
     size_t body_len;
-    int closed;       /* the server closed the connection */
-    char *rest;       /* bytes after the response (a pipelined one), malloc'ed */
+    int closed; /* the server closed the connection */
+    char *rest; /* bytes after the response (a pipelined one), malloc'ed */
     size_t rest_len;
 };
 
@@ -312,15 +312,17 @@ static GWT_UNUSED struct gwt_resp gwt_raw(int port, const char *req, size_t len,
 
 /* METHOD path with a body (may be NULL) and extra header lines ("" or "Name: v\r\n..."). */
 static GWT_UNUSED struct gwt_resp gwt_request(int port, const char *method, const char *path,
-                                              const char *extra, const char *body,
-                                              int timeout_ms)
+                                              const char *extra, const char *body, int timeout_ms)
 {
     size_t bl = body ? strlen(body) : 0;
     size_t cap = bl + strlen(path) + (extra ? strlen(extra) : 0) + 256;
     char *req = malloc(cap);
     int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: t\r\n%s", method, path, extra ? extra : "");
-    if (body) n += snprintf(req + n, cap - (size_t)n, "Content-Type: application/json\r\n"
-                                                        "Content-Length: %zu\r\n", bl);
+    if (body)
+        n += snprintf(req + n, cap - (size_t)n,
+                      "Content-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n",
+                      bl);
     n += snprintf(req + n, cap - (size_t)n, "\r\n");
     if (body) memcpy(req + n, body, bl);
     struct gwt_resp r = gwt_raw(port, req, (size_t)n + bl, timeout_ms);
@@ -345,7 +347,8 @@ static GWT_UNUSED const char *gwt_check_error(const struct gwt_resp *r, const ch
     if (!j || !json_is_object(e) || !json_is_string(json_object_get(e, "message")) ||
         !json_is_string(json_object_get(e, "type")) || !json_object_get(e, "param") ||
         !json_object_get(e, "code") ||
-        !(json_is_string(json_object_get(e, "param")) || json_is_null(json_object_get(e, "param"))) ||
+        !(json_is_string(json_object_get(e, "param")) ||
+          json_is_null(json_object_get(e, "param"))) ||
         !(json_is_string(json_object_get(e, "code")) || json_is_null(json_object_get(e, "code"))))
         FAIL("%s: not an OpenAI error object (status %d): %s", what, r->status,
              r->body ? r->body : "(no body)");
@@ -383,7 +386,8 @@ static GWT_UNUSED void gwt_stop(pid_t pid, const char *log, double timeout_s)
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         char *l = syn_test_read_file(log, NULL);
         size_t n = l ? strlen(l) : 0;
-        FAIL("the gateway exited with status %d on SIGTERM:\n%s", st, l ? l + (n > 8000 ? n - 8000 : 0) : "");
+        FAIL("the gateway exited with status %d on SIGTERM:\n%s", st,
+             l ? l + (n > 8000 ? n - 8000 : 0) : "");
     }
 }
 

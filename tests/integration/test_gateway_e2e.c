@@ -9,8 +9,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#define MODEL "stories260K"
-#define GW_ID "gw-e2e"
+#define MODEL     "stories260K"
+#define GW_ID     "gw-e2e"
 #define WORKER_ID "w-e2e"
 
 struct stack {
@@ -30,13 +30,15 @@ static void stack_start(struct stack *s)
     syn_test_redis_start(&s->redis, 0);
     snprintf(s->gw_log, sizeof s->gw_log, "%s/gateway.log", syn_test_tmpdir());
     snprintf(s->worker_log, sizeof s->worker_log, "%s/worker.log", syn_test_tmpdir());
-    const char *gargs[] = {"gateway", "--redis", s->redis.url, "--model", MODEL, "--port", "0",
-                           "--id", GW_ID, "--poll-ms", "50", NULL};
+    const char *gargs[] = {"gateway", "--redis", s->redis.url, "--model",   MODEL, "--port",
+                           "0",       "--id",    GW_ID,        "--poll-ms", "50",  NULL};
     s->gw = gwt_spawn(s->gw_log, gargs);
     s->port = gwt_wait_port(s->gw, s->gw_log, 10);
-    const char *wargs[] = {"worker", "--model", model, "--redis", s->redis.url, "--name", MODEL,
-                           "--id", WORKER_ID, "--chat-template", "chatml", "--idle-timeout", "0",
-                           "--max-seqs", "8", "--heartbeat-ms", "100", "--threads", "1", NULL};
+    const char *wargs[] = {"worker",     "--model",         model,    "--redis",
+                           s->redis.url, "--name",          MODEL,    "--id",
+                           WORKER_ID,    "--chat-template", "chatml", "--idle-timeout",
+                           "0",          "--max-seqs",      "8",      "--heartbeat-ms",
+                           "100",        "--threads",       "1",      NULL};
     s->worker = gwt_spawn(s->worker_log, wargs);
     double end = gwt_now() + 20;
     while (gwt_now() < end) {
@@ -71,8 +73,8 @@ static const char *jstr(json_t *o, const char *path)
     json_t *cur = o;
     char *save = NULL;
     for (char *tok = strtok_r(buf, ".", &save); tok && cur; tok = strtok_r(NULL, ".", &save))
-        cur = json_is_array(cur) ? json_array_get(cur, (size_t)atoi(tok))
-                                 : json_object_get(cur, tok);
+        cur =
+            json_is_array(cur) ? json_array_get(cur, (size_t)atoi(tok)) : json_object_get(cur, tok);
     return json_is_string(cur) ? json_string_value(cur) : NULL;
 }
 
@@ -83,8 +85,8 @@ static long long jint(json_t *o, const char *path)
     json_t *cur = o;
     char *save = NULL;
     for (char *tok = strtok_r(buf, ".", &save); tok && cur; tok = strtok_r(NULL, ".", &save))
-        cur = json_is_array(cur) ? json_array_get(cur, (size_t)atoi(tok))
-                                 : json_object_get(cur, tok);
+        cur =
+            json_is_array(cur) ? json_array_get(cur, (size_t)atoi(tok)) : json_object_get(cur, tok);
     if (!json_is_integer(cur)) FAIL("%s is not an integer", path);
     return json_integer_value(cur);
 }
@@ -153,15 +155,16 @@ TEST_TIMEOUT(gateway_e2e_chat_and_completions, 120)
     long long pt = jint(c, "usage.prompt_tokens"), ct = jint(c, "usage.completion_tokens");
     CHECK(pt > 0 && ct > 0 && ct <= 20);
     CHECK_EQ_INT(jint(c, "usage.total_tokens"), pt + ct);
-    CHECK(json_is_null(json_object_get(json_array_get(json_object_get(c, "choices"), 0),
-                                       "logprobs")));
+    CHECK(json_is_null(
+        json_object_get(json_array_get(json_object_get(c, "choices"), 0), "logprobs")));
 
     /* the same request streamed gives the same text, chunk by chunk */
-    json_t *f = sse_frames(&s, "/v1/chat/completions",
-                           "{\"model\":\"" MODEL "\",\"messages\":[{\"role\":\"system\",\"content\":"
-                           "\"Be kind.\"},{\"role\":\"user\",\"content\":[{\"type\":\"text\","
-                           "\"text\":\"Tell a story\"}]}],\"max_tokens\":20,\"seed\":11,"
-                           "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    json_t *f =
+        sse_frames(&s, "/v1/chat/completions",
+                   "{\"model\":\"" MODEL "\",\"messages\":[{\"role\":\"system\",\"content\":"
+                   "\"Be kind.\"},{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                   "\"text\":\"Tell a story\"}]}],\"max_tokens\":20,\"seed\":11,"
+                   "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
     size_t nf = json_array_size(f);
     CHECK(nf >= 3);
     json_t *first = json_array_get(f, 0);
@@ -267,9 +270,10 @@ TEST_TIMEOUT(gateway_e2e_chat_and_completions, 120)
     CHECK_EQ_INT(json_array_size(json_object_get(lpo, "top_logprobs")),
                  jint(lp, "usage.completion_tokens"));
     json_decref(lp);
-    json_t *clp = ok(&s, "/v1/chat/completions",
-                     "{\"model\":\"" MODEL "\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"max_tokens\":4,\"logprobs\":true,\"top_logprobs\":3}");
+    json_t *clp =
+        ok(&s, "/v1/chat/completions",
+           "{\"model\":\"" MODEL "\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+           "\"max_tokens\":4,\"logprobs\":true,\"top_logprobs\":3}");
     json_t *content = json_object_get(
         json_object_get(json_array_get(json_object_get(clp, "choices"), 0), "logprobs"), "content");
     CHECK(json_array_size(content) >= 1);
@@ -277,9 +281,10 @@ TEST_TIMEOUT(gateway_e2e_chat_and_completions, 120)
     json_decref(clp);
 
     /* token-id prompts and high priority go through too */
-    struct gwt_resp r = gwt_post(s.port, "/v1/completions",
-                                 "{\"model\":\"" MODEL "\",\"prompt\":[1,403,407],\"max_tokens\":3}",
-                                 "X-Synapse-Priority: high\r\nX-Synapse-Deadline-Ms: 10000\r\n");
+    struct gwt_resp r =
+        gwt_post(s.port, "/v1/completions",
+                 "{\"model\":\"" MODEL "\",\"prompt\":[1,403,407],\"max_tokens\":3}",
+                 "X-Synapse-Priority: high\r\nX-Synapse-Deadline-Ms: 10000\r\n");
     CHECK_EQ_INT(r.status, 200);
     gwt_resp_free(&r);
 
@@ -303,8 +308,8 @@ TEST_TIMEOUT(gateway_e2e_openai_npm_client, 300)
     stack_start(&s);
     char *out = NULL;
     if (syn_test_sh(NULL, "test -d '%s/node_modules/openai'", dir) != 0) {
-        int rc = syn_test_sh(&out, "cd '%s' && timeout 240 npm install --no-audit --no-fund 2>&1",
-                             dir);
+        int rc =
+            syn_test_sh(&out, "cd '%s' && timeout 240 npm install --no-audit --no-fund 2>&1", dir);
         if (rc != 0)
             FAIL("npm install of the openai package failed (exit %d); is the npm registry "
                  "reachable?\n%s",
@@ -384,8 +389,9 @@ TEST_TIMEOUT(gateway_e2e_disconnect_cancels_the_job, 60)
     const char *body = "{\"model\":\"" MODEL "\",\"prompt\":\"Once upon a time\",\"max_tokens\":"
                        "2000,\"stream\":true}";
     char req[512];
-    int n = snprintf(req, sizeof req, "POST /v1/completions HTTP/1.1\r\nHost: t\r\n"
-                                      "Content-Length: %zu\r\n\r\n%s",
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/completions HTTP/1.1\r\nHost: t\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
                      strlen(body), body);
     int fd = gwt_connect(s.port);
     gwt_send(fd, req, (size_t)n);

@@ -26,9 +26,9 @@ static void gw_start(struct gw *g, const char *const *extra)
 {
     syn_test_redis_start(&g->redis, 0);
     snprintf(g->log, sizeof g->log, "%s/gateway.log", syn_test_tmpdir());
-    const char *args[48] = {"gateway", "--redis", g->redis.url, "--model", MODEL, "--port", "0",
-                            "--read-timeout-ms", "1500", "--max-body-bytes", "65536", "--poll-ms",
-                            "50"};
+    const char *args[48] = {
+        "gateway",           "--redis", g->redis.url,       "--model", MODEL,       "--port", "0",
+        "--read-timeout-ms", "1500",    "--max-body-bytes", "65536",   "--poll-ms", "50"};
     int n = 13;
     for (int i = 0; extra && extra[i] && n < 46; i++) args[n++] = extra[i];
     args[n] = NULL;
@@ -41,11 +41,12 @@ static void gw_start(struct gw *g, const char *const *extra)
 static void fake_worker(struct gw *g)
 {
     char *out = NULL;
-    int rc = syn_test_sh(&out,
-                         "redis-cli -s '%s' HSET 'syn:worker:{fake}' id fake model %s state 1 pid 1 "
-                         "max_seqs 4 running 0 free_slots 4 >/dev/null && "
-                         "redis-cli -s '%s' ZADD 'syn:{%s}:workers' 1 fake >/dev/null",
-                         g->redis.sock, MODEL, g->redis.sock, MODEL);
+    int rc =
+        syn_test_sh(&out,
+                    "redis-cli -s '%s' HSET 'syn:worker:{fake}' id fake model %s state 1 pid 1 "
+                    "max_seqs 4 running 0 free_slots 4 >/dev/null && "
+                    "redis-cli -s '%s' ZADD 'syn:{%s}:workers' 1 fake >/dev/null",
+                    g->redis.sock, MODEL, g->redis.sock, MODEL);
     free(out);
     CHECK_EQ_INT(rc, 0);
     /* wait until the gateway's poll has seen it */
@@ -65,8 +66,8 @@ static void expect_raw(struct gw *g, const char *what, const char *req, size_t l
                        const char *code)
 {
     struct gwt_resp r = gwt_raw(g->port, req, len, 8000);
-    if (r.status != status) FAIL("%s: status %d, expected %d: %s", what, r.status, status,
-                                 r.body ? r.body : "(none)");
+    if (r.status != status)
+        FAIL("%s: status %d, expected %d: %s", what, r.status, status, r.body ? r.body : "(none)");
     const char *c = gwt_check_error(&r, what);
     if (code && strcmp(c, code) != 0) FAIL("%s: code '%s', expected '%s'", what, c, code);
     gwt_resp_free(&r);
@@ -77,8 +78,8 @@ static void expect_post(struct gw *g, const char *what, const char *path, const 
                         const char *extra, int status, const char *code)
 {
     struct gwt_resp r = gwt_post(g->port, path, body, extra);
-    if (r.status != status) FAIL("%s: status %d, expected %d: %s", what, r.status, status,
-                                 r.body ? r.body : "(none)");
+    if (r.status != status)
+        FAIL("%s: status %d, expected %d: %s", what, r.status, status, r.body ? r.body : "(none)");
     const char *c = gwt_check_error(&r, what);
     if (code && strcmp(c, code) != 0) FAIL("%s: code '%s', expected '%s'", what, c, code);
     gwt_resp_free(&r);
@@ -87,7 +88,7 @@ static void expect_post(struct gw *g, const char *what, const char *path, const 
 
 #define CHAT_PATH "/v1/chat/completions"
 #define TEXT_PATH "/v1/completions"
-#define MSGS "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+#define MSGS      "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
 
 TEST_TIMEOUT(gateway_hostile_api_requests, 120)
 {
@@ -118,8 +119,8 @@ TEST_TIMEOUT(gateway_hostile_api_requests, 120)
          400, "invalid_value"},
         {"negative max_tokens", CHAT_PATH, "{\"model\":\"" MODEL "\"," MSGS ",\"max_tokens\":-1}",
          400, "invalid_value"},
-        {"huge max_tokens", CHAT_PATH,
-         "{\"model\":\"" MODEL "\"," MSGS ",\"max_tokens\":1e30}", 400, "invalid_type"},
+        {"huge max_tokens", CHAT_PATH, "{\"model\":\"" MODEL "\"," MSGS ",\"max_tokens\":1e30}",
+         400, "invalid_type"},
         {"integer overflow", TEXT_PATH,
          "{\"model\":\"" MODEL "\",\"prompt\":\"x\",\"max_tokens\":123456789012345678901234567890}",
          400, NULL},
@@ -149,7 +150,8 @@ TEST_TIMEOUT(gateway_hostile_api_requests, 120)
          "invalid_value"},
         {"unknown model", CHAT_PATH, "{\"model\":\"gpt-9\"," MSGS "}", 404, "model_not_found"},
         {"very long model name", TEXT_PATH,
-         "{\"model\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "{\"model\":"
+         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
          "\",\"prompt\":\"x\"}",
          404, "model_not_found"},
@@ -242,11 +244,13 @@ TEST_TIMEOUT(gateway_hostile_http_framing, 120)
     int n;
 
     /* a body over --max-body-bytes, announced: refused before it is read */
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Content-Length: 10000000\r\n\r\n{");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: 10000000\r\n\r\n{");
     expect_raw(&g, "Content-Length over the limit", req, (size_t)n, 413, "request_too_large");
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Content-Length: 99999999999999999999999999\r\n\r\n");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: 99999999999999999999999999\r\n\r\n");
     expect_raw(&g, "absurd Content-Length", req, (size_t)n, 413, "request_too_large");
     /* and a body over the limit actually sent */
     char *big = malloc(100000 + 200);
@@ -261,26 +265,33 @@ TEST_TIMEOUT(gateway_hostile_http_framing, 120)
     struct gwt_resp r = gwt_raw(g.port, req, (size_t)n, 5000);
     CHECK_EQ_INT(r.status, 404); /* the body arrived whole: the model is unknown */
     gwt_resp_free(&r);
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n");
     expect_raw(&g, "bad chunk size", req, (size_t)n, 400, "bad_request");
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Transfer-Encoding: chunked\r\n\r\n2\r\nabcdef\r\n0\r\n\r\n");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n2\r\nabcdef\r\n0\r\n\r\n");
     expect_raw(&g, "chunk longer than its size", req, (size_t)n, 400, "bad_request");
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n");
     expect_raw(&g, "chunk size overflow", req, (size_t)n, 413, "request_too_large");
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello");
     expect_raw(&g, "Transfer-Encoding with Content-Length", req, (size_t)n, 400, "bad_request");
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Transfer-Encoding: gzip\r\n\r\n");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Transfer-Encoding: gzip\r\n\r\n");
     expect_raw(&g, "Transfer-Encoding gzip", req, (size_t)n, 501, "not_implemented");
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!");
     expect_raw(&g, "conflicting Content-Length", req, (size_t)n, 400, "bad_request");
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Content-Length: -5\r\n\r\n");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: -5\r\n\r\n");
     expect_raw(&g, "negative Content-Length", req, (size_t)n, 400, "bad_request");
     /* heads */
     expect_raw(&g, "garbage request line", "\x16\x03\x01 hello\r\n\r\n", 14, 400, "bad_request");
@@ -288,10 +299,11 @@ TEST_TIMEOUT(gateway_hostile_http_framing, 120)
                "http_version_not_supported");
     expect_raw(&g, "header without colon", "GET /healthz HTTP/1.1\r\nHost t\r\n\r\n", 33, 400,
                "bad_request");
-    expect_raw(&g, "control character in a header",
-               "GET /healthz HTTP/1.1\r\nX-A: a\x01z\r\n\r\n", 36, 400, "bad_request");
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Expect: magic\r\nContent-Length: 2\r\n\r\n{}");
+    expect_raw(&g, "control character in a header", "GET /healthz HTTP/1.1\r\nX-A: a\x01z\r\n\r\n",
+               36, 400, "bad_request");
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Expect: magic\r\nContent-Length: 2\r\n\r\n{}");
     expect_raw(&g, "unknown Expect", req, (size_t)n, 417, "expectation_failed");
     char *huge = malloc(40000);
     n = snprintf(huge, 40000, "GET /healthz HTTP/1.1\r\nX-Big: ");
@@ -308,8 +320,9 @@ TEST_TIMEOUT(gateway_hostile_http_framing, 120)
 
     /* Expect: 100-continue is answered, then the body read */
     int fd = gwt_connect(g.port);
-    n = snprintf(req, sizeof req, "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                  "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
+    n = snprintf(req, sizeof req,
+                 "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                 "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
                  strlen(ok_body));
     gwt_send(fd, req, (size_t)n);
     char buf[64] = {0};
@@ -373,7 +386,8 @@ TEST_TIMEOUT(gateway_slow_clients_are_cut_off, 60)
     gwt_send(slow, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Le", 50);
     /* a body announced larger than sent */
     int short_body = gwt_connect(g.port);
-    const char *sb = "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"model\"";
+    const char *sb =
+        "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"model\"";
     gwt_send(short_body, sb, strlen(sb));
     /* a client that dribbles a byte every 300 ms: the deadline is for the whole request */
     int drip = gwt_connect(g.port);
@@ -520,14 +534,14 @@ TEST_TIMEOUT(gateway_queue_full_deadline_and_disconnect, 90)
     snprintf(out2, sizeof out2, "%s/r2", syn_test_tmpdir());
     double t0 = gwt_now();
     pid_t a = bg_request(&g, body, "X-Synapse-Deadline-Ms: 2500\r\n", out1);
-    pid_t b = bg_request(&g, body, "X-Synapse-Deadline-Ms: 2500\r\nX-Synapse-Priority: high\r\n",
-                         out2);
+    pid_t b =
+        bg_request(&g, body, "X-Synapse-Deadline-Ms: 2500\r\nX-Synapse-Priority: high\r\n", out2);
     /* wait until both are queued */
     double end = gwt_now() + 5;
     for (;;) {
         struct gwt_resp m = gwt_request(g.port, "GET", "/metrics", "", NULL, 2000);
-        int queued = m.body && strstr(m.body, "synapse_gateway_requests_in_flight{model=\"" MODEL
-                                              "\"} 2\n");
+        int queued =
+            m.body && strstr(m.body, "synapse_gateway_requests_in_flight{model=\"" MODEL "\"} 2\n");
         gwt_resp_free(&m);
         if (queued) break;
         if (gwt_now() > end) FAIL("the two requests were not queued");
@@ -542,7 +556,8 @@ TEST_TIMEOUT(gateway_queue_full_deadline_and_disconnect, 90)
     gwt_resp_free(&r);
     /* the jobs are in the streams, the high one in its own */
     char *o = NULL;
-    syn_test_sh(&o, "redis-cli -s '%s' XLEN 'syn:{%s}:jobs'; redis-cli -s '%s' XLEN 'syn:{%s}:jobs:hi'",
+    syn_test_sh(&o,
+                "redis-cli -s '%s' XLEN 'syn:{%s}:jobs'; redis-cli -s '%s' XLEN 'syn:{%s}:jobs:hi'",
                 g.redis.sock, MODEL, g.redis.sock, MODEL);
     CHECK_EQ_STR(o, "1\n1\n");
     free(o);
@@ -569,8 +584,9 @@ TEST_TIMEOUT(gateway_queue_full_deadline_and_disconnect, 90)
     /* a client that disconnects while its job waits cancels it at once */
     int fd = gwt_connect(g.port);
     char req[512];
-    int n = snprintf(req, sizeof req, "POST " CHAT_PATH " HTTP/1.1\r\nHost: t\r\n"
-                                      "Content-Length: %zu\r\n\r\n%s",
+    int n = snprintf(req, sizeof req,
+                     "POST " CHAT_PATH " HTTP/1.1\r\nHost: t\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
                      strlen(body), body);
     gwt_send(fd, req, (size_t)n);
     gwt_sleep_ms(300);
@@ -639,8 +655,9 @@ TEST(gateway_cli_usage)
     CHECK_EQ_INT(syn_test_sh(NULL, "'%s' gateway --redis x:1 --model 'a b' --port 0 2>/dev/null",
                              syn_test_bin()),
                  1);
-    CHECK_EQ_INT(syn_test_sh(NULL, "SYNAPSE_MAX_QUEUE=x '%s' gateway --redis x:1 --model m "
-                                   "2>/dev/null",
+    CHECK_EQ_INT(syn_test_sh(NULL,
+                             "SYNAPSE_MAX_QUEUE=x '%s' gateway --redis x:1 --model m "
+                             "2>/dev/null",
                              syn_test_bin()),
                  2);
     CHECK_EQ_INT(syn_test_sh(NULL, "'%s' gateway --redis bogus://x --model m --port 0 2>/dev/null",

@@ -39,7 +39,8 @@ static struct gw_oai_error parse_bad(enum gw_oai_kind kind, const char *body, in
         gw_oai_request_release(&r);
         FAIL("expected %s to be refused", body);
     }
-    if (e.status != status) FAIL("%s: status %d, expected %d (%s)", body, e.status, status, e.message);
+    if (e.status != status)
+        FAIL("%s: status %d, expected %d (%s)", body, e.status, status, e.message);
     if (strcmp(e.param, param) != 0)
         FAIL("%s: param '%s', expected '%s' (%s)", body, e.param, param, e.message);
     CHECK(e.message[0]);
@@ -191,8 +192,9 @@ TEST(openai_rejects_malformed_json_and_non_objects)
     parse_bad(CHAT, "null", 400, "");
     /* invalid UTF-8 and a NUL escape are not valid JSON text for us */
     parse_bad(CHAT, "{\"model\":\"m\xff\",\"messages\":[]}", 400, "");
-    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}",
-              400, "");
+    parse_bad(CHAT,
+              "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", 400,
+              "");
     /* a number too big for any integer */
     parse_bad(TEXT, "{\"model\":\"m\",\"prompt\":\"x\",\"max_tokens\":99999999999999999999999}",
               400, "");
@@ -211,7 +213,8 @@ TEST(openai_rejects_missing_and_wrong_types)
     e = parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[]}", 400, "messages");
     CHECK(strstr(e.message, "empty"));
     parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[\"hi\"]}", 400, "messages[0]");
-    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"content\":\"hi\"}]}", 400, "messages[0].role");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"content\":\"hi\"}]}", 400,
+              "messages[0].role");
     parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":7,\"content\":\"hi\"}]}", 400,
               "messages[0].role");
     parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"hi\"}]}", 400,
@@ -222,13 +225,15 @@ TEST(openai_rejects_missing_and_wrong_types)
               "messages[0].content");
     parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":3}]}", 400,
               "messages[0].content");
-    parse_bad(CHAT,
-              "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
-              "\"image_url\":{\"url\":\"x\"}}]}]}",
-              400, "messages[0].content[0].type");
-    parse_bad(CHAT,
-              "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\"}]}]}",
-              400, "messages[0].content[0].text");
+    parse_bad(
+        CHAT,
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
+        "\"image_url\":{\"url\":\"x\"}}]}]}",
+        400, "messages[0].content[0].type");
+    parse_bad(
+        CHAT,
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\"}]}]}",
+        400, "messages[0].content[0].text");
     parse_bad(CHAT,
               "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":"
               "\"user\",\"content\":[1]}]}",
@@ -305,8 +310,9 @@ TEST(openai_rejects_out_of_range_values)
         snprintf(b, sizeof b, "{%s,%s}", m, bad[i].field);
         parse_bad(CHAT, b, 400, bad[i].param);
     }
-    struct gw_oai_error e = parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
-                                            "\"content\":\"x\"}],\"n\":3}",
+    struct gw_oai_error e = parse_bad(CHAT,
+                                      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+                                      "\"content\":\"x\"}],\"n\":3}",
                                       400, "n");
     CHECK(strstr(e.message, "not supported"));
     parse_bad(TEXT, "{\"model\":\"m\",\"prompt\":\"x\",\"logprobs\":6}", 400, "logprobs");
@@ -347,22 +353,28 @@ TEST(openai_completion_json_shapes)
 {
     struct gw_oai_meta m = {CHAT, "chatcmpl-abc", "stories", 1700000000};
     char *s = gw_oai_completion_json(&m, "Hello", 5, "stop", NULL, 3, 2);
-    CHECK_EQ_STR(s, "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion\",\"created\":1700000000,"
-                    "\"model\":\"stories\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
-                    "\"assistant\",\"content\":\"Hello\"},\"logprobs\":null,\"finish_reason\":"
-                    "\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,"
-                    "\"total_tokens\":5}}");
+    CHECK_EQ_STR(s,
+                 "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion\",\"created\":1700000000,"
+                 "\"model\":\"stories\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                 "\"assistant\",\"content\":\"Hello\"},\"logprobs\":null,\"finish_reason\":"
+                 "\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,"
+                 "\"total_tokens\":5}}");
     free(s);
     struct gw_oai_meta t = {TEXT, "cmpl-x", "m", 5};
     s = gw_oai_completion_json(&t, "a\"b\n", 4, "length", NULL, 1, 16);
-    CHECK_EQ_STR(s, "{\"id\":\"cmpl-x\",\"object\":\"text_completion\",\"created\":5,\"model\":\"m\","
-                    "\"choices\":[{\"text\":\"a\\\"b\\n\",\"index\":0,\"logprobs\":null,"
-                    "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":1,"
-                    "\"completion_tokens\":16,\"total_tokens\":17}}");
+    CHECK_EQ_STR(s,
+                 "{\"id\":\"cmpl-x\",\"object\":\"text_completion\",\"created\":5,\"model\":\"m\","
+                 "\"choices\":[{\"text\":\"a\\\"b\\n\",\"index\":0,\"logprobs\":null,"
+                 "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":1,"
+                 "\"completion_tokens\":16,\"total_tokens\":17}}");
     free(s);
     /* invalid UTF-8 from a model becomes U+FFFD rather than broken JSON */
-    s = gw_oai_completion_json(&t, "a\xff" "b", 3, "stop", NULL, 0, 0);
-    CHECK(strstr(s, "\"text\":\"a\xef\xbf\xbd" "b\""));
+    s = gw_oai_completion_json(&t,
+                               "a\xff"
+                               "b",
+                               3, "stop", NULL, 0, 0);
+    CHECK(strstr(s, "\"text\":\"a\xef\xbf\xbd"
+                    "b\""));
     free(s);
 }
 
@@ -389,9 +401,10 @@ TEST(openai_chunk_json_shapes)
     free(s);
     struct gw_oai_meta t = {TEXT, "cmpl-1", "m", 9};
     s = gw_oai_chunk_json(&t, 0, "yo", 2, NULL, NULL, 0);
-    CHECK_EQ_STR(s, "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":9,\"model\":\"m\","
-                    "\"choices\":[{\"text\":\"yo\",\"index\":0,\"logprobs\":null,"
-                    "\"finish_reason\":null}]}");
+    CHECK_EQ_STR(s,
+                 "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":9,\"model\":\"m\","
+                 "\"choices\":[{\"text\":\"yo\",\"index\":0,\"logprobs\":null,"
+                 "\"finish_reason\":null}]}");
     free(s);
 }
 
@@ -410,9 +423,10 @@ TEST(openai_error_and_models_json)
     free(s);
     const char *names[] = {"a", "b"};
     s = gw_oai_models_json(names, 2, 7);
-    CHECK_EQ_STR(s, "{\"object\":\"list\",\"data\":[{\"id\":\"a\",\"object\":\"model\",\"created\":7,"
-                    "\"owned_by\":\"synapse\"},{\"id\":\"b\",\"object\":\"model\",\"created\":7,"
-                    "\"owned_by\":\"synapse\"}]}");
+    CHECK_EQ_STR(s,
+                 "{\"object\":\"list\",\"data\":[{\"id\":\"a\",\"object\":\"model\",\"created\":7,"
+                 "\"owned_by\":\"synapse\"},{\"id\":\"b\",\"object\":\"model\",\"created\":7,"
+                 "\"owned_by\":\"synapse\"}]}");
     free(s);
     s = gw_oai_model_json("a", 7);
     CHECK_EQ_STR(s, "{\"id\":\"a\",\"object\":\"model\",\"created\":7,\"owned_by\":\"synapse\"}");
@@ -427,10 +441,11 @@ TEST(openai_logprobs_conversion)
                      "\"top_logprobs\":[]}]");
     json_t *c = gw_oai_logprobs(CHAT, w, 0);
     char *s = json_dumps(c, JSON_COMPACT);
-    CHECK_EQ_STR(s, "{\"content\":[{\"token\":\" the\",\"logprob\":-0.5,\"bytes\":[32,116,104,101],"
-                    "\"top_logprobs\":[{\"token\":\" the\",\"logprob\":-0.5,\"bytes\":[32,116,104,"
-                    "101]},{\"token\":\" a\",\"logprob\":-1.25,\"bytes\":[32,97]}]},{\"token\":\"!\","
-                    "\"logprob\":-2.0,\"bytes\":[33],\"top_logprobs\":[]}]}");
+    CHECK_EQ_STR(s,
+                 "{\"content\":[{\"token\":\" the\",\"logprob\":-0.5,\"bytes\":[32,116,104,101],"
+                 "\"top_logprobs\":[{\"token\":\" the\",\"logprob\":-0.5,\"bytes\":[32,116,104,"
+                 "101]},{\"token\":\" a\",\"logprob\":-1.25,\"bytes\":[32,97]}]},{\"token\":\"!\","
+                 "\"logprob\":-2.0,\"bytes\":[33],\"top_logprobs\":[]}]}");
     free(s);
     json_decref(c);
     c = gw_oai_logprobs(TEXT, w, 10);
@@ -454,10 +469,10 @@ TEST(openai_utf8_repair_and_complete_prefix)
     CHECK_EQ_INT(gw_utf8_sanitize("\x80", 1, out), 3);
     CHECK_EQ_STR(out, "\xef\xbf\xbd");
     CHECK_EQ_INT(gw_utf8_sanitize("\xe2\x82\xac", 3, out), 3); /* the euro sign is fine */
-    CHECK_EQ_INT(gw_utf8_complete_prefix("ab\xe2\x82", 4), 2);   /* euro cut after 2 bytes */
+    CHECK_EQ_INT(gw_utf8_complete_prefix("ab\xe2\x82", 4), 2); /* euro cut after 2 bytes */
     CHECK_EQ_INT(gw_utf8_complete_prefix("ab\xe2\x82\xac", 5), 5);
     CHECK_EQ_INT(gw_utf8_complete_prefix("ab\xf0", 3), 2);
-    CHECK_EQ_INT(gw_utf8_complete_prefix("ab\xff", 3), 3);       /* never valid: not held */
+    CHECK_EQ_INT(gw_utf8_complete_prefix("ab\xff", 3), 3); /* never valid: not held */
     CHECK_EQ_INT(gw_utf8_complete_prefix("", 0), 0);
 }
 
@@ -580,19 +595,20 @@ TEST(gateway_http_parse_head)
     CHECK_EQ_INT(head("GET / HTTP/2.0\r\n\r\n", &h, &a), 505);
     CHECK_EQ_INT(head("GET / HTTP/1.2\r\n\r\n", &h, &a), 505);
     const char *bad[] = {
-        "GET /\r\n\r\n",                     /* no version */
-        "GET  / HTTP/1.1\r\n\r\n",           /* two spaces */
-        "G(T / HTTP/1.1\r\n\r\n",            /* bad method */
-        "GET x HTTP/1.1\r\n\r\n",            /* not a path */
-        "GET http://a/ HTTP/1.1\r\n\r\n",    /* absolute form */
+        "GET /\r\n\r\n",                  /* no version */
+        "GET  / HTTP/1.1\r\n\r\n",        /* two spaces */
+        "G(T / HTTP/1.1\r\n\r\n",         /* bad method */
+        "GET x HTTP/1.1\r\n\r\n",         /* not a path */
+        "GET http://a/ HTTP/1.1\r\n\r\n", /* absolute form */
         "GET / HTTP/1.1\r\nNo colon\r\n\r\n",
-        "GET / HTTP/1.1\r\nA : b\r\n\r\n",   /* space before the colon */
+        "GET / HTTP/1.1\r\nA : b\r\n\r\n",      /* space before the colon */
         "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", /* folding */
-        "GET / HTTP/1.1\r\nA: b\x01" "c\r\n\r\n", /* control character */
-        "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",  /* bare CR */
+        ("GET / HTTP/1.1\r\nA: b\x01"
+         "c\r\n\r\n"),                       /* control character */
+        "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", /* bare CR */
         "GET / HTTPS/1.1\r\n\r\n",
         "GET /\x7f HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\r\nA: b\r\n",         /* unterminated */
+        "GET / HTTP/1.1\r\nA: b\r\n", /* unterminated */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (head(bad[i], &h, &a) != 400) FAIL("accepted bad head %zu: %s", i, bad[i]);
@@ -618,8 +634,9 @@ TEST(gateway_redis_url_forms)
 {
     int is_unix, port, db;
     char host[64], path[128], user[32], pass[32];
-#define URL(u) gw_redis_parse_url(u, &is_unix, host, sizeof host, &port, path, sizeof path, &db, \
-                                  user, sizeof user, pass, sizeof pass)
+#define URL(u)                                                                                     \
+    gw_redis_parse_url(u, &is_unix, host, sizeof host, &port, path, sizeof path, &db, user,        \
+                       sizeof user, pass, sizeof pass)
     CHECK_EQ_INT(URL("unix:///tmp/r.sock"), 0);
     CHECK_EQ_INT(is_unix, 1);
     CHECK_EQ_STR(path, "/tmp/r.sock");
