@@ -612,10 +612,118 @@ TEST_TIMEOUT(gateway_queue_full_deadline_and_disconnect, 90)
     gwt_stop(g.pid, g.log, 15);
 }
 
+/* The id of the newest job in the model's normal stream that is not `not`, waiting up to 5 s. */
+static void newest_job(struct gw *g, const char * not, char *id, size_t cap)
+{
+    double end = gwt_now() + 5;
+    while (gwt_now() < end) {
+        char *o = NULL;
+        syn_test_sh(&o, "redis-cli -s '%s' --raw XREVRANGE 'syn:{%s}:jobs' + - COUNT 1",
+                    g->redis.sock, MODEL);
+        char *p = strstr(o, "\nid\n");
+        if (p) {
+            p += 4;
+            size_t n = strcspn(p, "\n");
+            if (n < cap) {
+                memcpy(id, p, n);
+                id[n] = 0;
+                free(o);
+                if (strcmp(id, not ) != 0) return;
+            }
+        } else {
+            free(o);
+        }
+        gwt_sleep_ms(20);
+    }
+    FAIL("no new job appeared in the stream");
+}
+
+/* Plays a worker that dies after two tokens and a second worker that re-runs the job: the
+ * events of both attempts reach the reply stream, the re-run's first event regrouped over old
+ * and new tokens, plus a late event from the dead attempt. The client must see every token
+ * once: "Once upon a time". */
+static void replayed_job(struct gw *g, const char *gw_id, int stream, char *last_id)
+{
+    char body[256], req[512], id[128];
+    snprintf(body, sizeof body,
+             "{\"model\":\"" MODEL "\",\"prompt\":\"x\",\"max_tokens\":4,\"stream\":%s,"
+             "\"stream_options\":%s}",
+             stream ? "true" : "false", stream ? "{\"include_usage\":true}" : "null");
+    int n = snprintf(req, sizeof req,
+                     "POST " TEXT_PATH " HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    int fd = gwt_connect(g->port);
+    gwt_send(fd, req, (size_t)n);
+    newest_job(g, last_id, id, sizeof id);
+    snprintf(last_id, 128, "%s", id);
+    static const char *const events[] = {
+        "pos 0 n 1 text 'Once' attempt 1",
+        "pos 1 n 1 text ' upon' attempt 1",
+        "pos 0 n 3 text 'Once upon a' attempt 2",
+        "pos 2 n 1 text ' XXX' attempt 1",
+        "pos 3 n 1 text ' time' finish length prompt_tokens 3 completion_tokens 4 attempt 2",
+    };
+    for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
+        CHECK_EQ_INT(syn_test_sh(NULL,
+                                 "redis-cli -s '%s' XADD 'syn:reply:{%s}' '*' job '%s' %s "
+                                 ">/dev/null",
+                                 g->redis.sock, gw_id, id, events[i]),
+                     0);
+    struct gwt_resp r = gwt_read(fd, 5000);
+    close(fd);
+    CHECK_EQ_INT(r.status, 200);
+    if (!stream) {
+        json_t *j = json_loads(r.body, 0, NULL);
+        json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+        CHECK_EQ_STR(json_string_value(json_object_get(c, "text")), "Once upon a time");
+        CHECK_EQ_STR(json_string_value(json_object_get(c, "finish_reason")), "length");
+        CHECK_EQ_INT(
+            json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")),
+            4);
+        json_decref(j);
+    } else {
+        char text[256] = "";
+        int frames = 0, done = 0, usage = 0;
+        for (char *p = r.body; p && (p = strstr(p, "data: ")); p += 6) {
+            if (!strncmp(p + 6, "[DONE]", 6)) {
+                done = 1;
+                continue;
+            }
+            json_t *j = json_loads(p + 6, JSON_DISABLE_EOF_CHECK, NULL);
+            CHECK(j);
+            json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+            if (c) strncat(text, json_string_value(json_object_get(c, "text")), 100);
+            if (!c && json_is_object(json_object_get(j, "usage"))) usage = 1;
+            frames++;
+            json_decref(j);
+        }
+        CHECK_EQ_STR(text, "Once upon a time");
+        CHECK(done && usage && frames == 6); /* 4 deltas, the finish, the usage */
+    }
+    gwt_resp_free(&r);
+}
+
+TEST_TIMEOUT(gateway_replayed_job_tokens_once, 60)
+{
+    struct gw g;
+    const char *extra[] = {"--id", "gw-replay", NULL};
+    gw_start(&g, extra);
+    fake_worker(&g);
+    char last[128] = "";
+    replayed_job(&g, "gw-replay", 0, last);
+    replayed_job(&g, "gw-replay", 1, last);
+    struct gwt_resp r = gwt_request(g.port, "GET", "/metrics", "", NULL, 5000);
+    CHECK(strstr(r.body, "synapse_gateway_duplicate_events_total{model=\"" MODEL "\"} 2\n"));
+    CHECK(strstr(r.body, "synapse_gateway_completion_tokens_total{model=\"" MODEL "\"} 8\n"));
+    gwt_resp_free(&r);
+    gwt_stop(g.pid, g.log, 15);
+}
+
 TEST_TIMEOUT(gateway_redis_down_and_back, 60)
 {
     struct gw g;
-    gw_start(&g, NULL);
+    const char *extra[] = {"--id", "gw-redis", NULL};
+    gw_start(&g, extra);
     fake_worker(&g);
     syn_test_redis_stop(&g.redis);
     /* requests are refused with 503 while Redis is away, and the server keeps serving */
@@ -635,9 +743,12 @@ TEST_TIMEOUT(gateway_redis_down_and_back, 60)
     CHECK_EQ_INT(r.status, 503);
     gwt_resp_free(&r);
     gwt_expect_healthy(g.port, "Redis going away");
-    /* back: the gateway reconnects by itself */
+    /* back: the gateway reconnects by itself, queues jobs and reads their events again */
     syn_test_redis_restart(&g.redis);
     gwt_wait_redis(g.port, 10);
+    fake_worker(&g);
+    char last[128] = "";
+    replayed_job(&g, "gw-redis", 1, last);
     gwt_stop(g.pid, g.log, 15);
 }
 
