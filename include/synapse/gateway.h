@@ -51,7 +51,7 @@ struct syn_gateway_params {
     int64_t max_deadline_ms;     /* the largest deadline a client may ask for (3600000) */
     size_t max_body_bytes;       /* default 1 MiB; larger bodies get 413 */
     size_t max_header_bytes;     /* default 16 KiB; a larger head gets 431 */
-    int max_connections;         /* default 4096 */
+    int max_connections;         /* default 16384 (the fd limit must allow them) */
     int read_timeout_ms;         /* a request must arrive in full within this (10000) */
     int write_timeout_ms;        /* a response write stalled this long closes (30000) */
     int max_tokens_limit;        /* largest max_tokens accepted (default 1048576) */

@@ -9,6 +9,7 @@
 #include "synapse/log.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,7 @@ static void usage(FILE *f)
            "                                                   SYNAPSE_MAX_BODY_BYTES\n"
            "      --max-header-bytes N   larger request heads get 431 (default 16384)\n"
            "                                                   SYNAPSE_MAX_HEADER_BYTES\n"
-           "      --max-connections N    open connections (default 4096)\n"
+           "      --max-connections N    open connections (default 16384)\n"
            "                                                   SYNAPSE_MAX_CONNECTIONS\n"
            "      --read-timeout-ms N    a request must arrive within this (default 10000)\n"
            "                                                   SYNAPSE_READ_TIMEOUT_MS\n"
@@ -224,6 +225,18 @@ int cmd_gateway(int argc, char **argv)
     p.poll_interval_ms = (int)poll;
 
     signal(SIGPIPE, SIG_IGN);
+    /* every connection is a descriptor: raise the soft limit towards what is configured */
+    struct rlimit rl;
+    rlim_t want = (rlim_t)conns + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur < want)
+            fprintf(stderr,
+                    "synapse gateway: warning: the open-file limit (%llu) is below "
+                    "--max-connections (%ld) + 256\n",
+                    (unsigned long long)rl.rlim_cur, conns);
+    }
     char err[512];
     struct syn_gateway *g = NULL;
     if (syn_gateway_new(&p, &g, err, sizeof err) != 0) {

@@ -51,7 +51,7 @@ struct syn_gateway_params syn_gateway_default_params(void)
         .max_deadline_ms = 3600000,
         .max_body_bytes = 1024 * 1024,
         .max_header_bytes = 16 * 1024,
-        .max_connections = 4096,
+        .max_connections = 16384,
         .read_timeout_ms = 10000,
         .write_timeout_ms = 30000,
         .max_tokens_limit = 1 << 20,

@@ -43,7 +43,7 @@ struct gw_http_config gw_http_default_config(void)
         .max_header_bytes = 16 * 1024,
         .max_headers = 100,
         .max_body_bytes = 1024 * 1024,
-        .max_connections = 4096,
+        .max_connections = 16384,
         .read_timeout_ms = 10000,
         .write_timeout_ms = 30000,
         .max_output_bytes = 8 * 1024 * 1024,
@@ -104,7 +104,8 @@ struct gw_http {
     int paused;         /* the listener is disabled at max_connections */
     int stopping;       /* no more accepts */
     struct gw_http_stats st;
-    time_t date_t; /* second of the cached Date header */
+    struct event *resume; /* re-enables the listener after running out of fds; owned */
+    time_t date_t;        /* second of the cached Date header */
     char date[48];
 };
 
@@ -842,12 +843,26 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     listener_update(h);
 }
 
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct gw_http *h = arg;
+    if (!h->stopping && !h->paused) evconnlistener_enable(h->lst);
+}
+
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    (void)l;
-    (void)arg;
+    struct gw_http *h = arg;
     int e = EVUTIL_SOCKET_ERROR();
     syn_warn(LOG, "accept: %s", evutil_socket_error_to_string(e));
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        /* out of descriptors: the pending connection stays ready, so accepting again at once
+         * would spin; pause for a moment while others close */
+        evconnlistener_disable(l);
+        struct timeval tv = {0, 100 * 1000};
+        event_add(h->resume, &tv);
+    }
 }
 
 /* ---- responses ---- */
@@ -995,6 +1010,12 @@ int gw_http_new(struct event_base *base, const struct gw_http_config *cfg, gw_ht
                           host ? host : "*", cfg->port, strerror(e));
     }
     evconnlistener_set_error_cb(h->lst, on_accept_error);
+    h->resume = event_new(base, -1, 0, on_resume, h);
+    if (!h->resume) {
+        evconnlistener_free(h->lst);
+        free(h);
+        return syn_seterr(err, errlen, SYN_ENOMEM, "http: out of memory");
+    }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evconnlistener_get_fd(h->lst), (struct sockaddr *)&ss, &sl) == 0) {
@@ -1028,6 +1049,7 @@ void gw_http_free(struct gw_http *h)
     if (!h) return;
     h->stopping = 1;
     while (h->conns) conn_free(h->conns);
+    if (h->resume) event_free(h->resume);
     if (h->lst) evconnlistener_free(h->lst);
     free(h);
 }

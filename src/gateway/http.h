@@ -46,7 +46,7 @@ struct gw_http_config {
     size_t max_output_bytes; /* response bytes buffered for a slow reader before closing */
 };
 
-/* Defaults: 127.0.0.1:8080, 16 KiB of head, 100 headers, 1 MiB body, 4096 connections, 10 s
+/* Defaults: 127.0.0.1:8080, 16 KiB of head, 100 headers, 1 MiB body, 16384 connections, 10 s
  * read, 30 s write, 8 MiB of buffered output. */
 struct gw_http_config gw_http_default_config(void);
 
