@@ -389,7 +389,7 @@ int syn_sigv4_sign(const struct syn_sigv4_params *p, const struct syn_aws_creds 
         if (chdr_add(&hv, &nh, &hcap, "X-Amz-Date", amz_date)) goto out;
         if (p->sign_body && chdr_add(&hv, &nh, &hcap, "x-amz-content-sha256", body_hash)) goto out;
     }
-    qsort(hv, (size_t)nh, sizeof *hv, chdr_cmp);
+    if (nh > 1) qsort(hv, (size_t)nh, sizeof *hv, chdr_cmp);
     for (int i = 0; i < nh; i++) {
         if (i) aws_sb_addc(&sh, ';');
         aws_sb_adds(&sh, hv[i].name);
@@ -438,7 +438,7 @@ int syn_sigv4_sign(const struct syn_sigv4_params *p, const struct syn_aws_creds 
             aws_sb_add_uri(&qa, kv[i][1], strlen(kv[i][1]), 0);
         }
     }
-    qsort(qv, (size_t)nq, sizeof *qv, qparam_cmp);
+    if (nq > 1) qsort(qv, (size_t)nq, sizeof *qv, qparam_cmp);
 
     /* the canonical request */
     aws_sb_adds(&cr, r->method);
