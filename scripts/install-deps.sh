@@ -14,6 +14,7 @@ PACKAGES=(
     gnuplot-nox                    # charts of the load and cost benchmarks (bench/load)
     libssl-dev                     # SigV4 signing (HMAC-SHA256) for the AWS pool backends
     libcurl4-openssl-dev           # HTTP transport for AWS APIs and the Lambda runtime
+    prometheus prometheus-pushgateway prometheus-redis-exporter  # observability stack and its tests (promtool)
 )
 
 missing=()
