@@ -48,6 +48,7 @@ struct rq {
     double sent;       /* seconds since start */
     double last_chunk; /* time of the previous text chunk, -1 before the first */
     int usage_tokens;  /* from the usage chunk, -1 without one */
+    int usage_prompt;  /* the prompt's tokens as the server counted them, -1 unknown */
     int done_marker;   /* [DONE] seen */
     int stream_error;  /* an error object came in the stream */
     int event_stream;
@@ -164,6 +165,8 @@ static void on_event(void *ud, const char *data, size_t len)
     }
     long u = json_int_after(data, "\"completion_tokens\"");
     if (u >= 0) q->usage_tokens = (int)u;
+    u = json_int_after(data, "\"prompt_tokens\"");
+    if (u >= 0) q->usage_prompt = (int)u;
     if (!has_text(data)) return;
     double now = since(s);
     if (q->last_chunk < 0) {
@@ -207,6 +210,7 @@ static void on_done(void *ud, int err, int status, const char *body, size_t len)
         o->outcome = SYN_LOAD_PROTO;
     }
     o->tokens = q->usage_tokens >= 0 ? q->usage_tokens : o->chunks;
+    if (q->usage_prompt > 0) o->prompt_tokens = q->usage_prompt;
     if (o->outcome == SYN_LOAD_OK) {
         o->e2e = now - o->t_sched;
         if (o->ttft < 0) o->ttft = o->e2e; /* an empty completion: its first byte is its end */
@@ -234,6 +238,7 @@ static void send_one(struct run *s, size_t i, double now)
     k->sent = now;
     k->last_chunk = -1;
     k->usage_tokens = -1;
+    k->usage_prompt = -1;
     o->lag = now - o->t_sched;
     size_t len;
     char *body = make_body(s, i, q, &len);

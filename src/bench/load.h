@@ -64,7 +64,8 @@ struct syn_load_req {
     double ttft;        /* scheduled -> first token (s); -1 without one */
     double tpot;        /* (e2e - ttft) / (tokens - 1) (s); -1 with fewer than 2 tokens */
     double e2e;         /* scheduled -> end of the response (s); -1 if it never ended */
-    int prompt_tokens;  /* asked for (approximately: the prompt is that many words) */
+    int prompt_tokens;  /* as the server counted them (usage), else asked for (that many
+                           words, about as many tokens) */
     int max_tokens;     /* asked for */
     int tokens;         /* output tokens counted */
     int chunks;         /* stream chunks with text */

@@ -53,7 +53,10 @@ static void add_point(struct syn_sim_model *m, double rows, double secs)
     m->secs[i] = secs;
 }
 
-int syn_sim_model_from_json(const char *text, struct syn_sim_model *m, char *err, size_t errlen)
+/* Adds the points of one `bench engine --json` object; with fresh, also takes its cold start
+ * and threads. */
+static int model_json(const char *text, struct syn_sim_model *m, int fresh, char *err,
+                      size_t errlen)
 {
     json_error_t je;
     json_t *root = json_loads(text, 0, &je);
@@ -65,9 +68,7 @@ int syn_sim_model_from_json(const char *text, struct syn_sim_model *m, char *err
                         je.text, je.line);
         goto out;
     }
-    struct syn_sim_model base = syn_sim_default_model();
-    *m = base;
-    m->n_points = 0;
+    int before = m->n_points;
     json_t *dec = json_object_get(root, "decode");
     size_t i;
     json_t *row;
@@ -80,20 +81,34 @@ int syn_sim_model_from_json(const char *text, struct syn_sim_model *m, char *err
     double pt = json_number_value(json_object_get(root, "prompt_tokens"));
     double ptps = json_number_value(json_object_get(root, "prefill_tokens_per_s"));
     if (pt > 0 && ptps > 0) add_point(m, pt, pt / ptps);
-    if (m->n_points < 2) {
+    if (m->n_points < 2 || m->n_points == before) {
         rc = syn_seterr(err, errlen, SYN_EFORMAT,
-                        "sim: the engine benchmark needs at least two of decode[].batch/"
-                        "tokens_per_s and prompt_tokens/prefill_tokens_per_s, found %d",
-                        m->n_points);
+                        "sim: the engine benchmark needs decode[].batch/tokens_per_s and "
+                        "prompt_tokens/prefill_tokens_per_s; found %d usable points",
+                        m->n_points - before);
         goto out;
     }
-    double first = json_number_value(json_object_get(root, "first_token_s"));
-    if (first > 0) m->cold_start_s = first;
-    int th = (int)json_integer_value(json_object_get(root, "threads"));
-    if (th > 0) m->threads = th;
+    if (fresh) {
+        double first = json_number_value(json_object_get(root, "first_token_s"));
+        if (first > 0) m->cold_start_s = first;
+        int th = (int)json_integer_value(json_object_get(root, "threads"));
+        if (th > 0) m->threads = th;
+    }
 out:
     json_decref(root);
     return rc;
+}
+
+int syn_sim_model_from_json(const char *text, struct syn_sim_model *m, char *err, size_t errlen)
+{
+    *m = syn_sim_default_model();
+    m->n_points = 0;
+    return model_json(text, m, 1, err, errlen);
+}
+
+int syn_sim_model_add_json(const char *text, struct syn_sim_model *m, char *err, size_t errlen)
+{
+    return model_json(text, m, 0, err, errlen);
 }
 
 double syn_sim_step_time(const struct syn_sim_model *m, int rows)

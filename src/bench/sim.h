@@ -59,6 +59,10 @@ struct syn_sim_model syn_sim_default_model(void);
  * start, which the caller may override). Returns 0, or SYN_EFORMAT with a message. */
 int syn_sim_model_from_json(const char *json, struct syn_sim_model *m, char *err, size_t errlen);
 
+/* Adds the points of another `bench engine --json` run (e.g. with a longer --prompt) to m;
+ * the cold start and threads stay. Returns 0 or SYN_EFORMAT. */
+int syn_sim_model_add_json(const char *json, struct syn_sim_model *m, char *err, size_t errlen);
+
 /* Seconds one step of rows rows takes (without the overhead). */
 double syn_sim_step_time(const struct syn_sim_model *m, int rows);
 

@@ -14,6 +14,8 @@ int cmd_generate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_worker(int argc, char **argv); /* `synapse bench worker`, from cmd_bench.c */
+int cmd_bench_load(int argc, char **argv);   /* `synapse bench load` (cmd_bench_load.c) */
+int cmd_bench_sim(int argc, char **argv);    /* `synapse bench sim` (cmd_bench_sim.c) */
 int cmd_worker(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
 int cmd_up(int argc, char **argv);

@@ -244,7 +244,9 @@ static void usage(FILE *f)
     fprintf(f, "Usage: synapse bench SUBCOMMAND [ARGS...]\n\n"
                "Subcommands:\n"
                "  engine   decode/prefill tokens/s against memory bandwidth, per batch size\n"
-               "  worker   the queue hop and the worker's batching gain against the engine\n\n"
+               "  worker   the queue hop and the worker's batching gain against the engine\n"
+               "  load     open-loop load (Poisson or a trace) against an OpenAI-compatible URL\n"
+               "  sim      simulate the autoscaled pool over a trace: cost and SLO per policy\n\n"
                "Run 'synapse bench SUBCOMMAND --help' for its options.\n");
 }
 
@@ -265,6 +267,14 @@ int cmd_bench(int argc, char **argv)
     if (!strcmp(argv[1], "worker")) {
         optind = 1;
         return cmd_bench_worker(argc - 1, argv + 1);
+    }
+    if (!strcmp(argv[1], "load")) {
+        optind = 1;
+        return cmd_bench_load(argc - 1, argv + 1);
+    }
+    if (!strcmp(argv[1], "sim")) {
+        optind = 1;
+        return cmd_bench_sim(argc - 1, argv + 1);
     }
     return cli_usage_error("bench", "unknown subcommand '%s'", argv[1]);
 }
