@@ -20,6 +20,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define FWD_X86 1
+#else
+#define FWD_X86 0
+#endif
 
 struct cpu_state {
     struct syn_pool *pool;
@@ -40,6 +46,8 @@ struct cpu_state {
 };
 
 /* ---- init / release ---- */
+
+static void pick_attention_isa(void);
 
 static void *alloc_aligned(size_t bytes)
 {
@@ -154,8 +162,99 @@ static int cpu_init(struct syn_engine *e, char *err, size_t errlen)
                           kv_floats * sizeof(float) >> 20);
     }
     rope_tables(&e->model, e->n_ctx, s->rope_cos, s->rope_sin);
+    pick_attention_isa();
     syn_info("cpu", "%d threads, kernels %s", s->n_threads, syn_cpu_kernels_isa());
     return SYN_OK;
+}
+
+/* ---- attention's vector pieces ----
+ * A dot product and an axpy over one head (head_dim floats), in the widest instruction set the
+ * CPU has, chosen once per process: the reduction order depends only on head_dim, so a token's
+ * attention does not depend on its batch. */
+
+static float dot_scalar(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy_scalar(float *y, float a, const float *x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+#if FWD_X86
+__attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b, int n)
+{
+    __m512 acc = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i),
+                              acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+__attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, const float *x,
+                                                           int n)
+{
+    __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m,
+                              _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i),
+                                              _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n)
+{
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    float s = _mm_cvtss_f32(h);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, const float *x, int n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+static float (*g_dot)(const float *, const float *, int) = dot_scalar;
+static void (*g_axpy)(float *, float, const float *, int) = axpy_scalar;
+
+static void pick_attention_isa(void)
+{
+#if FWD_X86
+    __builtin_cpu_init();
+    const char *isa = syn_cpu_kernels_isa();
+    if (!strcmp(isa, "avx512") && __builtin_cpu_supports("avx512f")) {
+        g_dot = dot_avx512;
+        g_axpy = axpy_avx512;
+    } else if (strcmp(isa, "scalar") != 0 && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma")) {
+        g_dot = dot_avx2;
+        g_axpy = axpy_avx2;
+    }
+#endif
 }
 
 /* ---- element-wise pieces, one row per call ---- */
@@ -297,9 +396,7 @@ static void task_attention(void *arg, int task, int thread)
     for (int j = 0; j <= pos; j++) {
         const float *k = s->kv + (size_t)blocks[j / bt] * block_stride + layer_off +
                          (size_t)(j % bt) * kvd + (size_t)g * hd;
-        float d = 0.0f;
-        for (int i = 0; i < hd; i++) d += q[i] * k[i];
-        d *= scale;
+        float d = g_dot(q, k, hd) * scale;
         att[j] = d;
         if (d > mx) mx = d;
     }
@@ -314,8 +411,7 @@ static void task_attention(void *arg, int task, int thread)
     for (int j = 0; j <= pos; j++) {
         const float *v = s->kv + (size_t)blocks[j / bt] * block_stride + layer_off +
                          (size_t)bt * kvd + (size_t)(j % bt) * kvd + (size_t)g * hd;
-        const float a = att[j] * inv;
-        for (int i = 0; i < hd; i++) out[i] += a * v[i];
+        g_axpy(out, att[j] * inv, v, hd);
     }
 }
 
