@@ -8,6 +8,7 @@
 
 #include "synapse/error.h"
 #include "synapse/log.h"
+#include "synapse/pool_backend.h"
 #include "synapse/queue.h"
 
 #include <errno.h>
@@ -36,6 +37,7 @@ struct syn_workpool {
     struct syn_workpool_params p;   /* copy; strings point to the caller's */
     char bin[4096];
     int local;                      /* backend is local */
+    struct syn_pool_backend *cloud; /* lambda or asg backend (pool_backend.h); NULL otherwise */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -166,6 +168,17 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
     int n = syn_q_list_workers(q, wp->p.model_name, infos, MAX_CHILDREN);
     int64_t waiting = 0, pending = 0;
     int ok = n >= 0 && syn_q_backlog(q, wp->p.model_name, &waiting, &pending) == 0;
+    /* a cloud backend is asked outside the lock: its calls are HTTP requests */
+    struct syn_pool_observation obs = {0};
+    int cloud_ok = 0;
+    if (wp->cloud && ok) {
+        struct syn_pool_worker_view views[MAX_CHILDREN];
+        for (int i = 0; i < n; i++)
+            views[i] = (struct syn_pool_worker_view){infos[i].id, infos[i].running, infos[i].state};
+        char cerr[256];
+        cloud_ok = wp->cloud->observe(wp->cloud, views, n, &obs, cerr, sizeof cerr) == 0;
+        if (!cloud_ok) syn_warn(LOG, "%s backend: %s", wp->cloud->name(wp->cloud), cerr);
+    }
     pthread_mutex_lock(&wp->mu);
     wp->st.redis_ok = ok;
     if (!ok) {
@@ -197,6 +210,7 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
         warm += c->warm;
         if (!c->registered) s.starting++;
     }
+    if (wp->cloud) s.starting = obs.starting;
     s.waiting = waiting;
     /* arrival rate: requests the gateway announced (syn_workpool_poke) per second, smoothed */
     if (wp->last_rate_s > 0 && now > wp->last_rate_s) {
@@ -208,6 +222,7 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
     s.arrival_rate = wp->rate;
     /* worker-seconds for cost: every local child alive during this interval */
     if (wp->last_tick_s > 0) wp->st.worker_seconds += children * (now - wp->last_tick_s);
+    wp->st.worker_seconds += obs.unit_seconds; /* a cloud backend's billed seconds */
     wp->last_tick_s = now;
     wp->st.cost_dollars = wp->st.worker_seconds * wp->p.price_per_hour / 3600.0;
 
@@ -234,7 +249,26 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
     wp->st.children = children;
     wp->st.waiting = waiting;
     wp->st.running = s.running;
+    int cloud_start = wp->cloud && cloud_ok && d.start > 0 ? d.start : 0;
     pthread_mutex_unlock(&wp->mu);
+    if (cloud_start > 0) {
+        char cerr[256];
+        int started = wp->cloud->start(wp->cloud, cloud_start, cerr, sizeof cerr);
+        if (started < 0) {
+            syn_warn(LOG, "cannot start workers: %s", cerr);
+            return;
+        }
+        pthread_mutex_lock(&wp->mu);
+        wp->st.started_total += (uint64_t)started;
+        wp->st.decisions[d.reason] += (uint64_t)started;
+        wp->st.starting += started;
+        pthread_mutex_unlock(&wp->mu);
+        syn_info(LOG, "scaling: started %d of %d worker(s) on %s (reason %s; alive %d, "
+                      "starting %d, waiting %lld, running %lld)",
+                 started, cloud_start, wp->cloud->name(wp->cloud),
+                 syn_scale_reason_name(d.reason), s.alive, s.starting, (long long)s.waiting,
+                 (long long)s.running);
+    }
 }
 
 static void *pool_main(void *arg)
@@ -273,14 +307,23 @@ int syn_workpool_new(const struct syn_workpool_params *p, struct syn_workpool **
     if (!p->model_name || !p->redis_url)
         return syn_seterr(err, errlen, SYN_EINVAL, "pool: model name and Redis URL are required");
     int local = !p->backend || !strcmp(p->backend, "local");
-    if (!local && strcmp(p->backend, "external") != 0)
+    int cloud = p->backend && (!strcmp(p->backend, "lambda") || !strcmp(p->backend, "asg"));
+    if (!local && !cloud && strcmp(p->backend, "external") != 0)
         return syn_seterr(err, errlen, SYN_EINVAL,
-                          "pool: backend '%s' is not known (local, external)", p->backend);
+                          "pool: backend '%s' is not known (local, external, lambda, asg)",
+                          p->backend);
     if (local && !p->model_path)
         return syn_seterr(err, errlen, SYN_EINVAL, "pool: the local backend needs a model path");
     struct syn_workpool *wp = calloc(1, sizeof *wp);
     if (!wp) return syn_seterr(err, errlen, SYN_ENOMEM, "pool: out of memory");
     wp->p = *p;
+    int rc;
+    if (cloud && (rc = syn_pool_backend_from_env(p->backend, p->model_name,
+                                                 p->policy.idle_timeout_s, &wp->cloud, err,
+                                                 errlen))) {
+        free(wp);
+        return rc;
+    }
     if (wp->p.tick_ms <= 0) wp->p.tick_ms = 200;
     if (wp->p.heartbeat_ms <= 0) wp->p.heartbeat_ms = 1000;
     wp->local = local;
@@ -289,6 +332,7 @@ int syn_workpool_new(const struct syn_workpool_params *p, struct syn_workpool **
     } else {
         ssize_t n = readlink("/proc/self/exe", wp->bin, sizeof wp->bin - 1);
         if (n <= 0) {
+            if (wp->cloud) wp->cloud->free(wp->cloud);
             free(wp);
             return syn_seterr(err, errlen, SYN_EIO, "pool: cannot find the synapse binary");
         }
@@ -297,6 +341,7 @@ int syn_workpool_new(const struct syn_workpool_params *p, struct syn_workpool **
     pthread_mutex_init(&wp->mu, NULL);
     pthread_cond_init(&wp->cv, NULL);
     if (pthread_create(&wp->thread, NULL, pool_main, wp) != 0) {
+        if (wp->cloud) wp->cloud->free(wp->cloud);
         free(wp);
         return syn_seterr(err, errlen, SYN_ENOMEM, "pool: cannot start its thread");
     }
@@ -320,7 +365,7 @@ void syn_workpool_poke(struct syn_workpool *wp)
 int syn_workpool_can_serve(struct syn_workpool *wp)
 {
     pthread_mutex_lock(&wp->mu);
-    int ok = wp->st.alive > 0 || (wp->local && wp->p.policy.max_workers > 0);
+    int ok = wp->st.alive > 0 || ((wp->local || wp->cloud) && wp->p.policy.max_workers > 0);
     pthread_mutex_unlock(&wp->mu);
     return ok;
 }
@@ -340,6 +385,7 @@ void syn_workpool_free(struct syn_workpool *wp, double grace_s)
     pthread_cond_signal(&wp->cv);
     pthread_mutex_unlock(&wp->mu);
     pthread_join(wp->thread, NULL);
+    if (wp->cloud) wp->cloud->free(wp->cloud);
     if (wp->local) {
         for (int i = 0; i < MAX_CHILDREN; i++)
             if (wp->children[i].pid) kill(wp->children[i].pid, SIGTERM);
