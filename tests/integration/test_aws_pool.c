@@ -9,6 +9,8 @@
 #include "harness.h"
 #include "http_server.h"
 #include "synapse/pool_backend.h"
+#include "synapse/queue.h"
+#include "synapse/workpool.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -613,5 +615,113 @@ TEST(aws_pool_asg_desired_capacity_and_scale_in_protection)
     CHECK_EQ_INT(o.active, 3);
     CHECK_EQ_INT(f.v.bad, bad);
     b->free(b);
+    th_stop(s);
+}
+
+/* ---- the pool manager driving them: backlog in Redis -> the policy -> a cloud backend ---- */
+
+static void submit_jobs(const struct syn_test_redis *r, int n)
+{
+    struct syn_qclient *q;
+    char err[256];
+    if (syn_qclient_new(r->url, &q, err, sizeof err)) FAIL("redis: %s", err);
+    CHECK_EQ_INT(syn_q_ensure_groups(q, "stories"), 0);
+    for (int i = 0; i < n; i++) {
+        struct syn_job j;
+        syn_job_init(&j);
+        snprintf(j.id, sizeof j.id, "job-%d", i);
+        snprintf(j.model, sizeof j.model, "stories");
+        syn_q_key_reply(j.reply, sizeof j.reply, "gw");
+        j.prompt = strdup("Once upon a time");
+        j.created_ms = syn_unix_ms();
+        if (syn_q_submit(q, &j)) FAIL("submit");
+        syn_job_release(&j);
+    }
+    syn_qclient_free(q);
+}
+
+static struct syn_workpool *cloud_pool(const struct syn_test_redis *r, const char *backend)
+{
+    struct syn_workpool_params wp = syn_workpool_default_params();
+    wp.backend = backend;
+    wp.model_name = "stories";
+    wp.redis_url = r->url;
+    wp.policy.min_warm = 0;
+    wp.policy.max_workers = 3;
+    wp.tick_ms = 50;
+    struct syn_workpool *pool;
+    char err[256];
+    if (syn_workpool_new(&wp, &pool, err, sizeof err)) FAIL("workpool: %s", err);
+    return pool;
+}
+
+TEST(aws_pool_workpool_scales_an_asg_from_zero)
+{
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    struct fake_asg f;
+    memset(&f, 0, sizeof f);
+    pthread_mutex_init(&f.mu, NULL);
+    f.v = (struct verifier){"AKIDTEST", "c2VjcmV0LXRlc3Qta2V5", NULL, "autoscaling", 0, 0, "", ""};
+    snprintf(f.group, sizeof f.group, "synapse-gpu");
+    f.max = 3;
+    struct th_server *s = th_start(asg_handler, &f);
+    setenv("SYNAPSE_ASG_NAME", "synapse-gpu", 1);
+    setenv("SYNAPSE_ASG_ENDPOINT", th_url(s), 1);
+    setenv("AWS_REGION", "eu-west-1", 1);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDTEST", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "c2VjcmV0LXRlc3Qta2V5", 1);
+    unsetenv("AWS_SESSION_TOKEN");
+    struct syn_workpool *pool = cloud_pool(&r, "asg");
+    CHECK(syn_workpool_can_serve(pool)); /* nothing alive, but the backend can start workers */
+    usleep(300 * 1000);
+    CHECK_EQ_INT(f.desired, 0); /* no work, no instances */
+    submit_jobs(&r, 3);
+    for (int i = 0; i < 100 && f.desired == 0; i++) usleep(50 * 1000);
+    CHECK_EQ_INT(f.desired, 1);
+    /* while its worker boots the instance counts as starting: no second one for the same work */
+    usleep(600 * 1000);
+    CHECK_EQ_INT(f.desired, 1);
+    struct syn_workpool_stats st;
+    syn_workpool_stats(pool, &st);
+    CHECK_EQ_INT(st.started_total, 1);
+    CHECK_EQ_INT(st.starting, 1);
+    CHECK_EQ_INT(f.v.bad, 0);
+    syn_workpool_free(pool, 1);
+    th_stop(s);
+}
+
+TEST(aws_pool_workpool_invokes_lambda_workers)
+{
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    struct fake_lambda *f = fake_lambda_new("AKIDTEST", "c2VjcmV0LXRlc3Qta2V5", NULL);
+    struct th_server *s = th_start(lambda_handler, f);
+    setenv("SYNAPSE_LAMBDA_FUNCTION", "synapse-worker", 1);
+    setenv("SYNAPSE_LAMBDA_ENDPOINT", th_url(s), 1);
+    setenv("SYNAPSE_LAMBDA_MAX_CONCURRENCY", "2", 1);
+    setenv("AWS_REGION", "us-east-1", 1);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDTEST", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "c2VjcmV0LXRlc3Qta2V5", 1);
+    unsetenv("AWS_SESSION_TOKEN");
+    struct syn_workpool *pool = cloud_pool(&r, "lambda");
+    submit_jobs(&r, 3);
+    for (int i = 0; i < 100 && f->invocations == 0; i++) usleep(50 * 1000);
+    usleep(600 * 1000);
+    CHECK_EQ_INT(f->invocations, 1);
+    CHECK_EQ_INT(f->v.bad, 0);
+    json_t *pl = json_loads(f->last_payload, 0, NULL);
+    CHECK_EQ_STR(json_string_value(json_object_get(pl, "model")), "stories");
+    json_decref(pl);
+    syn_workpool_free(pool, 1);
+    /* an unknown backend is refused with the list of known ones */
+    struct syn_workpool_params wp = syn_workpool_default_params();
+    wp.backend = "kubernetes";
+    wp.model_name = "stories";
+    wp.redis_url = r.url;
+    struct syn_workpool *bad;
+    char err[256];
+    CHECK(syn_workpool_new(&wp, &bad, err, sizeof err) < 0);
+    CHECK(strstr(err, "lambda, asg") != NULL);
     th_stop(s);
 }
