@@ -34,6 +34,12 @@ struct syn_gateway_pool_hooks {
     /* 1 if model has a worker or the pool could start one; 0 means 503 for new requests and
      * not ready in /readyz. May be NULL (then the registry decides, as without hooks). */
     int (*can_serve)(void *ud, const char *model);
+    /* Appends the pool's own metrics to the gateway's /metrics: writes Prometheus text (format
+     * 0.0.4: whole families with their # HELP and # TYPE lines, names the gateway does not use)
+     * into buf, at most cap bytes, and returns the length of the whole text, like snprintf; when
+     * that is cap or more, the gateway calls again with a larger buffer. Called on the loop
+     * thread once per scrape. May be NULL. */
+    size_t (*metrics)(void *ud, char *buf, size_t cap);
     void *ud;
 };
 

@@ -74,7 +74,9 @@ struct gw_model {
     uint64_t cancel_disconnect; /* jobs cancelled because the client went away */
     uint64_t cancel_deadline;   /* jobs cancelled because their deadline passed */
     uint64_t duplicates;        /* token events dropped as already delivered */
+    uint64_t prompt_tokens;     /* prompt tokens of completed requests (finishing events) */
     struct gw_hist ttft;        /* admission to first token */
+    struct gw_hist itl;         /* between consecutive tokens of a request, per token */
     struct gw_hist e2e;         /* admission to the end of the response */
 };
 
@@ -100,6 +102,7 @@ struct gw_req {
     struct syn_job job;     /* owned strings, released by req_end */
     struct event *deadline; /* owned */
     int64_t t0_us;          /* monotonic, admission */
+    int64_t last_tok_us;    /* monotonic, when the latest new token arrived (for ITL) */
     /* exactly-once: what reached the client, in tokens and text bytes, and the attempt whose
      * events are being read with how many text bytes it produced so far */
     int next_pos;
@@ -488,7 +491,8 @@ static void on_event(void *ud, const struct syn_event *ev)
         if (r->in_queue) gw_adm_left_queue(&r->model->adm);
         r->in_queue = 0;
         r->state = R_RUNNING;
-        gw_hist_observe(&r->model->ttft, (double)(mono_us() - r->t0_us) / 1e6);
+        r->last_tok_us = mono_us();
+        gw_hist_observe(&r->model->ttft, (double)(r->last_tok_us - r->t0_us) / 1e6);
     }
     /* text bytes of this attempt: [attempt_bytes, attempt_bytes + len) */
     size_t skip = 0;
@@ -502,7 +506,15 @@ static void on_event(void *ud, const struct syn_event *ev)
     r->sent_bytes += len;
     int end = ev->pos + ev->n_tokens;
     if (end > r->next_pos) {
-        r->model->tokens += (uint64_t)(end - (ev->pos > r->next_pos ? ev->pos : r->next_pos));
+        uint64_t fresh_toks = (uint64_t)(end - (ev->pos > r->next_pos ? ev->pos : r->next_pos));
+        r->model->tokens += fresh_toks;
+        /* inter-token latency: the gap since the previous new tokens, shared by the new ones
+         * (the first token of a request is its TTFT, not an inter-token gap) */
+        int64_t now = mono_us();
+        if (r->next_pos > 0)
+            gw_hist_observe_n(&r->model->itl, (double)(now - r->last_tok_us) / 1e6 / (double)fresh_toks,
+                              fresh_toks);
+        r->last_tok_us = now;
         r->next_pos = end;
     } else if (ev->n_tokens > 0) {
         r->model->duplicates++;
@@ -544,10 +556,12 @@ static void on_event(void *ud, const struct syn_event *ev)
     }
     json_decref(fresh);
     if (!ev->finish) return;
-    if (!strcmp(ev->finish, "stop") || !strcmp(ev->finish, "length"))
+    if (!strcmp(ev->finish, "stop") || !strcmp(ev->finish, "length")) {
+        if (ev->prompt_tokens > 0) r->model->prompt_tokens += (uint64_t)ev->prompt_tokens;
         finish_ok(r, ev);
-    else
+    } else {
         finish_error(r, ev);
+    }
 }
 
 static void on_submitted(void *ud, const char *job_id, int ok, const char *entry, const char *err)
@@ -807,6 +821,24 @@ static void handle_readyz(struct syn_gateway *g, struct gw_http_req *h)
     respond_json(g, h, NULL, ready ? 200 : 503, "", json);
 }
 
+/* The embedder's families (the pool's, under `synapse up`), after the gateway's own. */
+static void append_hook_metrics(struct syn_gateway *g, struct evbuffer *o)
+{
+    size_t cap = 16384;
+    for (int tries = 0; tries < 4; tries++) {
+        char *buf = malloc(cap);
+        if (!buf) return;
+        size_t need = g->p.hooks.metrics(g->p.hooks.ud, buf, cap);
+        if (need < cap) {
+            evbuffer_add(o, buf, need);
+            free(buf);
+            return;
+        }
+        free(buf);
+        cap = need + 1;
+    }
+}
+
 static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
 {
     struct evbuffer *o = evbuffer_new();
@@ -865,6 +897,8 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
               m->adm.ready_workers);
     PER_MODEL("synapse_gateway_completion_tokens_total", "counter",
               "Completion tokens relayed to clients.", m->tokens);
+    PER_MODEL("synapse_gateway_prompt_tokens_total", "counter",
+              "Prompt tokens of completed requests, as the worker counted them.", m->prompt_tokens);
     PER_MODEL("synapse_gateway_duplicate_events_total", "counter",
               "Token events dropped because their tokens were already delivered.", m->duplicates);
     gw_metric_header(o, "synapse_gateway_cancellations_total", "counter",
@@ -885,6 +919,21 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
     for (int i = 0; i < g->n_models; i++)
         gw_metric_hist(o, "synapse_gateway_request_duration_seconds", "model", g->models[i].name,
                        &g->models[i].e2e);
+    gw_metric_header(o, "synapse_gateway_inter_token_latency_seconds", "histogram",
+                     "Time between consecutive tokens of a request, once per token.");
+    for (int i = 0; i < g->n_models; i++)
+        gw_metric_hist(o, "synapse_gateway_inter_token_latency_seconds", "model",
+                       g->models[i].name, &g->models[i].itl);
+    gw_metric_header(o, "synapse_gateway_registry_workers", "gauge",
+                     "Live workers in the registry, by state.");
+    for (int i = 0; i < g->n_models; i++) {
+        const struct gw_adm *a = &g->models[i].adm;
+        int draining = a->workers > a->ready_workers ? a->workers - a->ready_workers : 0;
+        gw_metric_value(o, "synapse_gateway_registry_workers", "model", g->models[i].name, "state",
+                        "ready", a->ready_workers);
+        gw_metric_value(o, "synapse_gateway_registry_workers", "model", g->models[i].name, "state",
+                        "draining", draining);
+    }
 #define SCALAR(NAME_, TYPE_, HELP_, V_)                                                            \
     do {                                                                                           \
         gw_metric_header(o, NAME_, TYPE_, HELP_);                                                  \
@@ -908,6 +957,8 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
     SCALAR("synapse_gateway_reply_events_total", "counter", "Token events read.", rs.events);
     SCALAR("synapse_gateway_submit_errors_total", "counter", "Jobs that could not be queued.",
            g->submit_errors);
+    gw_metric_process(o);
+    if (g->p.hooks.metrics) append_hook_metrics(g, o);
     size_t n = evbuffer_get_length(o);
     char *text = malloc(n + 1);
     if (text) evbuffer_remove(o, text, n);
@@ -1080,6 +1131,9 @@ int syn_gateway_new(const struct syn_gateway_params *p, struct syn_gateway **out
     for (int i = 0; i < p->n_models; i++) {
         snprintf(g->models[i].name, sizeof g->models[i].name, "%s", p->models[i]);
         g->model_names[i] = g->models[i].name;
+        gw_hist_init(&g->models[i].ttft, GW_BUCKETS_TTFT);
+        gw_hist_init(&g->models[i].itl, GW_BUCKETS_ITL);
+        gw_hist_init(&g->models[i].e2e, GW_BUCKETS_E2E);
     }
     if (p->id) {
         snprintf(g->id, sizeof g->id, "%s", p->id);
