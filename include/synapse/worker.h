@@ -32,6 +32,11 @@ struct syn_worker_params {
     int max_attempts;            /* deliveries before a job is dead-lettered (default 3) */
     double drain_timeout_s;      /* on SIGTERM: finish running sequences within this (default 30) */
     int64_t start_ms;            /* unix ms the process started (for cold-start time); 0 = now */
+    /* metrics (docs/metrics.md), served and/or pushed by a thread of their own */
+    int metrics_port;            /* serve GET /metrics here; 0 = any free port; -1 = no (default) */
+    const char *metrics_host;    /* bind address for it (default 127.0.0.1) */
+    const char *pushgateway;     /* push to this Pushgateway ("http://host:9091"); NULL = no */
+    double push_interval_s;      /* seconds between pushes (default 10) */
 };
 
 struct syn_worker_params syn_worker_default_params(void);

@@ -42,6 +42,13 @@ static void usage(FILE *f)
             "      --drain-timeout S       grace period on SIGTERM (default 30)\n"
             "      --chat-template NAME    override the model's chat template\n"
             "  -t, --threads N             engine threads (default: all)      SYNAPSE_THREADS\n"
+            "      --metrics-port N        serve Prometheus metrics on GET /metrics at this port\n"
+            "                              (0 = any free port, printed)   SYNAPSE_METRICS_PORT\n"
+            "      --metrics-host ADDR     bind address for it (default 127.0.0.1)\n"
+            "      --pushgateway URL       push metrics to this Prometheus Pushgateway every\n"
+            "                              --push-interval and at exit; the group is deleted on\n"
+            "                              a clean exit (docs/metrics.md)  SYNAPSE_PUSHGATEWAY\n"
+            "      --push-interval S       seconds between pushes (default 10)\n"
             "  -h, --help                  show this help\n");
 }
 
@@ -63,6 +70,8 @@ int cmd_worker(int argc, char **argv)
         {"heartbeat-ms", required_argument, 0, 'H'}, {"reclaim-ms", required_argument, 0, 'R'},
         {"max-attempts", required_argument, 0, 'A'}, {"drain-timeout", required_argument, 0, 'T'},
         {"chat-template", required_argument, 0, 'C'}, {"threads", required_argument, 0, 't'},
+        {"metrics-port", required_argument, 0, 'M'}, {"metrics-host", required_argument, 0, 'O'},
+        {"pushgateway", required_argument, 0, 'P'},  {"push-interval", required_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     const char *cmd = "worker";
     struct syn_worker_params p = syn_worker_default_params();
@@ -85,7 +94,9 @@ int cmd_worker(int argc, char **argv)
     ENV_LONG("SYNAPSE_MAX_QUEUE_DELAY_MS", p.max_queue_delay_ms, 0, 60000)
     ENV_LONG("SYNAPSE_KV_CACHE_MB", p.kv_cache_mb, 0, 1 << 20)
     ENV_LONG("SYNAPSE_THREADS", p.n_threads, 0, 1024)
+    ENV_LONG("SYNAPSE_METRICS_PORT", p.metrics_port, 0, 65535)
 #undef ENV_LONG
+    if ((env = getenv("SYNAPSE_PUSHGATEWAY")) && *env) p.pushgateway = env;
     if ((env = getenv("SYNAPSE_IDLE_TIMEOUT")) && *env) {
         if (cli_parse_double(cmd, "SYNAPSE_IDLE_TIMEOUT", env, 0, 1e9, &d)) return 2;
         p.idle_timeout_s = d;
@@ -141,6 +152,16 @@ int cmd_worker(int argc, char **argv)
         case 't':
             if (cli_parse_long(cmd, "--threads", optarg, 0, 1024, &v)) return 2;
             p.n_threads = (int)v;
+            break;
+        case 'M':
+            if (cli_parse_long(cmd, "--metrics-port", optarg, 0, 65535, &v)) return 2;
+            p.metrics_port = (int)v;
+            break;
+        case 'O': p.metrics_host = optarg; break;
+        case 'P': p.pushgateway = optarg; break;
+        case 'V':
+            if (cli_parse_double(cmd, "--push-interval", optarg, 0.05, 86400, &d)) return 2;
+            p.push_interval_s = d;
             break;
         case 'h': usage(stdout); return 0;
         default: return 2;

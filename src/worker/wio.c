@@ -7,6 +7,8 @@
  */
 #include "wio.h"
 
+#include "worker/metrics.h"
+
 #include "synapse/error.h"
 #include "synapse/log.h"
 
@@ -165,7 +167,24 @@ static void *io_main(void *arg)
             requeue_front(w, rest);
             ok = 0;
         }
-        if (stop && !rest) break;
+        wmetrics_redis(w->metrics, syn_qclient_errors(c), syn_qclient_reconnects(c), ok);
+        if (stop && !rest) {
+            /* a claim that was in flight when the scheduler said stop may have left jobs in
+             * the inbox after its last sweep: hand them back now rather than leave them pending
+             * until another worker reclaims them */
+            pthread_mutex_lock(&w->mu);
+            int n_in = w->n_inbox;
+            w->n_inbox = 0;
+            pthread_mutex_unlock(&w->mu);
+            for (int i = 0; i < n_in; i++) {
+                if (syn_q_requeue(c, w->model, w->inbox[i]) != 0)
+                    syn_warn(LOG, "could not hand job %s back; it will be reclaimed",
+                             w->inbox[i]->id);
+                syn_job_release(w->inbox[i]);
+                free(w->inbox[i]);
+            }
+            break;
+        }
         if (stop && !ok) {
             /* Redis is gone and we are asked to stop: keep trying for a while, the
              * outbox holds acks and events that must not be lost */

@@ -61,6 +61,7 @@ struct wio {
     char (*cancelled)[101];      /* (max_seqs * 2) ids found cancelled */
     int n_cancelled;
     int redis_ok;                /* last round trip succeeded */
+    struct wmetrics *metrics;    /* Redis errors and reconnects go here (set before start) */
     char fatal[256];             /* set if the I/O thread cannot go on */
 };
 

@@ -17,6 +17,7 @@
 
 #include "stop.h"
 #include "wio.h"
+#include "worker/metrics.h"
 
 #include "synapse/chat.h"
 #include "synapse/engine.h"
@@ -54,6 +55,8 @@ struct syn_worker_params syn_worker_default_params(void)
         .reclaim_ms = 5000,
         .max_attempts = 3,
         .drain_timeout_s = 30,
+        .metrics_port = -1,
+        .push_interval_s = 10,
     };
     return p;
 }
@@ -79,6 +82,7 @@ struct wjob {
     size_t lp_len, lp_cap;
     int cancel;               /* 1 client gone, 2 engine failure, 3 KV pool exhausted */
     uint64_t order;           /* admission order (preemption takes the newest) */
+    int admitted;             /* had an engine sequence once (queue wait is counted once) */
 };
 
 struct sched {
@@ -95,6 +99,7 @@ struct sched {
     struct wjob **item_job;        /* (max_seqs) the job of each item */
     uint64_t next_order;
     uint64_t jobs_done, tokens_out;
+    struct wmetrics *wm;      /* metrics (never NULL once running) */
 };
 
 static int64_t mono_ms(void)
@@ -102,6 +107,13 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void wjob_free(struct wjob *j)
@@ -199,6 +211,7 @@ static void finish_job(struct sched *s, struct wjob *j, const char *finish, cons
         free(copy);
     }
     if (finish && strcmp(finish, "error") != 0) s->jobs_done++;
+    wmetrics_job_done(s->wm, finish ? finish : "error");
 }
 
 static void requeue_job(struct sched *s, struct wjob *j)
@@ -214,6 +227,7 @@ static void requeue_job(struct sched *s, struct wjob *j)
     }
     *copy = j->job;
     memset(&j->job, 0, sizeof j->job);
+    wmetrics_job_done(s->wm, "requeued");
     m->kind = OUT_REQUEUE;
     m->job = copy;
     wio_send(&s->io, m);
@@ -490,6 +504,7 @@ static int preempt_newest(struct sched *s, struct wjob *keep)
     victim->seq = -1;
     victim->state = J_WAITING;
     victim->n_cached = 0;
+    wmetrics_preempted(s->wm);
     syn_info(LOG, "preempted job %s (KV cache full); it will be recomputed", victim->job.id);
     return 1;
 }
@@ -516,6 +531,11 @@ static int step(struct sched *s)
         best->seq = seq;
         best->state = J_RUNNING;
         best->n_cached = 0;
+        if (!best->admitted) {
+            best->admitted = 1;
+            wmetrics_admitted(s->wm, (double)(syn_unix_ms() - best->job.created_ms) / 1000.0,
+                              best->n_prompt);
+        }
     }
     /* decode tokens first (one each), then prefill chunks with what budget is left */
     int blocks_free = syn_engine_kv_blocks_free(s->e);
@@ -556,7 +576,11 @@ static int step(struct sched *s)
         }
     }
     if (n == 0) return 0;
+    int step_tokens = 0;
+    for (int i = 0; i < n; i++) step_tokens += s->items[i].n_tokens;
+    int64_t t_step = mono_us();
     int rc = syn_engine_step(s->e, s->items, n);
+    wmetrics_step(s->wm, n, step_tokens, (double)(mono_us() - t_step) / 1e6);
     if (rc != 0) {
         syn_error(LOG, "engine step failed: %s", syn_strerror(rc));
         for (int i = 0; i < n; i++) s->item_job[i]->cancel = 2;
@@ -601,8 +625,12 @@ static void publish(struct sched *s, int accepting)
     s->io.info.jobs_done = s->jobs_done;
     s->io.info.tokens_out = s->tokens_out;
     if (!accepting) s->io.info.state = SYN_WORKER_DRAINING;
+    int state = s->io.info.state;
     pthread_cond_signal(&s->io.cv_io);
     pthread_mutex_unlock(&s->io.mu);
+    wmetrics_state(s->wm, state, s->p->max_seqs, running, s->n_jobs - running,
+                   syn_engine_kv_blocks_free(s->e), syn_engine_kv_blocks_total(s->e),
+                   s->tokens_out);
 }
 
 /* Waits for the I/O thread to bring jobs (or for timeout_ms). */
@@ -716,6 +744,23 @@ int syn_worker_run(const struct syn_worker_params *p, char *err, size_t errlen)
     info->kv_blocks_free = syn_engine_kv_blocks_free(s.e);
     info->started_ms = unix_start;
     info->cold_start_s = cold;
+    struct wmetrics_params mp = {
+        .model = model,
+        .worker_id = id,
+        .host = p->metrics_host,
+        .port = p->metrics_port,
+        .pushgateway = p->pushgateway,
+        .push_interval_s = p->push_interval_s,
+    };
+    if ((rc = wmetrics_new(&mp, &s.wm, err, errlen))) goto out;
+    wmetrics_cold_start(s.wm, cold);
+    wmetrics_state(s.wm, SYN_WORKER_READY, p->max_seqs, 0, 0, info->kv_blocks_free,
+                   info->kv_blocks_total, 0);
+    if (wmetrics_port(s.wm) >= 0)
+        fprintf(stderr, "worker %s metrics on http://%s:%d/metrics\n", id,
+                p->metrics_host && *p->metrics_host ? p->metrics_host : "127.0.0.1",
+                wmetrics_port(s.wm));
+    s.io.metrics = s.wm;
     if ((rc = wio_start(&s.io, p, model, err, errlen))) goto out;
     syn_info(LOG, "worker %s ready for model '%s' in %.3f s (cold start: process start to "
                   "ready; load %.3f s)",
@@ -806,6 +851,7 @@ out:
         }
         wio_stop(&s.io);
     }
+    wmetrics_free(s.wm, rc == SYN_OK);
     free(s.jobs);
     free(s.items);
     free(s.item_job);
