@@ -3,9 +3,12 @@
  * temporary directory) unless --redis names one, the gateway on the port, and a local worker
  * pool for the model driven by the autoscaler: min_warm workers always up, more when the backlog
  * needs them, the extra ones gone after --idle-timeout (scale to zero). Ctrl-C or SIGTERM stops
- * everything it started (workers drain first) and removes the temporary directory.
+ * everything it started (workers drain first) and removes the temporary directory. With
+ * --observability it also runs Prometheus, a Pushgateway the workers push to, and
+ * redis_exporter (up_observe.h); the pool's metrics join the gateway's /metrics.
  */
 #include "cli.h"
+#include "up_observe.h"
 
 #include "synapse/chat.h"
 #include "synapse/error.h"
@@ -17,6 +20,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +59,12 @@ static void usage(FILE *f)
             "      --chat-template NAME use this chat template (for models without one)\n"
             "      --price-per-hour D   $ per worker-hour, for cost accounting (default 0)\n"
             "      --log-dir DIR        worker logs (default: the temporary directory)\n"
+            "      --observability      also run prometheus, prometheus-pushgateway (the workers\n"
+            "                           push to it) and prometheus-redis-exporter on loopback,\n"
+            "                           with deploy/prometheus's rules; prints their URLs\n"
+            "      --scrape-interval S  their scrape, push and rule interval (default 5)\n"
+            "      --rules-dir DIR      Prometheus rule files (default: deploy/prometheus/rules\n"
+            "                           next to the binary or in the working directory)\n"
             "      --config FILE        read settings from FILE\n"
             "  -h, --help               show this help\n");
 }
@@ -132,16 +142,95 @@ static int has_chat_template(const char *path)
     return yes;
 }
 
+/* What the gateway's pool hooks need. */
+struct up_hooks {
+    struct syn_workpool *pool;
+    const char *model;
+    const char *backend; /* the pool backend, the cost's label */
+    double price;        /* $ per worker-hour */
+};
+
 static void hook_demand(void *ud, const char *model)
 {
     (void)model;
-    syn_workpool_poke(ud);
+    struct up_hooks *h = ud;
+    syn_workpool_poke(h->pool);
 }
 
 static int hook_can_serve(void *ud, const char *model)
 {
     (void)model;
-    return syn_workpool_can_serve(ud);
+    struct up_hooks *h = ud;
+    return syn_workpool_can_serve(h->pool);
+}
+
+/* snprintf that appends at *len and keeps counting past cap (the hook's contract). */
+static void put(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void put(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(*len < cap ? buf + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) *len += (size_t)n;
+}
+
+/* The pool's families on the gateway's /metrics (docs/metrics.md). Model names are
+ * [A-Za-z0-9._-]: nothing to escape. */
+static size_t hook_metrics(void *ud, char *buf, size_t cap)
+{
+    struct up_hooks *h = ud;
+    struct syn_workpool_stats st;
+    syn_workpool_stats(h->pool, &st);
+    const char *m = h->model, *b = h->backend;
+    size_t n = 0;
+#define HEAD(NAME_, TYPE_, HELP_)                                                                  \
+    put(buf, cap, &n, "# HELP " NAME_ " " HELP_ "\n# TYPE " NAME_ " " TYPE_ "\n")
+    HEAD("synapse_pool_workers", "gauge",
+         "Workers of the pool by state: starting (started, not registered yet) or ready.");
+    put(buf, cap, &n, "synapse_pool_workers{model=\"%s\",state=\"starting\"} %d\n", m,
+        st.starting);
+    put(buf, cap, &n, "synapse_pool_workers{model=\"%s\",state=\"ready\"} %d\n", m, st.ready);
+    HEAD("synapse_pool_processes", "gauge", "Local worker processes alive (any state).");
+    put(buf, cap, &n, "synapse_pool_processes{model=\"%s\"} %d\n", m, st.children);
+    HEAD("synapse_pool_cold_starts_total", "counter",
+         "Workers the pool started (each one a cold start).");
+    put(buf, cap, &n, "synapse_pool_cold_starts_total{model=\"%s\"} %llu\n", m,
+        (unsigned long long)st.started_total);
+    HEAD("synapse_pool_last_cold_start_seconds", "gauge",
+         "From starting the most recent worker to seeing it registered.");
+    put(buf, cap, &n, "synapse_pool_last_cold_start_seconds{model=\"%s\"} %.6f\n", m,
+        st.last_cold_start_s);
+    HEAD("synapse_pool_worker_exits_total", "counter",
+         "Local workers that exited: clean (exit 0) or crashed.");
+    put(buf, cap, &n, "synapse_pool_worker_exits_total{model=\"%s\",outcome=\"clean\"} %llu\n",
+        m, (unsigned long long)(st.exited_total - st.crashed_total));
+    put(buf, cap, &n,
+        "synapse_pool_worker_exits_total{model=\"%s\",outcome=\"crashed\"} %llu\n", m,
+        (unsigned long long)st.crashed_total);
+    HEAD("synapse_pool_scaling_decisions_total", "counter",
+         "Workers started by the autoscaler, by the reason it gave.");
+    for (int r = 0; r < (int)(sizeof st.decisions / sizeof st.decisions[0]); r++)
+        put(buf, cap, &n,
+            "synapse_pool_scaling_decisions_total{model=\"%s\",reason=\"%s\"} %llu\n", m,
+            syn_scale_reason_name(r), (unsigned long long)st.decisions[r]);
+    HEAD("synapse_pool_worker_seconds_total", "counter",
+         "Seconds of worker time used (each live worker process counts one per second).");
+    put(buf, cap, &n, "synapse_pool_worker_seconds_total{backend=\"%s\",model=\"%s\"} %.6f\n",
+        b, m, st.worker_seconds);
+    HEAD("synapse_pool_cost_dollars_total", "counter",
+         "Estimated cost of the worker time: worker-seconds times the price per worker-hour.");
+    put(buf, cap, &n, "synapse_pool_cost_dollars_total{backend=\"%s\",model=\"%s\"} %.9f\n", b,
+        m, st.cost_dollars);
+    HEAD("synapse_pool_worker_price_dollars_per_hour", "gauge",
+         "The configured price of one worker-hour.");
+    put(buf, cap, &n, "synapse_pool_worker_price_dollars_per_hour{backend=\"%s\",model=\"%s\"} %g\n",
+        b, m, h->price);
+    HEAD("synapse_pool_redis_up", "gauge", "1 when the pool's last tick reached Redis.");
+    put(buf, cap, &n, "synapse_pool_redis_up{model=\"%s\"} %d\n", m, st.redis_ok);
+#undef HEAD
+    return n;
 }
 
 static void model_name(const char *path, char *out, size_t cap)
@@ -169,6 +258,8 @@ int cmd_up(int argc, char **argv)
         {"max-queue", required_argument, 0, 'q'},     {"api-keys", required_argument, 0, 'k'},
         {"price-per-hour", required_argument, 0, 'P'}, {"log-dir", required_argument, 0, 'L'},
         {"chat-template", required_argument, 0, 'C'}, {"config", required_argument, 0, 'c'},
+        {"observability", no_argument, 0, 'O'},       {"scrape-interval", required_argument, 0, 'I'},
+        {"rules-dir", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *cmd = "up";
@@ -187,7 +278,9 @@ int cmd_up(int argc, char **argv)
     if (cli_expand_args(cmd, argc, argv, opts, config, &xargc, &xargv)) return 2;
 
     const char *model = "../shared/models/stories260K.gguf", *name = NULL, *host = "127.0.0.1";
-    const char *redis = NULL, *keys = NULL, *log_dir = NULL, *tmpl = NULL;
+    const char *redis = NULL, *keys = NULL, *log_dir = NULL, *tmpl = NULL, *rules_dir = NULL;
+    int observe = 0;
+    double scrape = 5;
     long port = 8080, min_warm = 1, max_workers = 2, max_seqs = 16, threads = 0, max_queue = 256;
     double idle = 30, price = 0;
     int c, rc = 2;
@@ -202,6 +295,11 @@ int cmd_up(int argc, char **argv)
         case 'L': log_dir = optarg; break;
         case 'C': tmpl = optarg; break;
         case 'c': break;
+        case 'O': observe = 1; break;
+        case 'R': rules_dir = optarg; break;
+        case 'I':
+            if (cli_parse_double(cmd, "--scrape-interval", optarg, 0.1, 3600, &scrape)) goto out;
+            break;
         case 'p':
             if (cli_parse_long(cmd, "--port", optarg, 0, 65535, &port)) goto out;
             break;
@@ -260,6 +358,8 @@ int cmd_up(int argc, char **argv)
     pid_t redis_pid = -1;
     struct syn_workpool *pool = NULL;
     struct syn_gateway *gw = NULL;
+    struct up_obs obs;
+    memset(&obs, 0, sizeof obs);
     char err[512];
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/synapse-up-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -289,7 +389,17 @@ int cmd_up(int argc, char **argv)
     wp.worker_threads = (int)threads;
     wp.log_dir = log_dir ? log_dir : dir;
     wp.price_per_hour = price;
-    char wargs[160] = "";
+    char wargs[512] = "";
+    if (observe) {
+        /* before the pool: its workers push to this Pushgateway */
+        if (up_obs_start_exporters(&obs, dir, url, err, sizeof err)) {
+            fprintf(stderr, "synapse up: %s\n", err);
+            goto stop;
+        }
+        snprintf(wargs, sizeof wargs, "--pushgateway %s --push-interval %g ", obs.pushgateway_url,
+                 scrape);
+        wp.worker_args = wargs;
+    }
     if (tmpl) {
         if (syn_chat_from_name(tmpl) < 0) {
             cli_usage_error(cmd, "--chat-template: unknown template '%s' (known: %s)", tmpl,
@@ -297,7 +407,8 @@ int cmd_up(int argc, char **argv)
             rc = 2;
             goto stop;
         }
-        snprintf(wargs, sizeof wargs, "--chat-template %s", tmpl);
+        size_t used = strlen(wargs);
+        snprintf(wargs + used, sizeof wargs - used, "--chat-template %s", tmpl);
         wp.worker_args = wargs;
     }
     if (syn_workpool_new(&wp, &pool, err, sizeof err)) {
@@ -313,15 +424,22 @@ int cmd_up(int argc, char **argv)
     gp.port = (int)port;
     gp.api_keys_file = keys;
     gp.max_queue = (int)max_queue;
+    struct up_hooks hooks = {pool, name, wp.backend ? wp.backend : "local", price};
     gp.hooks.on_demand = hook_demand;
     gp.hooks.can_serve = hook_can_serve;
-    gp.hooks.ud = pool;
+    gp.hooks.metrics = hook_metrics;
+    gp.hooks.ud = &hooks;
     gp.handle_signals = 1;
     if (syn_gateway_new(&gp, &gw, err, sizeof err)) {
         fprintf(stderr, "synapse up: %s\n", err);
         goto stop;
     }
     int bound = syn_gateway_port(gw);
+    if (observe &&
+        up_obs_start_prometheus(&obs, dir, host, bound, scrape, rules_dir, err, sizeof err)) {
+        fprintf(stderr, "synapse up: %s\n", err);
+        goto stop;
+    }
     printf("Synapse is up: model '%s' at http://%s:%d/v1 (Redis %s, %ld..%ld workers, "
            "logs in %s)\nTry:\n",
            name, host, bound, url, min_warm, max_workers, wp.log_dir);
@@ -336,6 +454,16 @@ int cmd_up(int argc, char **argv)
                "  (this model has no chat template: /v1/chat/completions needs "
                "--chat-template NAME)\n",
                host, bound, name);
+    if (observe) {
+        printf("Observability (every %g s):\n"
+               "  Prometheus:     http://127.0.0.1:%d  (rules: %s)\n"
+               "  Pushgateway:    http://127.0.0.1:%d  (the workers push here)\n"
+               "  redis_exporter: http://127.0.0.1:%d/metrics\n"
+               "  gateway and pool metrics: http://%s:%d/metrics\n"
+               "  Grafana: provision deploy/grafana with this Prometheus (docs/metrics.md)\n",
+               scrape, obs.prometheus_port, obs.rules[0] ? obs.rules : "none found",
+               obs.pushgateway_port, obs.exporter_port, host, bound);
+    }
     printf("Press Ctrl-C to stop.\n");
     fflush(stdout);
     rc = syn_gateway_run(gw) == 0 ? 0 : 1;
@@ -343,6 +471,7 @@ int cmd_up(int argc, char **argv)
 stop:
     if (gw) syn_gateway_free(gw);
     if (pool) syn_workpool_free(pool, 15.0);
+    up_obs_stop(&obs); /* after the workers: their last push and group deletion went out */
     if (redis_pid > 0) {
         kill(redis_pid, SIGTERM);
         for (int i = 0; i < 300 && waitpid(redis_pid, NULL, WNOHANG) != redis_pid; i++) {
