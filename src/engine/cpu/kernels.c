@@ -1,0 +1,217 @@
+/*
+ * The CPU kernels' front door (kernels.h): picks the instruction set once per process, sizes the
+ * scratch, quantises the activations when the weights are quantised, and splits a matrix product
+ * into thread-pool tasks over blocks of weight rows. The arithmetic itself lives in
+ * kernels_scalar.c, kernels_avx2.c and kernels_avx512.c, behind struct syn_cpu_isa.
+ *
+ * Batch invariance rests on two things done here: the ISA never changes behind the caller's back
+ * (only syn_cpu_kernels_force, for tests, changes it), and work is split over rows R only, so
+ * every output element is computed by exactly one call of one kernel whose reduction order does
+ * not depend on how the rows or the batch were cut.
+ */
+#include "engine/cpu/kernels.h"
+
+#include "engine/cpu/kernels_impl.h"
+#include "engine/cpu/threadpool.h"
+#include "synapse/tensor.h"
+
+#if SYN_HAVE_X86_SIMD
+#include <cpuid.h>
+#endif
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* ---- instruction set selection ---- */
+
+/* The chosen ISA; NULL until first use. Plain stores are enough for the pointer itself, but it
+ * is atomic so that a forced change from a test is seen cleanly by pool threads. */
+static const struct syn_cpu_isa *_Atomic chosen_isa;
+
+/* CPU features the SIMD paths need, probed once: CPUID is slow under a hypervisor (each one
+ * exits to it), so it must stay out of anything called per matmul, syn_cpu_kernels_force
+ * included. */
+enum { FEAT_UNKNOWN = 0, FEAT_AVX2 = 1, FEAT_AVX512 = 2, FEAT_PROBED = 4 };
+static _Atomic int cpu_features;
+
+static int probe_features(void)
+{
+    int f = FEAT_PROBED;
+#if SYN_HAVE_X86_SIMD
+    /* F16C from CPUID directly: clang's __builtin_cpu_supports does not know the name. */
+    unsigned a, b, c, d;
+    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    if (avx2) f |= FEAT_AVX2;
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni"))
+        f |= FEAT_AVX512;
+#endif
+    return f;
+}
+
+static int features(void)
+{
+    int f = atomic_load_explicit(&cpu_features, memory_order_relaxed);
+    if (f == FEAT_UNKNOWN) {
+        /* Racing first calls all compute the same value. */
+        f = probe_features();
+        atomic_store_explicit(&cpu_features, f, memory_order_relaxed);
+    }
+    return f;
+}
+
+static int cpu_has_avx512(void)
+{
+    return (features() & FEAT_AVX512) != 0;
+}
+
+static int cpu_has_avx2(void)
+{
+    return (features() & FEAT_AVX2) != 0;
+}
+
+static const struct syn_cpu_isa *isa(void)
+{
+    const struct syn_cpu_isa *i = atomic_load_explicit(&chosen_isa, memory_order_acquire);
+    if (i) return i;
+    /* Several threads may race here on first use; they all compute the same answer. */
+    if (cpu_has_avx512())
+        i = &syn_cpu_isa_avx512;
+    else if (cpu_has_avx2())
+        i = &syn_cpu_isa_avx2;
+    else
+        i = &syn_cpu_isa_scalar;
+    atomic_store_explicit(&chosen_isa, i, memory_order_release);
+    return i;
+}
+
+const char *syn_cpu_kernels_isa(void)
+{
+    return isa()->name;
+}
+
+int syn_cpu_kernels_force(const char *name)
+{
+    const struct syn_cpu_isa *i = NULL;
+    if (!name) return -1;
+    if (strcmp(name, "avx512") == 0 && cpu_has_avx512())
+        i = &syn_cpu_isa_avx512;
+    else if (strcmp(name, "avx2") == 0 && cpu_has_avx2())
+        i = &syn_cpu_isa_avx2;
+    else if (strcmp(name, "scalar") == 0)
+        i = &syn_cpu_isa_scalar;
+    if (!i) return -1;
+    atomic_store_explicit(&chosen_isa, i, memory_order_release);
+    return 0;
+}
+
+/* ---- matrix product ---- */
+
+static int is_quantised(int wtype)
+{
+    return wtype == SYN_DT_Q8_0 || wtype == SYN_DT_Q4_0;
+}
+
+size_t syn_cpu_matmul_scratch_bytes(int wtype, int K, int T)
+{
+    if (!is_quantised(wtype) || K <= 0 || T <= 0) return 0;
+    /* Enough for any instruction set's arrangement, so that a path forced after the caller
+     * sized its buffers still fits. */
+    size_t row = syn_cpu_isa_scalar.xq_row_bytes(K);
+    if (cpu_has_avx2() && syn_cpu_isa_avx2.xq_row_bytes(K) > row)
+        row = syn_cpu_isa_avx2.xq_row_bytes(K);
+    if (cpu_has_avx512() && syn_cpu_isa_avx512.xq_row_bytes(K) > row)
+        row = syn_cpu_isa_avx512.xq_row_bytes(K);
+    return row * (size_t)T;
+}
+
+/* Bytes per weight row, for the types the kernels read. */
+static size_t row_bytes(int wtype, int K)
+{
+    switch (wtype) {
+    case SYN_DT_F32:
+        return (size_t)K * 4;
+    case SYN_DT_F16:
+    case SYN_DT_BF16:
+        return (size_t)K * 2;
+    case SYN_DT_Q8_0:
+        return (size_t)(K / SYN_QBLOCK) * sizeof(struct syn_block_q8_0);
+    case SYN_DT_Q4_0:
+        return (size_t)(K / SYN_QBLOCK) * sizeof(struct syn_block_q4_0);
+    default:
+        return 0;
+    }
+}
+
+/* A matmul as the pool tasks see it. */
+struct mm_job {
+    struct syn_mm mm;              /* the product */
+    const struct syn_cpu_isa *isa; /* kernels to use, fixed for the whole call */
+    int rows_per_task;             /* weight rows per task (the last task may have fewer) */
+};
+
+static void quantise_task(void *ctx, int t, int thread)
+{
+    (void)thread;
+    struct mm_job *j = ctx;
+    j->isa->quantize_row(j->mm.x + (size_t)t * j->mm.K, j->mm.K, j->mm.wtype,
+                         (uint8_t *)j->mm.xq + (size_t)t * j->mm.xq_stride);
+}
+
+static void rows_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    struct mm_job *j = ctx;
+    int r0 = task * j->rows_per_task;
+    int r1 = r0 + j->rows_per_task;
+    if (r1 > j->mm.R) r1 = j->mm.R;
+    j->isa->rows(&j->mm, r0, r1);
+}
+
+/* Tasks: enough of them per thread for the dynamic hand-out to balance the load, none smaller
+ * than 16 rows (a multiple of every tile width, so tiles never straddle tasks), and at most
+ * what fits in L2 so that a task's weights are read from memory once even for large T. */
+static int pick_rows_per_task(int R, size_t w_row_bytes, int n_threads)
+{
+    const int align = 16;
+    int want_tasks = n_threads > 1 ? n_threads * 16 : 1;
+    int rpt = (R + want_tasks - 1) / want_tasks;
+    int l2_rows = (int)(SYN_L2_WEIGHT_BYTES / (w_row_bytes ? w_row_bytes : 1));
+    if (rpt > l2_rows) rpt = l2_rows;
+    rpt = (rpt + align - 1) / align * align;
+    if (rpt < align) rpt = align;
+    return rpt;
+}
+
+void syn_cpu_matmul(struct syn_pool *pool, const void *w, int wtype, int R, int K, const float *x,
+                    int T, float *y, void *scratch)
+{
+    if (R <= 0 || T <= 0) return;
+    struct mm_job j;
+    j.isa = isa();
+    j.mm.w = w;
+    j.mm.w_row_bytes = row_bytes(wtype, K);
+    j.mm.wtype = wtype;
+    j.mm.R = R;
+    j.mm.K = K;
+    j.mm.T = T;
+    j.mm.x = x;
+    j.mm.xq = NULL;
+    j.mm.xq_stride = 0;
+    j.mm.y = y;
+    /* The model loader only hands us types listed in kernels.h. */
+    assert(j.mm.w_row_bytes > 0);
+    j.rows_per_task = pick_rows_per_task(R, j.mm.w_row_bytes, syn_pool_size(pool));
+
+    if (is_quantised(wtype)) {
+        j.mm.xq = scratch;
+        j.mm.xq_stride = j.isa->xq_row_bytes(K);
+        syn_pool_run(pool, quantise_task, &j, T);
+    }
+    int n_tasks = (R + j.rows_per_task - 1) / j.rows_per_task;
+    syn_pool_run(pool, rows_task, &j, n_tasks);
+}

@@ -1,0 +1,349 @@
+/*
+ * AVX2 kernels (with FMA and F16C): the path for x86 CPUs without AVX-512 VNNI. Compiled with
+ * per-function target attributes and only called when kernels.c found the features at run time.
+ *
+ * Reduction order for one (activation row, weight row) pair:
+ *   F32/F16/BF16: one 8-lane f32 accumulator; element k goes to lane k % 8, one FMA per chunk in
+ *     increasing k; the last partial chunk is zero-padded; then hsum8() below.
+ *   Q8_0/Q4_0: one block per step; each lane's int32 partial sum of four products is exact,
+ *     converted to f32 and added with one FMA scaled by d_w * d_x; then hsum8().
+ * Every tile shape runs exactly these steps per accumulator, so tiling never changes a result.
+ *
+ * Integer products use maddubs (unsigned x signed bytes, pairs summed into int16 with
+ * saturation), so each path keeps both factors small enough never to saturate:
+ *   Q8_0: |w| (<= 128) times x carrying w's sign (|x| <= 127): pairs <= 2 * 128 * 127 < 32767.
+ *   Q4_0: the nibble q (<= 15) times x, minus 8 * (sum of x) per pair, both exact in int16.
+ */
+#include "engine/cpu/kernels_impl.h"
+
+#include "synapse/tensor.h"
+
+#include <string.h>
+
+#if SYN_HAVE_X86_SIMD
+
+#include <immintrin.h>
+
+#define TARGET   __attribute__((target("avx2,fma,f16c")))
+#define INLINE   static inline __attribute__((always_inline))
+#define NOINLINE static __attribute__((noinline))
+/* Tile loops must be fully unrolled so that the accumulators live in registers. */
+#define UNROLL _Pragma("GCC unroll 8")
+
+/* ---- helpers ---- */
+
+/* The fixed horizontal sum: 8 -> 4 -> 2 -> 1. */
+TARGET INLINE float hsum8(__m256 v)
+{
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+static inline uint16_t load_u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* 8 weights of a float type starting at byte p, as f32. */
+TARGET INLINE __m256 load_wf(const uint8_t *p, const int wt)
+{
+    if (wt == SYN_DT_F32) return _mm256_loadu_ps((const float *)p);
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (wt == SYN_DT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* ---- activation quantisation (bit-identical to the scalar definition) ---- */
+
+TARGET static void quantize_row_avx2(const float *x, int K, int wtype, uint8_t *dst)
+{
+    (void)wtype;
+    int8_t *q = (int8_t *)dst;
+    float *ds = (float *)(dst + (((size_t)K + 63) & ~(size_t)63));
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 lim = _mm256_set1_ps(127.0f);
+    const __m256 nlim = _mm256_set1_ps(-127.0f);
+    for (int b = 0; b < K / SYN_QBLOCK; b++) {
+        const float *xb = x + (size_t)b * SYN_QBLOCK;
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[i], absmask));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i qi[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 a = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], vid), nlim), lim);
+            qi[i] = _mm256_cvtps_epi32(a); /* round half to even, like nearbyintf */
+        }
+        /* Pack 32 int32 to 32 int8; packs works within 128-bit lanes, so restore the order. */
+        __m256i p01 = _mm256_packs_epi32(qi[0], qi[1]);
+        __m256i p23 = _mm256_packs_epi32(qi[2], qi[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + (size_t)b * SYN_QBLOCK), p);
+        ds[b] = d;
+    }
+}
+
+/* ---- float weights: NT activation rows x NR weight rows per tile ---- */
+
+TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
+                          const int NR)
+{
+    const int K = mm->K;
+    const size_t es = wt == SYN_DT_F32 ? 4 : 2;
+    const uint8_t *w[4];
+    const float *x[4];
+    __m256 acc[4][4];
+    UNROLL
+    for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
+    UNROLL
+    for (int i = 0; i < NT; i++) x[i] = mm->x + (size_t)(t0 + i) * K;
+    UNROLL
+    for (int i = 0; i < NT; i++) UNROLL
+    for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 wv[4];
+        UNROLL
+        for (int j = 0; j < NR; j++) wv[j] = load_wf(w[j] + (size_t)k * es, wt);
+        UNROLL
+        for (int i = 0; i < NT; i++) {
+            __m256 xv = _mm256_loadu_ps(x[i] + k);
+            UNROLL
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm256_fmadd_ps(wv[j], xv, acc[i][j]);
+        }
+    }
+    if (k < K) {
+        /* The last partial chunk, zero-padded through small copies. */
+        size_t n = (size_t)(K - k);
+        __m256 wv[4];
+        UNROLL
+        for (int j = 0; j < NR; j++) {
+            uint8_t tmp[32] = {0};
+            memcpy(tmp, w[j] + (size_t)k * es, n * es);
+            wv[j] = load_wf(tmp, wt);
+        }
+        UNROLL
+        for (int i = 0; i < NT; i++) {
+            float tmp[8] = {0};
+            memcpy(tmp, x[i] + k, n * sizeof(float));
+            __m256 xv = _mm256_loadu_ps(tmp);
+            UNROLL
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm256_fmadd_ps(wv[j], xv, acc[i][j]);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < NT; i++) UNROLL
+    for (int j = 0; j < NR; j++) mm->y[(size_t)(t0 + i) * mm->R + r0 + j] = hsum8(acc[i][j]);
+}
+
+/* ---- quantised weights ---- */
+
+TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
+                          const int NR)
+{
+    const int nb = mm->K / SYN_QBLOCK;
+    const size_t bb =
+        wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
+    const size_t dofs = ((size_t)mm->K + 63) & ~(size_t)63;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *w[4];
+    const int8_t *xs[4];
+    const float *xd[4];
+    __m256 acc[4][4];
+    UNROLL
+    for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
+    UNROLL
+    for (int i = 0; i < NT; i++) {
+        const uint8_t *row = mm->xq + (size_t)(t0 + i) * mm->xq_stride;
+        xs[i] = (const int8_t *)row;
+        xd[i] = (const float *)(row + dofs);
+    }
+    UNROLL
+    for (int i = 0; i < NT; i++) UNROLL
+    for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+
+    for (int b = 0; b < nb; b++) {
+        /* Q8_0: wa = |w|, ws = w (its sign goes onto x). Q4_0: wa = the nibbles q, w = q - 8. */
+        __m256i wa[4], ws[4];
+        __m256 dw[4];
+        UNROLL
+        for (int j = 0; j < NR; j++) {
+            const uint8_t *blk = w[j] + (size_t)b * bb;
+            if (wt == SYN_DT_Q8_0) {
+                ws[j] = _mm256_loadu_si256((const __m256i *)(blk + 2));
+                wa[j] = _mm256_abs_epi8(ws[j]);
+            } else {
+                __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2));
+                __m256i lh =
+                    _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+                wa[j] = _mm256_and_si256(lh, _mm256_set1_epi8(0x0f));
+            }
+            dw[j] = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)));
+        }
+        UNROLL
+        for (int i = 0; i < NT; i++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xs[i] + (size_t)b * SYN_QBLOCK));
+            __m256 dx = _mm256_broadcast_ss(xd[i] + b);
+            __m256i corr = _mm256_setzero_si256();
+            if (wt == SYN_DT_Q4_0) corr = _mm256_maddubs_epi16(_mm256_set1_epi8(8), xv);
+            UNROLL
+            for (int j = 0; j < NR; j++) {
+                __m256i p16;
+                if (wt == SYN_DT_Q8_0)
+                    p16 = _mm256_maddubs_epi16(wa[j], _mm256_sign_epi8(xv, ws[j]));
+                else
+                    p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(wa[j], xv), corr);
+                __m256i s = _mm256_madd_epi16(p16, ones);
+                __m256 sc = _mm256_mul_ps(dw[j], dx);
+                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[i][j]);
+            }
+        }
+    }
+    UNROLL
+    for (int i = 0; i < NT; i++) UNROLL
+    for (int j = 0; j < NR; j++) mm->y[(size_t)(t0 + i) * mm->R + r0 + j] = hsum8(acc[i][j]);
+}
+
+/* ---- tile instances ---- */
+
+typedef void tile_fn(const struct syn_mm *mm, int t0, int r0);
+
+/* Main batch tile NT x NB (weight rows), and a wide single-row tile for decode. */
+#define NB   2
+#define WIDE 4
+#define TILES(name, body, wt)                                                                      \
+    TARGET NOINLINE void name##_1xw(const struct syn_mm *m, int t, int r)                          \
+    {                                                                                              \
+        body(m, wt, t, r, 1, WIDE);                                                                \
+    }                                                                                              \
+    TARGET NOINLINE void name##_1x1(const struct syn_mm *m, int t, int r)                          \
+    {                                                                                              \
+        body(m, wt, t, r, 1, 1);                                                                   \
+    }                                                                                              \
+    TARGET NOINLINE void name##_2x1(const struct syn_mm *m, int t, int r)                          \
+    {                                                                                              \
+        body(m, wt, t, r, 2, 1);                                                                   \
+    }                                                                                              \
+    TARGET NOINLINE void name##_3x1(const struct syn_mm *m, int t, int r)                          \
+    {                                                                                              \
+        body(m, wt, t, r, 3, 1);                                                                   \
+    }                                                                                              \
+    TARGET NOINLINE void name##_4x1(const struct syn_mm *m, int t, int r)                          \
+    {                                                                                              \
+        body(m, wt, t, r, 4, 1);                                                                   \
+    }                                                                                              \
+    TARGET NOINLINE void name##_1xb(const struct syn_mm *m, int t, int r)                          \
+    {                                                                                              \
+        body(m, wt, t, r, 1, NB);                                                                  \
+    }                                                                                              \
+    TARGET NOINLINE void name##_2xb(const struct syn_mm *m, int t, int r)                          \
+    {                                                                                              \
+        body(m, wt, t, r, 2, NB);                                                                  \
+    }                                                                                              \
+    TARGET NOINLINE void name##_3xb(const struct syn_mm *m, int t, int r)                          \
+    {                                                                                              \
+        body(m, wt, t, r, 3, NB);                                                                  \
+    }                                                                                              \
+    TARGET NOINLINE void name##_4xb(const struct syn_mm *m, int t, int r)                          \
+    {                                                                                              \
+        body(m, wt, t, r, 4, NB);                                                                  \
+    }                                                                                              \
+    static const struct tile_set name = {name##_1xw,                                               \
+                                         {NULL, name##_1x1, name##_2x1, name##_3x1, name##_4x1},   \
+                                         {NULL, name##_1xb, name##_2xb, name##_3xb, name##_4xb}};
+
+/* The tiles of one weight type. */
+struct tile_set {
+    tile_fn *wide;   /* 1 activation row x WIDE weight rows */
+    tile_fn *nx1[5]; /* n activation rows x 1 weight row, n = 1..4 */
+    tile_fn *nxb[5]; /* n activation rows x NB weight rows */
+};
+
+TILES(tiles_f32, tile_f, SYN_DT_F32)
+TILES(tiles_f16, tile_f, SYN_DT_F16)
+TILES(tiles_bf16, tile_f, SYN_DT_BF16)
+TILES(tiles_q8_0, tile_q, SYN_DT_Q8_0)
+TILES(tiles_q4_0, tile_q, SYN_DT_Q4_0)
+
+/* ---- driver ---- */
+
+static void run_block(const struct tile_set *set, const struct syn_mm *mm, int rs, int re, int ts,
+                      int te)
+{
+    int r = rs;
+    if (te - ts == 1) {
+        for (; r + WIDE <= re; r += WIDE) set->wide(mm, ts, r);
+    } else {
+        for (; r + NB <= re; r += NB) {
+            int t = ts;
+            for (; t + 4 <= te; t += 4) set->nxb[4](mm, t, r);
+            if (t < te) set->nxb[te - t](mm, t, r);
+        }
+    }
+    for (; r < re; r++) {
+        int t = ts;
+        for (; t + 4 <= te; t += 4) set->nx1[4](mm, t, r);
+        if (t < te) set->nx1[te - t](mm, t, r);
+    }
+}
+
+static void rows_avx2(const struct syn_mm *mm, int r0, int r1)
+{
+    const struct tile_set *set;
+    switch (mm->wtype) {
+    case SYN_DT_F32:
+        set = &tiles_f32;
+        break;
+    case SYN_DT_F16:
+        set = &tiles_f16;
+        break;
+    case SYN_DT_BF16:
+        set = &tiles_bf16;
+        break;
+    case SYN_DT_Q8_0:
+        set = &tiles_q8_0;
+        break;
+    case SYN_DT_Q4_0:
+        set = &tiles_q4_0;
+        break;
+    default:
+        return;
+    }
+    int sub = (int)(SYN_L2_WEIGHT_BYTES / mm->w_row_bytes) & ~7;
+    if (sub < 8) sub = 8;
+    for (int rs = r0; rs < r1; rs += sub) {
+        int re = rs + sub < r1 ? rs + sub : r1;
+        for (int ts = 0; ts < mm->T; ts += SYN_T_BLOCK) {
+            int te = ts + SYN_T_BLOCK < mm->T ? ts + SYN_T_BLOCK : mm->T;
+            run_block(set, mm, rs, re, ts, te);
+        }
+    }
+}
+
+const struct syn_cpu_isa syn_cpu_isa_avx2 = {
+    .name = "avx2",
+    .xq_row_bytes = syn_xq_plain_row_bytes,
+    .quantize_row = quantize_row_avx2,
+    .rows = rows_avx2,
+};
+
+#else /* !SYN_HAVE_X86_SIMD */
+
+const struct syn_cpu_isa syn_cpu_isa_avx2 = {"avx2", NULL, NULL, NULL};
+
+#endif

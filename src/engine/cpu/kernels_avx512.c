@@ -1,0 +1,492 @@
+/*
+ * AVX-512 kernels (F, BW, VL, DQ, VNNI, with FMA and F16C): the fastest path, for CPUs such as
+ * Zen 4/5 and Ice Lake or later. Compiled with per-function target attributes and only called
+ * when kernels.c found the features at run time.
+ *
+ * Reduction order (what batch invariance rests on), for one (activation row, weight row) pair:
+ *   F32/F16/BF16: one 16-lane f32 accumulator; element k goes to lane k % 16 and is added with
+ *     one FMA in increasing k; the last partial chunk is masked (zeros); then hsum16().
+ *   Q8_0/Q4_0: blocks are taken four at a time, block b + g in lanes 4g..4g+3; a step adds, per
+ *     lane, the exact int32 sum of 8 products converted to f32, times d_w * d_x of its block,
+ *     with one FMA; missing blocks of a last partial group add exact zeros; then hsum16().
+ * Every tile shape below runs exactly these steps per accumulator (hsum16x4 is four hsum16s
+ * packed, addition for addition), so the tiling, which only decides how many pairs share
+ * loads, never changes a result.
+ *
+ * Quantised activations are arranged for the four-block steps (xq_row_bytes_avx512 below), so
+ * that the inner loops use them straight from memory with no shuffling.
+ */
+#include "engine/cpu/kernels_impl.h"
+
+#include "synapse/tensor.h"
+
+#include <string.h>
+
+#if SYN_HAVE_X86_SIMD
+
+#include <immintrin.h>
+
+#define TARGET   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
+#define INLINE   static inline __attribute__((always_inline))
+#define NOINLINE static __attribute__((noinline))
+/* Tile loops must be fully unrolled so that the accumulators live in registers. */
+#define UNROLL    _Pragma("GCC unroll 8")
+#define UNROLL_16 _Pragma("GCC unroll 16")
+
+/* ---- helpers ---- */
+
+/* The fixed horizontal sum: halves folded 16 -> 8 -> 4 -> 2 -> 1. */
+TARGET INLINE float hsum16(__m512 v)
+{
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+/* hsum16 of a, b, c and d at once, bit for bit: each result lane sees the same additions of
+ * the same operands in the same order, four vectors sharing each instruction. */
+TARGET INLINE __m128 hsum16x4(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+    /* 16 -> 8: v[i] + v[i + 8]. */
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* 8 -> 4: v[i] + v[i + 4]; quarter g now belongs to the g-th vector. */
+    __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+    /* 4 -> 2 -> 1 within each quarter, as movehl and movehdup do in hsum16. */
+    s = _mm512_add_ps(s, _mm512_permute_ps(s, _MM_SHUFFLE(3, 2, 3, 2)));
+    s = _mm512_add_ps(s, _mm512_permute_ps(s, _MM_SHUFFLE(1, 1, 1, 1)));
+    const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0);
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(idx, s));
+}
+
+/* Stores the sums of NT x NR accumulators into y, four at a time where the row allows. */
+TARGET INLINE void store_sums(const struct syn_mm *mm, __m512 (*acc)[8], int t0, int r0,
+                              const int NT, const int NR)
+{
+    UNROLL
+    for (int i = 0; i < NT; i++) {
+        float *y = mm->y + (size_t)(t0 + i) * mm->R + r0;
+        if (NR % 4 == 0) {
+            UNROLL
+            for (int j = 0; j < NR; j += 4)
+                _mm_storeu_ps(y + j,
+                              hsum16x4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]));
+        } else {
+            UNROLL
+            for (int j = 0; j < NR; j++) y[j] = hsum16(acc[i][j]);
+        }
+    }
+}
+
+/* Prefetches n bytes from p into L2, one line at a time (n is a compile-time constant in every
+ * caller, so the loop unrolls). Used by the quantised tiles only: measured on Zen 5 it lifts
+ * them by 10-25% at batch 1, where they do enough work per byte for the hardware prefetcher to
+ * fall behind, while it slows the float tiles, which the hardware keeps fed on its own. */
+TARGET INLINE void prefetch_span(const uint8_t *p, size_t n)
+{
+    UNROLL_16
+    for (size_t l = 0; l < n; l += 64) _mm_prefetch((const char *)p + l, _MM_HINT_T2);
+}
+
+static inline uint16_t load_u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* ---- quantised activations ----
+ *
+ * One row is a sequence of groups of four blocks (128 elements), 256 bytes each:
+ *
+ *     int8_t  lo[64]   elements 0-15 of each block, block g in bytes 16g..16g+15
+ *     int8_t  hi[64]   elements 16-31 of each block, the same way
+ *     int32_t bias[16] -c * (the sum of the 8 activations that meet in each lane: 4 from lo and
+ *                      4 from hi), c = 128 for Q8_0 and 8 for Q4_0 (see the weight loaders)
+ *     float   d[16]    the scale of block g in lanes 4g..4g+3
+ *
+ * A last group with fewer than four blocks is padded with zero blocks (zero quants, bias and
+ * scale), which is what makes the partial step add exact zeros. */
+
+#define GROUP       4   /* blocks per step */
+#define GROUP_BYTES 256 /* bytes per group of quantised activations */
+
+static size_t xq_row_bytes_avx512(int K)
+{
+    return (size_t)((K / SYN_QBLOCK + GROUP - 1) / GROUP) * GROUP_BYTES;
+}
+
+TARGET static void quantize_row_avx512(const float *x, int K, int wtype, uint8_t *dst)
+{
+    const int nb = K / SYN_QBLOCK;
+    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m512 lim = _mm512_set1_ps(127.0f);
+    const __m512i c = _mm512_set1_epi8(wtype == SYN_DT_Q8_0 ? (char)0x80 : 8);
+    for (int g0 = 0; g0 < nb; g0 += GROUP) {
+        uint8_t *grp = dst + (size_t)(g0 / GROUP) * GROUP_BYTES;
+        if (nb - g0 < GROUP) memset(grp, 0, GROUP_BYTES);
+        float *ds = (float *)(grp + 192);
+        for (int g = 0; g < GROUP && g0 + g < nb; g++) {
+            const float *xb = x + (size_t)(g0 + g) * SYN_QBLOCK;
+            __m512 v0 = _mm512_loadu_ps(xb);
+            __m512 v1 = _mm512_loadu_ps(xb + 16);
+            __m512 m = _mm512_max_ps(_mm512_and_ps(v0, absmask), _mm512_and_ps(v1, absmask));
+            float amax = _mm512_reduce_max_ps(m); /* max is exact: its order does not matter */
+            float d = amax / 127.0f;
+            float id = d != 0.0f ? 1.0f / d : 0.0f;
+            __m512 vid = _mm512_set1_ps(id);
+            /* cvtps2dq rounds half to even under the default rounding mode, like nearbyintf. */
+            __m512 a0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v0, vid), -lim), lim);
+            __m512 a1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v1, vid), -lim), lim);
+            _mm_storeu_si128((__m128i *)(grp + 16 * g),
+                             _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(a0)));
+            _mm_storeu_si128((__m128i *)(grp + 64 + 16 * g),
+                             _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(a1)));
+            _mm_storeu_ps(ds + 4 * g, _mm_set1_ps(d));
+        }
+        __m512i lo = _mm512_loadu_si512(grp);
+        __m512i hi = _mm512_loadu_si512(grp + 64);
+        __m512i z = _mm512_setzero_si512();
+        __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, c, lo), c, hi);
+        _mm512_storeu_si512(grp + 128, _mm512_sub_epi32(z, sum));
+    }
+}
+
+/* ---- quantised weights: four blocks per step ---- */
+
+/* The f16 scales of n (1..4) blocks of bb bytes, block g in lanes 4g..4g+3, zeros for missing
+ * blocks. Gathered with scalar loads, which keeps the vector units for the products. */
+TARGET INLINE __m512 load_d4(const uint8_t *blk, size_t bb, const int n)
+{
+    uint64_t h = load_u16(blk);
+    if (n > 1) h |= (uint64_t)load_u16(blk + bb) << 16;
+    if (n > 2) h |= (uint64_t)load_u16(blk + 2 * bb) << 32;
+    if (n > 3) h |= (uint64_t)load_u16(blk + 3 * bb) << 48;
+    __m128 d = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
+    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(d));
+}
+
+/* Q8_0: the quants of n (1..4) blocks split like the activations (*lo = elements 0-15 of each
+ * block, *hi = 16-31, block g in quarter g) as unsigned bytes w + 128, since dpbusd multiplies
+ * unsigned by signed bytes; the bias in the activations takes the 128 * sum(x) back out.
+ * Missing blocks are left as whatever the masked loads give: their activations are zero. */
+TARGET INLINE void load_q8_4(const uint8_t *blk, const int n, __m512i *lo, __m512i *hi)
+{
+    const size_t bb = sizeof(struct syn_block_q8_0);
+    __m512i w01, w23;
+    if (n == 4) {
+        w01 =
+            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const void *)(blk + 2))),
+                               _mm256_loadu_si256((const void *)(blk + bb + 2)), 1);
+        w23 = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const void *)(blk + 2 * bb + 2))),
+            _mm256_loadu_si256((const void *)(blk + 3 * bb + 2)), 1);
+    } else {
+        __m256i z = _mm256_setzero_si256();
+        __m256i b0 = _mm256_loadu_si256((const void *)(blk + 2));
+        __m256i b1 = n > 1 ? _mm256_loadu_si256((const void *)(blk + bb + 2)) : z;
+        __m256i b2 = n > 2 ? _mm256_loadu_si256((const void *)(blk + 2 * bb + 2)) : z;
+        w01 = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
+        w23 = _mm512_inserti64x4(_mm512_castsi256_si512(b2), z, 1);
+    }
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    w01 = _mm512_xor_si512(w01, flip);
+    w23 = _mm512_xor_si512(w23, flip);
+    *lo = _mm512_shuffle_i64x2(w01, w23, _MM_SHUFFLE(2, 0, 2, 0));
+    *hi = _mm512_shuffle_i64x2(w01, w23, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+/* Q4_0: the packed nibbles q = w + 8 of n (1..4) blocks: the low nibbles are elements 0-15 and
+ * the high ones 16-31, so block g's 16 bytes in quarter g split straight into *lo and *hi. */
+TARGET INLINE void load_q4_4(const uint8_t *blk, const int n, __m512i *lo, __m512i *hi)
+{
+    const size_t bb = sizeof(struct syn_block_q4_0);
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const void *)(blk + 2)));
+    if (n < 4) v = _mm512_maskz_mov_epi32(0x000f, v);
+    if (n > 1) v = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(blk + bb + 2)), 1);
+    if (n > 2) v = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(blk + 2 * bb + 2)), 2);
+    if (n > 3) v = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(blk + 3 * bb + 2)), 3);
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    *lo = _mm512_and_si512(v, nib);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+}
+
+/* One step of n blocks for an NT x NR tile: weight row by weight row, each row's unpacked
+ * blocks meeting every activation row's group straight from memory. */
+TARGET INLINE void q_step(__m512 (*acc)[8], const int wt, const uint8_t *const *w,
+                          const uint8_t *const *xg, int b, const int n, const int NT, const int NR)
+{
+    const size_t bb =
+        wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
+    const size_t go = (size_t)(b / GROUP) * GROUP_BYTES;
+    UNROLL
+    for (int j = 0; j < NR; j++) {
+        const uint8_t *blk = w[j] + (size_t)b * bb;
+        __m512i lo, hi;
+        if (wt == SYN_DT_Q8_0)
+            load_q8_4(blk, n, &lo, &hi);
+        else
+            load_q4_4(blk, n, &lo, &hi);
+        __m512 dw = load_d4(blk, bb, n);
+        UNROLL
+        for (int i = 0; i < NT; i++) {
+            const uint8_t *g = xg[i] + go;
+            __m512i s = _mm512_load_si512(g + 128);
+            s = _mm512_dpbusd_epi32(s, lo, _mm512_load_si512(g));
+            s = _mm512_dpbusd_epi32(s, hi, _mm512_load_si512(g + 64));
+            __m512 sc = _mm512_mul_ps(dw, _mm512_load_ps(g + 192));
+            acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[i][j]);
+        }
+    }
+}
+
+TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
+                          const int NR)
+{
+    const int nb = mm->K / SYN_QBLOCK;
+    const size_t bb =
+        wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
+    const uint8_t *w[8], *xg[8];
+    __m512 acc[8][8];
+    UNROLL
+    for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
+    UNROLL
+    for (int i = 0; i < NT; i++) {
+        xg[i] = mm->xq + (size_t)(t0 + i) * mm->xq_stride;
+        UNROLL
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    }
+
+    /* The tile's rows are contiguous and the next tile's follow: prefetch those at the rate
+     * this tile consumes its own, one tile ahead. */
+    const size_t pf_step = (size_t)NR * GROUP * bb;
+    const uint8_t *pf = w[0] + (size_t)NR * mm->w_row_bytes;
+
+    int b = 0;
+    for (; b + GROUP <= nb; b += GROUP) {
+        prefetch_span(pf, pf_step);
+        pf += pf_step;
+        q_step(acc, wt, w, xg, b, GROUP, NT, NR);
+    }
+    switch (nb - b) {
+    case 1:
+        q_step(acc, wt, w, xg, b, 1, NT, NR);
+        break;
+    case 2:
+        q_step(acc, wt, w, xg, b, 2, NT, NR);
+        break;
+    case 3:
+        q_step(acc, wt, w, xg, b, 3, NT, NR);
+        break;
+    }
+    store_sums(mm, acc, t0, r0, NT, NR);
+}
+
+/* ---- float weights ---- */
+
+/* 16 weights of a float type from element k of row w, as f32. */
+TARGET INLINE __m512 load_wf(const uint8_t *w, const int wt, int k)
+{
+    if (wt == SYN_DT_F32) return _mm512_loadu_ps(w + (size_t)k * 4);
+    __m256i h = _mm256_loadu_si256((const void *)(w + (size_t)k * 2));
+    if (wt == SYN_DT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* The same for the last, partial chunk: lanes outside m read as zero (and touch no memory). */
+TARGET INLINE __m512 load_wf_mask(const uint8_t *w, const int wt, int k, __mmask16 m)
+{
+    if (wt == SYN_DT_F32) return _mm512_maskz_loadu_ps(m, w + (size_t)k * 4);
+    __m256i h = _mm256_maskz_loadu_epi16(m, w + (size_t)k * 2);
+    if (wt == SYN_DT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* The activations are read straight from x (T rows of K floats). Each step converts NR weight
+ * chunks once and uses each for all NT activation rows. */
+TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
+                          const int NR)
+{
+    const int K = mm->K;
+    const uint8_t *w[8];
+    const float *x[8];
+    __m512 acc[8][8];
+    UNROLL
+    for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
+    UNROLL
+    for (int i = 0; i < NT; i++) {
+        x[i] = mm->x + (size_t)(t0 + i) * K;
+        UNROLL
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    }
+
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 wv[8];
+        UNROLL
+        for (int j = 0; j < NR; j++) wv[j] = load_wf(w[j], wt, k);
+        UNROLL
+        for (int i = 0; i < NT; i++) {
+            __m512 xv = _mm512_loadu_ps(x[i] + k);
+            UNROLL
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_fmadd_ps(wv[j], xv, acc[i][j]);
+        }
+    }
+    if (k < K) {
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+        __m512 wv[8];
+        UNROLL
+        for (int j = 0; j < NR; j++) wv[j] = load_wf_mask(w[j], wt, k, m);
+        UNROLL
+        for (int i = 0; i < NT; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x[i] + k);
+            UNROLL
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_fmadd_ps(wv[j], xv, acc[i][j]);
+        }
+    }
+    store_sums(mm, acc, t0, r0, NT, NR);
+}
+
+/* ---- tiles ----
+ *
+ * Each weight type gets one function holding every tile shape the driver asks for, each shape
+ * compiled separately with its loops unrolled: the decode tile 1 x WIDE (one activation row
+ * against many weight rows, which is what streams the weights fastest), the batch tile
+ * MT x MR, and the leftovers n x MR and n x 1 for n < MT at the edges of T and R. */
+
+#define WIDE 8 /* weight rows per decode tile */
+
+/* The batch tiles, MT activation rows x MR weight rows. The float tiles convert each weight
+ * chunk once per tile, so they take many activation rows; the quantised tiles read the
+ * activations from memory and take a square tile. */
+#define MT_F 6
+#define MR_F 4
+#define MT_Q 4
+#define MR_Q 4
+
+/* Every tile shape a type's driver asks for: 1 x WIDE, n x MR and n x 1 for n = 1..MT (MT <= 6;
+ * shapes beyond MT compile to nothing). */
+/* clang-format off */
+#define TILE_CASES(body, m, wt, t, r, nt, nr, MT, MR)                                              \
+    switch ((nt) * 16 + (nr)) {                                                                    \
+    case 0x10 + WIDE: body(m, wt, t, r, 1, WIDE); break;                                           \
+    case 0x10 + MR: body(m, wt, t, r, 1, MR); break;                                               \
+    case 0x20 + MR: if (MT >= 2) body(m, wt, t, r, 2, MR); break;                                  \
+    case 0x30 + MR: if (MT >= 3) body(m, wt, t, r, 3, MR); break;                                  \
+    case 0x40 + MR: if (MT >= 4) body(m, wt, t, r, 4, MR); break;                                  \
+    case 0x50 + MR: if (MT >= 5) body(m, wt, t, r, 5, MR); break;                                  \
+    case 0x60 + MR: if (MT >= 6) body(m, wt, t, r, 6, MR); break;                                  \
+    case 0x11: body(m, wt, t, r, 1, 1); break;                                                     \
+    case 0x21: if (MT >= 2) body(m, wt, t, r, 2, 1); break;                                        \
+    case 0x31: if (MT >= 3) body(m, wt, t, r, 3, 1); break;                                        \
+    case 0x41: if (MT >= 4) body(m, wt, t, r, 4, 1); break;                                        \
+    case 0x51: if (MT >= 5) body(m, wt, t, r, 5, 1); break;                                        \
+    case 0x61: if (MT >= 6) body(m, wt, t, r, 6, 1); break;                                        \
+    }
+/* clang-format on */
+
+typedef void tile_fn(const struct syn_mm *mm, int t0, int r0, int nt, int nr);
+
+TARGET NOINLINE void tiles_f32(const struct syn_mm *m, int t, int r, int nt,
+                               int nr){TILE_CASES(tile_f, m, SYN_DT_F32, t, r, nt, nr, MT_F, MR_F)}
+
+TARGET NOINLINE void tiles_f16(const struct syn_mm *m, int t, int r, int nt,
+                               int nr){TILE_CASES(tile_f, m, SYN_DT_F16, t, r, nt, nr, MT_F, MR_F)}
+
+TARGET NOINLINE void tiles_bf16(const struct syn_mm *m, int t, int r, int nt, int nr){
+    TILE_CASES(tile_f, m, SYN_DT_BF16, t, r, nt, nr, MT_F, MR_F)}
+
+TARGET NOINLINE void tiles_q8_0(const struct syn_mm *m, int t, int r, int nt, int nr){
+    TILE_CASES(tile_q, m, SYN_DT_Q8_0, t, r, nt, nr, MT_Q, MR_Q)}
+
+TARGET NOINLINE void tiles_q4_0(const struct syn_mm *m, int t, int r, int nt, int nr)
+{
+    TILE_CASES(tile_q, m, SYN_DT_Q4_0, t, r, nt, nr, MT_Q, MR_Q)
+}
+
+/* A weight type's tiles and the batch tile shape they were compiled for. */
+struct tile_set {
+    tile_fn *fn; /* runs one tile of nt x nr */
+    int mt, mr;  /* the batch tile */
+};
+
+/* ---- driver ---- */
+
+/* Weight rows [rs, re) against activation rows [ts, te). */
+static void run_block(const struct tile_set *set, const struct syn_mm *mm, int rs, int re, int ts,
+                      int te)
+{
+    const int mt = set->mt, mr = set->mr;
+    int r = rs;
+    if (te - ts == 1) {
+        for (; r + WIDE <= re; r += WIDE) set->fn(mm, ts, r, 1, WIDE);
+    } else {
+        for (; r + mr <= re; r += mr) {
+            int t = ts;
+            for (; t + mt <= te; t += mt) set->fn(mm, t, r, mt, mr);
+            if (t < te) set->fn(mm, t, r, te - t, mr);
+        }
+    }
+    for (; r < re; r++) {
+        int t = ts;
+        for (; t + mt <= te; t += mt) set->fn(mm, t, r, mt, 1);
+        if (t < te) set->fn(mm, t, r, te - t, 1);
+    }
+}
+
+static void rows_avx512(const struct syn_mm *mm, int r0, int r1)
+{
+    static const struct tile_set f32 = {tiles_f32, MT_F, MR_F}, f16 = {tiles_f16, MT_F, MR_F},
+                                 bf16 = {tiles_bf16, MT_F, MR_F}, q8 = {tiles_q8_0, MT_Q, MR_Q},
+                                 q4 = {tiles_q4_0, MT_Q, MR_Q};
+    const struct tile_set *set;
+    switch (mm->wtype) {
+    case SYN_DT_F32:
+        set = &f32;
+        break;
+    case SYN_DT_F16:
+        set = &f16;
+        break;
+    case SYN_DT_BF16:
+        set = &bf16;
+        break;
+    case SYN_DT_Q8_0:
+        set = &q8;
+        break;
+    case SYN_DT_Q4_0:
+        set = &q4;
+        break;
+    default:
+        return;
+    }
+    /* Rows per sub-block: as many as keep their weights in L2 while every block of activation
+     * rows passes over them (a multiple of 8 so tiles stay whole). */
+    int sub = (int)(SYN_L2_WEIGHT_BYTES / mm->w_row_bytes) & ~7;
+    if (sub < 8) sub = 8;
+    for (int rs = r0; rs < r1; rs += sub) {
+        int re = rs + sub < r1 ? rs + sub : r1;
+        for (int ts = 0; ts < mm->T; ts += SYN_T_BLOCK) {
+            int te = ts + SYN_T_BLOCK < mm->T ? ts + SYN_T_BLOCK : mm->T;
+            run_block(set, mm, rs, re, ts, te);
+        }
+    }
+}
+
+const struct syn_cpu_isa syn_cpu_isa_avx512 = {
+    .name = "avx512",
+    .xq_row_bytes = xq_row_bytes_avx512,
+    .quantize_row = quantize_row_avx512,
+    .rows = rows_avx512,
+};
+
+#else /* !SYN_HAVE_X86_SIMD */
+
+const struct syn_cpu_isa syn_cpu_isa_avx512 = {"avx512", NULL, NULL, NULL};
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * Internal to the CPU kernels: what kernels.c (dispatch, work split, thread pool glue) shares
+ * with the per-instruction-set files kernels_scalar.c, kernels_avx2.c and kernels_avx512.c.
+ * Nothing outside src/engine/cpu/kernels*.c should include it.
+ *
+ * Quantised activations (for Q8_0 and Q4_0 weights) live in the caller's scratch, one row per
+ * activation row. Every path quantises the same way, bit for bit, block by block of 32:
+ *
+ *     d = amax / 127,  q = round-half-even(x * (1 / d)),  q = 0 when amax is 0,
+ *
+ * so x[k] ~= d * q[k] with |q| <= 127 (never -128, which the integer dot products of every path
+ * rely on). How the q and d are arranged in the row is up to each instruction set (its
+ * xq_row_bytes and quantize_row); the plain arrangement, used by the scalar and AVX2 paths, is
+ *
+ *     int8_t q[K]            the quants, block after block; padded to a multiple of 64 bytes
+ *     float  d[K / 32]       one scale per block; padded to a multiple of 64 bytes
+ */
+#ifndef SYN_CPU_KERNELS_IMPL_H
+#define SYN_CPU_KERNELS_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Elements per quantised block, for both weight types and the activations. */
+#define SYN_QBLOCK 32
+
+/* Bytes of one quantised activation row of K elements in the plain arrangement. */
+static inline size_t syn_xq_plain_row_bytes(int K)
+{
+    size_t q = ((size_t)K + 63) & ~(size_t)63;
+    size_t d = ((size_t)(K / SYN_QBLOCK) * sizeof(float) + 63) & ~(size_t)63;
+    return q + d;
+}
+
+/* One matrix product as the per-ISA row functions see it. */
+struct syn_mm {
+    const uint8_t *w;   /* R rows of K elements of wtype, rows contiguous */
+    size_t w_row_bytes; /* bytes per weight row */
+    int wtype;          /* SYN_DT_F32, F16, BF16, Q8_0 or Q4_0 */
+    int R;              /* weight rows = output columns */
+    int K;              /* elements per row */
+    int T;              /* activation rows */
+    const float *x;     /* T rows of K floats */
+    const uint8_t *xq;  /* quantised activations, T rows of xq_stride bytes (Q8_0/Q4_0 only) */
+    size_t xq_stride;   /* bytes per quantised row: the ISA's xq_row_bytes(K) */
+    float *y;           /* T rows of R floats */
+};
+
+/* One instruction set's kernels. */
+struct syn_cpu_isa {
+    const char *name; /* "avx512", "avx2", "scalar" */
+    /* Bytes of one quantised activation row of K elements, a multiple of 64. */
+    size_t (*xq_row_bytes)(int K);
+    /* Quantises one activation row of K floats into dst, arranged for weights of wtype. */
+    void (*quantize_row)(const float *x, int K, int wtype, uint8_t *dst);
+    /* Computes y[t][r] for every t < T and r0 <= r < r1. */
+    void (*rows)(const struct syn_mm *mm, int r0, int r1);
+};
+
+extern const struct syn_cpu_isa syn_cpu_isa_scalar;
+extern const struct syn_cpu_isa syn_cpu_isa_avx2;
+extern const struct syn_cpu_isa syn_cpu_isa_avx512;
+
+/* Whether this compiler can build the x86 SIMD files (they are empty otherwise). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SYN_HAVE_X86_SIMD 1
+#else
+#define SYN_HAVE_X86_SIMD 0
+#endif
+
+/* Rows of the weight matrix that one work unit should cover so that its weights stay in L2
+ * while every block of activation rows passes over them. */
+#define SYN_L2_WEIGHT_BYTES (192 * 1024)
+
+/* Activation rows processed together against one L2-resident block of weight rows. */
+#define SYN_T_BLOCK 32
+
+#endif
