@@ -48,6 +48,7 @@ help:
 	@echo "make bench        run the benchmarks in bench/"
 	@echo "make run          install, build and run the whole stack (synapse up) with MODEL"
 	@echo "                  (default ../shared/models/stories260K.gguf) on PORT (default 8080)"
+	@echo "make observe      as make run, with Prometheus, Pushgateway and redis_exporter (--observability)"
 	@echo "make format-check check formatting with .clang-format; make format rewrites"
 	@echo "make clean        remove build outputs"
 
@@ -115,6 +116,12 @@ PORT ?= 8080
 run: deps
 	@$(MAKE) --no-print-directory $(BIN)
 	./$(BIN) up --model $(MODEL) --port $(PORT)
+
+# The same stack with Prometheus, a Pushgateway and redis_exporter (docs/metrics.md).
+.PHONY: observe
+observe: deps
+	@$(MAKE) --no-print-directory $(BIN)
+	./$(BIN) up --model $(MODEL) --port $(PORT) --observability
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format-check:
