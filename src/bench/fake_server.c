@@ -29,15 +29,15 @@ struct fconn {
     struct event *ev_r, *ev_w, *timer; /* owned */
     char *in;                          /* (in_cap) request bytes */
     size_t in_len, in_cap;
-    char *out;                         /* (out_cap) response bytes not yet written */
+    char *out; /* (out_cap) response bytes not yet written */
     size_t out_off, out_len, out_cap;
-    int busy;                          /* a response is being produced */
-    int left;                          /* chunks still to send after this write */
-    int sent;                          /* chunks sent */
-    int usage;                         /* add a usage chunk at the end */
+    int busy;  /* a response is being produced */
+    int left;  /* chunks still to send after this write */
+    int sent;  /* chunks sent */
+    int usage; /* add a usage chunk at the end */
     int keep_alive;
-    int cut;                           /* close after the first chunk */
-    int close_after;                   /* close once out is written */
+    int cut;         /* close after the first chunk */
+    int close_after; /* close once out is written */
 };
 
 struct syn_fake_server {
@@ -59,8 +59,10 @@ struct syn_fake_params syn_fake_default_params(void)
 static void conn_free(struct fconn *c)
 {
     struct syn_fake_server *s = c->s;
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     if (c->ev_r) event_free(c->ev_r);
     if (c->ev_w) event_free(c->ev_w);
@@ -164,14 +166,16 @@ static void handle(struct fconn *c, const char *head, size_t head_len, const cha
     uint64_t k = atomic_fetch_add(&s->requests, 1) + 1;
     const struct syn_fake_params *p = &s->p;
     c->keep_alive = !p->no_keepalive && !(memmem(head, head_len, "Connection: close", 17) ||
-                      memmem(head, head_len, "connection: close", 17));
+                                          memmem(head, head_len, "connection: close", 17));
     if (p->every_close && k % (uint64_t)p->every_close == 0) {
         c->close_after = 1;
         return;
     }
     int status = 0;
-    if (p->every_500 && k % (uint64_t)p->every_500 == 0) status = 500;
-    else if (p->every_429 && k % (uint64_t)p->every_429 == 0) status = 429;
+    if (p->every_500 && k % (uint64_t)p->every_500 == 0)
+        status = 500;
+    else if (p->every_429 && k % (uint64_t)p->every_429 == 0)
+        status = 429;
     char hdr[512];
     if (status) {
         const char *msg = status == 429
@@ -228,8 +232,10 @@ static void handle(struct fconn *c, const char *head, size_t head_len, const cha
         }
         add_token_chunk(c);
         c->left--;
-        if (c->cut) c->close_after = 1;
-        else schedule(c, p->token_ms);
+        if (c->cut)
+            c->close_after = 1;
+        else
+            schedule(c, p->token_ms);
         return;
     }
     for (int i = 0; i < tokens; i++) {

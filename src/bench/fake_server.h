@@ -17,17 +17,17 @@
 #include <stdint.h>
 
 struct syn_fake_params {
-    const char *host;   /* bind address (default "127.0.0.1") */
-    int port;           /* 0 = any free port (see syn_fake_port) */
-    int tokens;         /* content chunks per completion, at most the request's max_tokens
-                           (default 4) */
-    int first_ms;       /* delay before the first chunk (default 0) */
-    int token_ms;       /* delay between chunks (default 0: the whole stream in one write) */
-    int every_429;      /* failure injection by request number; 0 = never */
+    const char *host; /* bind address (default "127.0.0.1") */
+    int port;         /* 0 = any free port (see syn_fake_port) */
+    int tokens;       /* content chunks per completion, at most the request's max_tokens
+                         (default 4) */
+    int first_ms;     /* delay before the first chunk (default 0) */
+    int token_ms;     /* delay between chunks (default 0: the whole stream in one write) */
+    int every_429;    /* failure injection by request number; 0 = never */
     int every_500;
-    int every_close;    /* close the connection without a response */
-    int every_cut;      /* send the head and one chunk, then close */
-    int no_keepalive;   /* answer with Connection: close (a new connection per request) */
+    int every_close;  /* close the connection without a response */
+    int every_cut;    /* send the head and one chunk, then close */
+    int no_keepalive; /* answer with Connection: close (a new connection per request) */
 };
 
 struct syn_fake_params syn_fake_default_params(void);

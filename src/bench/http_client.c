@@ -32,14 +32,22 @@
 const char *hc_strerror(int err)
 {
     switch (err) {
-    case HC_OK: return "ok";
-    case HC_ECONNECT: return "connect";
-    case HC_ECLOSED: return "closed";
-    case HC_ETIMEOUT: return "timeout";
-    case HC_EPROTO: return "protocol";
-    case HC_ENOMEM: return "nomem";
-    case HC_ECANCELED: return "canceled";
-    default: return "unknown";
+    case HC_OK:
+        return "ok";
+    case HC_ECONNECT:
+        return "connect";
+    case HC_ECLOSED:
+        return "closed";
+    case HC_ETIMEOUT:
+        return "timeout";
+    case HC_EPROTO:
+        return "protocol";
+    case HC_ENOMEM:
+        return "nomem";
+    case HC_ECANCELED:
+        return "canceled";
+    default:
+        return "unknown";
     }
 }
 
@@ -49,7 +57,7 @@ struct hc_call {
     struct hc_client *c;
     struct hc_handlers h;
     void *ud;
-    char *req;                   /* (req_len) the request bytes; from malloc */
+    char *req; /* (req_len) the request bytes; from malloc */
     size_t req_len;
     struct event *timer;         /* the timeout; NULL when none */
     struct hc_conn *conn;        /* the connection carrying it, NULL while queued */
@@ -72,36 +80,36 @@ struct hc_conn {
     struct hc_conn *prev, *next; /* all connections */
     struct hc_conn *next_idle;   /* the idle list */
     int fd;
-    struct event *ev_r, *ev_w;   /* owned */
-    int connecting;              /* connect() in progress */
-    int idle;                    /* in the idle list */
-    int reused;                  /* a response came back on it before */
-    struct hc_call *call;        /* in flight, or NULL */
-    size_t req_off;              /* bytes of call->req written */
-    char *in;                    /* (in_cap) unparsed input; from realloc */
+    struct event *ev_r, *ev_w; /* owned */
+    int connecting;            /* connect() in progress */
+    int idle;                  /* in the idle list */
+    int reused;                /* a response came back on it before */
+    struct hc_call *call;      /* in flight, or NULL */
+    size_t req_off;            /* bytes of call->req written */
+    char *in;                  /* (in_cap) unparsed input; from realloc */
     size_t in_len, in_cap;
     /* the response being parsed */
     enum phase phase;
-    int got_bytes;               /* any byte of a response arrived */
+    int got_bytes; /* any byte of a response arrived */
     int status, sse, keep_alive;
-    uint64_t left;               /* body or chunk bytes still to come */
-    char *body;                  /* (body_cap) kept body, or an SSE event's data */
+    uint64_t left; /* body or chunk bytes still to come */
+    char *body;    /* (body_cap) kept body, or an SSE event's data */
     size_t body_len, body_cap;
-    char *line;                  /* (line_cap) the SSE line being gathered */
+    char *line; /* (line_cap) the SSE line being gathered */
     size_t line_len, line_cap;
-    int has_data;                /* the current event has a data: line */
+    int has_data; /* the current event has a data: line */
 };
 
 struct hc_client {
     struct event_base *base;
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    char host[256];              /* for the Host header, with :port */
-    char prefix[512];            /* path prefix from the URL, without a trailing slash */
+    char host[256];   /* for the Host header, with :port */
+    char prefix[512]; /* path prefix from the URL, without a trailing slash */
     int max_conns;
     int n_conns;
-    struct hc_conn *conns;       /* all connections */
-    struct hc_conn *idle;        /* idle keep-alive connections, most recent first */
+    struct hc_conn *conns;           /* all connections */
+    struct hc_conn *idle;            /* idle keep-alive connections, most recent first */
     struct hc_call *q_head, *q_tail; /* waiting for a connection */
     int n_queued;
 };
@@ -173,8 +181,10 @@ static void conn_free(struct hc_conn *cn)
 {
     struct hc_client *c = cn->c;
     idle_remove(c, cn);
-    if (cn->prev) cn->prev->next = cn->next;
-    else c->conns = cn->next;
+    if (cn->prev)
+        cn->prev->next = cn->next;
+    else
+        c->conns = cn->next;
     if (cn->next) cn->next->prev = cn->prev;
     c->n_conns--;
     if (cn->ev_r) event_free(cn->ev_r);
@@ -209,8 +219,10 @@ static struct hc_conn *conn_open(struct hc_client *c)
         return NULL;
     }
     cn->connecting = 1;
-    if (connect(cn->fd, (struct sockaddr *)&c->addr, c->addr_len) == 0) cn->connecting = 0;
-    else if (errno != EINPROGRESS) cn->connecting = -1; /* reported on the first write event */
+    if (connect(cn->fd, (struct sockaddr *)&c->addr, c->addr_len) == 0)
+        cn->connecting = 0;
+    else if (errno != EINPROGRESS)
+        cn->connecting = -1; /* reported on the first write event */
     return cn;
 }
 
@@ -312,8 +324,7 @@ static int parse_head(struct hc_conn *cn, size_t n)
 {
     const char *s = cn->in, *end = cn->in + n;
     int minor, status;
-    if (n < 12 || sscanf(s, "HTTP/1.%1d %3d", &minor, &status) != 2 || status < 100 ||
-        status > 999)
+    if (n < 12 || sscanf(s, "HTTP/1.%1d %3d", &minor, &status) != 2 || status < 100 || status > 999)
         return -1;
     cn->status = status;
     cn->keep_alive = minor >= 1;
@@ -344,8 +355,10 @@ static int parse_head(struct hc_conn *cn, size_t n)
             } else if (kl == 17 && !strncasecmp(p, "transfer-encoding", 17)) {
                 chunked = has_token(v, vl, "chunked");
             } else if (kl == 10 && !strncasecmp(p, "connection", 10)) {
-                if (has_token(v, vl, "close")) cn->keep_alive = 0;
-                else if (has_token(v, vl, "keep-alive")) cn->keep_alive = 1;
+                if (has_token(v, vl, "close"))
+                    cn->keep_alive = 0;
+                else if (has_token(v, vl, "keep-alive"))
+                    cn->keep_alive = 1;
             } else if (kl == 12 && !strncasecmp(p, "content-type", 12)) {
                 cn->sse = has_token(v, vl, "text/event-stream");
             }
@@ -462,8 +475,8 @@ static int parse(struct hc_conn *cn)
             }
             off += (size_t)(e - s);
             if (h == 1) continue; /* 100 Continue and friends: the real head follows */
-            if (cn->call && cn->call->h.on_head) cn->call->h.on_head(cn->call->ud, cn->status,
-                                                                     cn->sse);
+            if (cn->call && cn->call->h.on_head)
+                cn->call->h.on_head(cn->call->ud, cn->status, cn->sse);
             if (cn->phase == P_BODY_LEN && cn->left == 0) rc = 1;
             break;
         }
@@ -495,7 +508,8 @@ static int parse(struct hc_conn *cn)
                 rc = HC_EPROTO;
                 break;
             }
-            if (v == 0) cn->phase = P_TRAILER;
+            if (v == 0)
+                cn->phase = P_TRAILER;
             else {
                 cn->phase = P_CHUNK_DATA;
                 cn->left = v;
@@ -663,8 +677,8 @@ static void dispatch_queue(struct hc_client *c)
     }
 }
 
-int hc_client_new(struct event_base *base, const char *url, int max_conns,
-                  struct hc_client **out, char *err, size_t errlen)
+int hc_client_new(struct event_base *base, const char *url, int max_conns, struct hc_client **out,
+                  char *err, size_t errlen)
 {
     *out = NULL;
     if (strncmp(url, "http://", 7) != 0) {
@@ -746,10 +760,11 @@ int hc_request(struct hc_client *c, const char *method, const char *path, const 
     }
     int n = snprintf(k->req, cap, "%s %s%s HTTP/1.1\r\nHost: %s\r\n%s", method, c->prefix, path,
                      c->host, headers ? headers : "");
-    if (body) n += snprintf(k->req + n, cap - (size_t)n,
-                            "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                            body_len);
-    else n += snprintf(k->req + n, cap - (size_t)n, "\r\n");
+    if (body)
+        n += snprintf(k->req + n, cap - (size_t)n,
+                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", body_len);
+    else
+        n += snprintf(k->req + n, cap - (size_t)n, "\r\n");
     if (body_len) memcpy(k->req + n, body, body_len);
     k->req_len = (size_t)n + body_len;
     if (timeout_s > 0) {
@@ -762,8 +777,10 @@ int hc_request(struct hc_client *c, const char *method, const char *path, const 
                              (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
         evtimer_add(k->timer, &tv);
     }
-    if (c->q_tail) c->q_tail->next_queued = k;
-    else c->q_head = k;
+    if (c->q_tail)
+        c->q_tail->next_queued = k;
+    else
+        c->q_head = k;
     c->q_tail = k;
     c->n_queued++;
     dispatch_queue(c);

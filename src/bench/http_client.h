@@ -47,8 +47,8 @@ struct hc_handlers {
  * paths are appended to the prefix. max_conns caps the connections open at once (requests
  * beyond it wait in a queue, in order). The name is resolved here, once. Returns 0 or -1 with a
  * message in err. */
-int hc_client_new(struct event_base *base, const char *url, int max_conns,
-                  struct hc_client **out, char *err, size_t errlen);
+int hc_client_new(struct event_base *base, const char *url, int max_conns, struct hc_client **out,
+                  char *err, size_t errlen);
 
 /* Starts a request: method and path (e.g. "POST", "/v1/completions"), extra header lines (each
  * ending in "\r\n"; may be NULL), a body (may be NULL) and a timeout from now (<= 0: none). The

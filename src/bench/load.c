@@ -61,13 +61,13 @@ struct run {
     struct hc_client *http;
     struct event *arrivals, *tick;
     struct timespec t0;
-    size_t next;          /* next request to send */
+    size_t next; /* next request to send */
     size_t in_flight;
     size_t done;
-    struct rq *rqs;       /* (n) */
+    struct rq *rqs; /* (n) */
     struct syn_samples itl;
     double last_send, last_done;
-    char auth[600];       /* extra header lines */
+    char auth[600]; /* extra header lines */
     /* progress over the last interval */
     size_t tick_sent, tick_done;
     struct syn_samples tick_ttft;
@@ -85,7 +85,7 @@ static double since(const struct run *s)
 /* ---- prompts ---- */
 
 /* Short common words that are one token each in the Llama and GPT-2 vocabularies. */
-static const char *const words[] = {"the", "cat", "dog", "sun", "tree", "red", "big",  "day",
+static const char *const words[] = {"the", "cat", "dog", "sun", "tree", "red",  "big",  "day",
                                     "run", "sky", "sea", "boy", "girl", "bird", "fish", "hat"};
 
 static uint64_t mix(uint64_t x)
@@ -194,10 +194,14 @@ static void on_done(void *ud, int err, int status, const char *body, size_t len)
     double now = since(s);
     o->status = status;
     if (err == HC_OK) {
-        if (status != 200) o->outcome = SYN_LOAD_HTTP;
-        else if (q->stream_error) o->outcome = SYN_LOAD_STREAM;
-        else if (!q->event_stream || !q->done_marker) o->outcome = SYN_LOAD_PROTO;
-        else o->outcome = SYN_LOAD_OK;
+        if (status != 200)
+            o->outcome = SYN_LOAD_HTTP;
+        else if (q->stream_error)
+            o->outcome = SYN_LOAD_STREAM;
+        else if (!q->event_stream || !q->done_marker)
+            o->outcome = SYN_LOAD_PROTO;
+        else
+            o->outcome = SYN_LOAD_OK;
     } else if (err == HC_ECONNECT) {
         o->outcome = SYN_LOAD_CONNECT;
     } else if (err == HC_ECLOSED) {
@@ -242,8 +246,8 @@ static void send_one(struct run *s, size_t i, double now)
     o->lag = now - o->t_sched;
     size_t len;
     char *body = make_body(s, i, q, &len);
-    if (!body || hc_request(s->http, "POST", "/v1/completions", s->auth, body, len,
-                            s->p->timeout_s, &handlers, k) != HC_OK) {
+    if (!body || hc_request(s->http, "POST", "/v1/completions", s->auth, body, len, s->p->timeout_s,
+                            &handlers, k) != HC_OK) {
         o->outcome = SYN_LOAD_PROTO;
         s->done++;
         free(body);
@@ -296,8 +300,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     fprintf(s->p->progress ? s->p->progress : stderr,
             "[%6.1fs] sent %zu/%zu (%.0f/s)  done %zu (%.0f/s)  in flight %zu  conns %d  "
             "errors %zu  ttft p50 %.1f ms p99 %.1f ms\n",
-            now, s->r->sent, s->r->n, (double)s->tick_sent / dt, s->done,
-            (double)s->tick_done / dt, s->in_flight, hc_client_open_conns(s->http), errs,
+            now, s->r->sent, s->r->n, (double)s->tick_sent / dt, s->done, (double)s->tick_done / dt,
+            s->in_flight, hc_client_open_conns(s->http), errs,
             1e3 * syn_stats_quantile(s->tick_ttft.v, s->tick_ttft.n, 0.5),
             1e3 * syn_stats_quantile(s->tick_ttft.v, s->tick_ttft.n, 0.99));
     s->tick_sent = s->tick_done = 0;
@@ -327,8 +331,8 @@ static void models_done(void *ud, int err, int status, const char *body, size_t 
     }
     json_error_t je;
     json_t *root = json_loads(body, 0, &je);
-    const char *id = json_string_value(
-        json_object_get(json_array_get(json_object_get(root, "data"), 0), "id"));
+    const char *id =
+        json_string_value(json_object_get(json_array_get(json_object_get(root, "data"), 0), "id"));
     if (id && strlen(id) < sizeof m->s->r->model && !strpbrk(id, "\"\\"))
         snprintf(m->s->r->model, sizeof m->s->r->model, "%s", id);
     else
@@ -512,21 +516,23 @@ out:
 
 static void print_dist(FILE *f, const char *name, const struct syn_load_dist *d)
 {
-    fprintf(f, "  %-5s p50 %9.2f  p90 %9.2f  p99 %9.2f  mean %9.2f  max %9.2f ms  (n %zu)\n",
-            name, 1e3 * d->p50, 1e3 * d->p90, 1e3 * d->p99, 1e3 * d->mean, 1e3 * d->max, d->n);
+    fprintf(f, "  %-5s p50 %9.2f  p90 %9.2f  p99 %9.2f  mean %9.2f  max %9.2f ms  (n %zu)\n", name,
+            1e3 * d->p50, 1e3 * d->p90, 1e3 * d->p99, 1e3 * d->mean, 1e3 * d->max, d->n);
 }
 
 void syn_load_print(const struct syn_load_report *r, FILE *f)
 {
     fprintf(f, "requests     %zu scheduled, %zu sent, %zu ok, %zu failed\n", r->n, r->sent, r->ok,
             r->n - r->ok);
-    fprintf(f, "rate         offered %.1f/s, sent %.1f/s (send lag p50 %.2f ms, p99 %.2f ms, "
-               "max %.2f ms)\n",
+    fprintf(f,
+            "rate         offered %.1f/s, sent %.1f/s (send lag p50 %.2f ms, p99 %.2f ms, "
+            "max %.2f ms)\n",
             r->offered_rps, r->send_rps, 1e3 * r->lag_p50, 1e3 * r->lag_p99, 1e3 * r->lag_max);
     fprintf(f, "throughput   %.2f requests/s, %.1f output tokens/s over %.2f s (%llu tokens)\n",
             r->rps, r->tokens_per_s, r->wall_s, (unsigned long long)r->out_tokens);
-    fprintf(f, "goodput      %.2f requests/s meeting TTFT <= %.0f ms and TPOT <= %.0f ms "
-               "(attainment %.1f%%)\n",
+    fprintf(f,
+            "goodput      %.2f requests/s meeting TTFT <= %.0f ms and TPOT <= %.0f ms "
+            "(attainment %.1f%%)\n",
             r->goodput, 1e3 * r->slo_ttft_s, 1e3 * r->slo_tpot_s, 100.0 * r->attainment);
     fprintf(f, "latency (ms, ok requests):\n");
     print_dist(f, "TTFT", &r->ttft);
@@ -600,15 +606,15 @@ int syn_load_write_json(const struct syn_load_report *r, int with_requests, FILE
         json_t *rows = json_array();
         for (size_t i = 0; i < r->n; i++) {
             const struct syn_load_req *o = &r->reqs[i];
-            json_array_append_new(
-                rows, json_pack("[f,f,i,s,i,i,i,f,f,f]", o->t_sched, o->lag, o->status,
-                                syn_load_outcome_name(o->outcome), o->prompt_tokens,
-                                o->max_tokens, o->tokens, o->ttft, o->tpot, o->e2e));
+            json_array_append_new(rows,
+                                  json_pack("[f,f,i,s,i,i,i,f,f,f]", o->t_sched, o->lag, o->status,
+                                            syn_load_outcome_name(o->outcome), o->prompt_tokens,
+                                            o->max_tokens, o->tokens, o->ttft, o->tpot, o->e2e));
         }
         json_object_set_new(root, "request_columns",
                             json_pack("[s,s,s,s,s,s,s,s,s,s]", "t_sched_s", "lag_s", "status",
-                                      "outcome", "prompt_tokens", "max_tokens", "tokens",
-                                      "ttft_s", "tpot_s", "e2e_s"));
+                                      "outcome", "prompt_tokens", "max_tokens", "tokens", "ttft_s",
+                                      "tpot_s", "e2e_s"));
         json_object_set_new(root, "requests", rows);
     }
     int rc = json_dumpf(root, f, JSON_COMPACT | JSON_REAL_PRECISION(6)) == 0 ? 0 : -1;

@@ -59,19 +59,19 @@ enum syn_load_outcome {
 const char *syn_load_outcome_name(int outcome);
 
 struct syn_load_req {
-    double t_sched;     /* scheduled offset from the start (s) */
-    double lag;         /* sent - scheduled (s) */
-    double ttft;        /* scheduled -> first token (s); -1 without one */
-    double tpot;        /* (e2e - ttft) / (tokens - 1) (s); -1 with fewer than 2 tokens */
-    double e2e;         /* scheduled -> end of the response (s); -1 if it never ended */
-    int prompt_tokens;  /* as the server counted them (usage), else asked for (that many
-                           words, about as many tokens) */
-    int max_tokens;     /* asked for */
-    int tokens;         /* output tokens counted */
-    int chunks;         /* stream chunks with text */
-    int status;         /* HTTP status, 0 when none came */
-    int outcome;        /* enum syn_load_outcome */
-    int good;           /* completed and met both objectives */
+    double t_sched;    /* scheduled offset from the start (s) */
+    double lag;        /* sent - scheduled (s) */
+    double ttft;       /* scheduled -> first token (s); -1 without one */
+    double tpot;       /* (e2e - ttft) / (tokens - 1) (s); -1 with fewer than 2 tokens */
+    double e2e;        /* scheduled -> end of the response (s); -1 if it never ended */
+    int prompt_tokens; /* as the server counted them (usage), else asked for (that many
+                          words, about as many tokens) */
+    int max_tokens;    /* asked for */
+    int tokens;        /* output tokens counted */
+    int chunks;        /* stream chunks with text */
+    int status;        /* HTTP status, 0 when none came */
+    int outcome;       /* enum syn_load_outcome */
+    int good;          /* completed and met both objectives */
 };
 
 struct syn_load_dist {
@@ -80,26 +80,26 @@ struct syn_load_dist {
 };
 
 struct syn_load_report {
-    size_t n;                        /* requests scheduled (= trace->n) */
+    size_t n; /* requests scheduled (= trace->n) */
     size_t sent, ok, good;
     size_t outcomes[SYN_LOAD_N_OUTCOMES];
-    int http_status[16];             /* distinct non-200 statuses seen ... */
-    size_t http_count[16];           /* ... and how often */
+    int http_status[16];   /* distinct non-200 statuses seen ... */
+    size_t http_count[16]; /* ... and how often */
     int n_http;
-    double wall_s;                   /* start to the last completion (or last send) */
-    double offered_rps;              /* n / the trace's span */
-    double send_rps;                 /* sent / (last send - start) */
-    double lag_p50, lag_p99, lag_max;/* send lag (s) */
-    double rps;                      /* completed ok requests / wall_s */
-    double tokens_per_s;             /* output tokens of ok requests / wall_s */
-    double goodput;                  /* good / wall_s */
-    double attainment;               /* good / n */
+    double wall_s;                    /* start to the last completion (or last send) */
+    double offered_rps;               /* n / the trace's span */
+    double send_rps;                  /* sent / (last send - start) */
+    double lag_p50, lag_p99, lag_max; /* send lag (s) */
+    double rps;                       /* completed ok requests / wall_s */
+    double tokens_per_s;              /* output tokens of ok requests / wall_s */
+    double goodput;                   /* good / wall_s */
+    double attainment;                /* good / n */
     uint64_t out_tokens;
     struct syn_load_dist ttft, tpot, itl, e2e; /* over ok requests (s) */
-    int max_conns_open;              /* most connections open at once */
-    char model[128];                 /* the model used */
+    int max_conns_open;                        /* most connections open at once */
+    char model[128];                           /* the model used */
     double slo_ttft_s, slo_tpot_s;
-    struct syn_load_req *reqs;       /* (n) per request; owned */
+    struct syn_load_req *reqs; /* (n) per request; owned */
 };
 
 /* Runs the whole trace against the server and fills *out (free with syn_load_report_free).

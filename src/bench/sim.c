@@ -199,14 +199,14 @@ enum ev_type { EV_ARRIVAL, EV_TICK, EV_READY, EV_HEARTBEAT, EV_STEP_END, EV_IDLE
 
 struct ev {
     double t;
-    uint64_t seq;  /* scheduling order, for ties */
+    uint64_t seq; /* scheduling order, for ties */
     int type;
-    int a;         /* request or worker index */
-    uint64_t gen;  /* for ticks and idle exits: which schedule this is */
+    int a;        /* request or worker index */
+    uint64_t gen; /* for ticks and idle exits: which schedule this is */
 };
 
 struct heap {
-    struct ev *v;  /* (cap) from realloc */
+    struct ev *v; /* (cap) from realloc */
     size_t n, cap;
     uint64_t seq;
 };
@@ -259,21 +259,21 @@ static struct ev heap_pop(struct heap *h)
 enum { W_STARTING, W_READY, W_EXITED, W_GONE };
 
 struct item {
-    int req;     /* request index */
-    int take;    /* tokens in this step */
-    int decode;  /* a decode token (else a prefill chunk) */
+    int req;    /* request index */
+    int take;   /* tokens in this step */
+    int decode; /* a decode token (else a prefill chunk) */
 };
 
 struct worker {
     int state;
-    int warm;             /* started as one of min_warm: no idle timeout */
-    double spawn_t;       /* paid from here (0 for the initial warm ones) */
-    int *seqs;            /* (max_seqs) running requests, in admission order */
+    int warm;       /* started as one of min_warm: no idle timeout */
+    double spawn_t; /* paid from here (0 for the initial warm ones) */
+    int *seqs;      /* (max_seqs) running requests, in admission order */
     int n_seqs;
-    struct item *items;   /* (max_seqs) the step in flight */
+    struct item *items; /* (max_seqs) the step in flight */
     int n_items;
     int in_step;
-    uint64_t idle_gen;    /* bumped whenever it gets work; an idle exit must match */
+    uint64_t idle_gen;       /* bumped whenever it gets work; an idle exit must match */
     int hb_running, hb_free; /* what its last heartbeat said */
 };
 
@@ -288,11 +288,11 @@ struct sim {
     const struct syn_trace *t;
     struct syn_sim_result *r;
     struct heap h;
-    struct worker *w;     /* (cap_w) */
+    struct worker *w; /* (cap_w) */
     int n_w, cap_w;
     int slots;
-    struct sreq *rq;      /* (n) */
-    int *queue;           /* (n) FIFO of request indices */
+    struct sreq *rq; /* (n) */
+    int *queue;      /* (n) FIFO of request indices */
     size_t q_head, q_tail;
     size_t completed, arrived;
     uint64_t tick_gen;
@@ -300,7 +300,7 @@ struct sim {
     double rate, last_rate_t;
     size_t arrivals_at_last_tick;
     int started_this_tick;
-    double service_ewma;  /* mean slot-holding time of finished requests */
+    double service_ewma; /* mean slot-holding time of finished requests */
     double last_event_t;
     size_t cap_ticks;
 };
@@ -360,8 +360,8 @@ static int start_step(struct sim *s, int id, double now)
             int decoding = q->prefilled == prompt;
             if (pass == 0 && !decoding) continue;
             if (pass == 1 && decoding) continue;
-            int take = pass == 0 ? 1 : (prompt - q->prefilled < budget ? prompt - q->prefilled
-                                                                       : budget);
+            int take =
+                pass == 0 ? 1 : (prompt - q->prefilled < budget ? prompt - q->prefilled : budget);
             w->items[w->n_items++] = (struct item){ri, take, pass == 0};
             budget -= take;
             rows += take;
@@ -377,8 +377,8 @@ static int start_step(struct sim *s, int id, double now)
     w->in_step = 1;
     double dt = syn_sim_step_time(m, rows) + m->step_overhead_s;
     if (s->p->cpu_cores > 0) {
-        double load = (double)busy_workers(s) * (m->threads > 0 ? m->threads : 1) /
-                      (double)s->p->cpu_cores;
+        double load =
+            (double)busy_workers(s) * (m->threads > 0 ? m->threads : 1) / (double)s->p->cpu_cores;
         if (load > 1) dt *= load;
     }
     return heap_push(&s->h, now + dt, EV_STEP_END, id, 0);
@@ -443,8 +443,8 @@ static int on_step_end(struct sim *s, int id, double now)
     return start_step(s, id, now);
 }
 
-static int record_tick(struct sim *s, double now, int alive, int starting, int running,
-                       int waiting, int arrivals, int started)
+static int record_tick(struct sim *s, double now, int alive, int starting, int running, int waiting,
+                       int arrivals, int started)
 {
     struct syn_sim_result *r = s->r;
     if (r->n_ticks == s->cap_ticks) {
@@ -473,8 +473,7 @@ static double service_prior(const struct sim *s)
     P /= (double)n;
     O /= (double)n;
     const struct syn_sim_model *m = &s->p->model;
-    return syn_sim_step_time(m, (int)P) +
-           O * (syn_sim_step_time(m, s->slots) + m->step_overhead_s);
+    return syn_sim_step_time(m, (int)P) + O * (syn_sim_step_time(m, s->slots) + m->step_overhead_s);
 }
 
 static int on_tick(struct sim *s, double now)
@@ -625,7 +624,9 @@ int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, cha
             bad |= heap_push(&s.h, now + p->heartbeat_s, EV_HEARTBEAT, e.a, 0);
             break;
         }
-        case EV_STEP_END: bad |= on_step_end(&s, e.a, now); break;
+        case EV_STEP_END:
+            bad |= on_step_end(&s, e.a, now);
+            break;
         case EV_IDLE_EXIT: {
             struct worker *w = &s.w[e.a];
             if (w->state == W_READY && !w->in_step && w->n_seqs == 0 && w->idle_gen == e.gen)
@@ -677,8 +678,7 @@ int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, cha
         tt[k] = r->ttft[i];
         ee[k++] = r->e2e[i];
         if (r->tpot[i] >= 0) tp[kt++] = r->tpot[i];
-        if (r->ttft[i] <= p->slo_ttft_s && (r->tpot[i] < 0 || r->tpot[i] <= p->slo_tpot_s))
-            good++;
+        if (r->ttft[i] <= p->slo_ttft_s && (r->tpot[i] < 0 || r->tpot[i] <= p->slo_tpot_s)) good++;
     }
     syn_stats_sort(tt, k);
     syn_stats_sort(tp, kt);

@@ -44,10 +44,10 @@ struct syn_sim_model {
     double rows[SYN_SIM_MAX_POINTS]; /* rows in a step, ascending */
     double secs[SYN_SIM_MAX_POINTS]; /* its time, seconds */
     double step_overhead_s;          /* added to every step (sampling, events, scheduling) */
-    double hop_s;                    /* gateway -> Redis -> worker -> gateway, per first/last token */
-    double cold_start_s;             /* start to ready */
-    int max_batched_tokens;          /* rows per step at most (the worker's default 256) */
-    int threads;                     /* engine threads per worker (for cpu_cores sharing) */
+    double hop_s;           /* gateway -> Redis -> worker -> gateway, per first/last token */
+    double cold_start_s;    /* start to ready */
+    int max_batched_tokens; /* rows per step at most (the worker's default 256) */
+    int threads;            /* engine threads per worker (for cpu_cores sharing) */
 };
 
 /* A model for the stories15m shape in F16 on 2 cores, for when no measurement is given (tests).
@@ -67,10 +67,10 @@ int syn_sim_model_add_json(const char *json, struct syn_sim_model *m, char *err,
 double syn_sim_step_time(const struct syn_sim_model *m, int rows);
 
 struct syn_sim_policy {
-    char name[64];                  /* the spec it came from, for reports */
-    struct syn_scale_policy scale;  /* what syn_autoscale_decide gets */
-    int predictive;                 /* 1: give the policy the mean service time, so that it
-                                       also scales on the arrival rate (Little's law) */
+    char name[64];                 /* the spec it came from, for reports */
+    struct syn_scale_policy scale; /* what syn_autoscale_decide gets */
+    int predictive;                /* 1: give the policy the mean service time, so that it
+                                      also scales on the arrival rate (Little's law) */
 };
 
 /* Parses a policy spec on top of base (max_workers, slots_per_worker, target_util, cold start):
@@ -83,15 +83,15 @@ int syn_sim_policy_parse(const char *spec, const struct syn_scale_policy *base,
                          struct syn_sim_policy *out, char *err, size_t errlen);
 
 struct syn_sim_params {
-    const struct syn_trace *trace;  /* (required) */
+    const struct syn_trace *trace; /* (required) */
     struct syn_sim_model model;
     struct syn_sim_policy policy;
-    double tick_s;                  /* the pool's tick (default 0.2) */
-    double heartbeat_s;             /* workers' heartbeat (default 1.0) */
-    double price_per_hour;          /* $ per worker-hour */
-    double slo_ttft_s, slo_tpot_s;  /* objectives (default 0.2, 0.05) */
-    int cpu_cores;                  /* 0: each worker has its own machine; else they share these */
-    int timeline;                   /* record the pool at every tick */
+    double tick_s;                 /* the pool's tick (default 0.2) */
+    double heartbeat_s;            /* workers' heartbeat (default 1.0) */
+    double price_per_hour;         /* $ per worker-hour */
+    double slo_ttft_s, slo_tpot_s; /* objectives (default 0.2, 0.05) */
+    int cpu_cores;                 /* 0: each worker has its own machine; else they share these */
+    int timeline;                  /* record the pool at every tick */
 };
 
 struct syn_sim_params syn_sim_default_params(void);
@@ -99,27 +99,27 @@ struct syn_sim_params syn_sim_default_params(void);
 /* One tick of the timeline. */
 struct syn_sim_tick {
     double t;
-    int alive, starting;     /* ready workers, workers starting */
-    int running, waiting;    /* sequences running, jobs queued */
-    int arrivals;            /* arrivals since the previous tick */
-    int started;             /* workers the policy started at this tick */
+    int alive, starting;  /* ready workers, workers starting */
+    int running, waiting; /* sequences running, jobs queued */
+    int arrivals;         /* arrivals since the previous tick */
+    int started;          /* workers the policy started at this tick */
 };
 
 struct syn_sim_result {
     size_t n, completed;
-    double end_s;                 /* last arrival or completion, whichever is later */
-    double worker_seconds;        /* start to reaping of every worker (warm ones to end_s) */
-    double cost;                  /* worker_seconds x price / 3600 */
+    double end_s;          /* last arrival or completion, whichever is later */
+    double worker_seconds; /* start to reaping of every worker (warm ones to end_s) */
+    double cost;           /* worker_seconds x price / 3600 */
     uint64_t prompt_tokens, output_tokens;
-    double cost_per_mtok;         /* $ per million tokens (prompt + output) */
-    double cost_per_mtok_out;     /* $ per million output tokens */
-    double attainment;            /* share of requests meeting both objectives */
+    double cost_per_mtok;     /* $ per million tokens (prompt + output) */
+    double cost_per_mtok_out; /* $ per million output tokens */
+    double attainment;        /* share of requests meeting both objectives */
     double ttft_p50, ttft_p90, ttft_p99, ttft_max, tpot_p50, tpot_p99, e2e_p99; /* seconds */
-    int workers_started;          /* cold starts, the initial min_warm not counted */
-    size_t waited_cold;           /* requests that arrived when no worker was ready */
+    int workers_started; /* cold starts, the initial min_warm not counted */
+    size_t waited_cold;  /* requests that arrived when no worker was ready */
     int peak_workers;
-    double *ttft, *tpot, *e2e;    /* (n) per request; -1 where undefined; owned */
-    struct syn_sim_tick *ticks;   /* (n_ticks) when asked; owned */
+    double *ttft, *tpot, *e2e;  /* (n) per request; -1 where undefined; owned */
+    struct syn_sim_tick *ticks; /* (n_ticks) when asked; owned */
     size_t n_ticks;
 };
 

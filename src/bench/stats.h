@@ -19,7 +19,7 @@ double syn_stats_mean(const double *v, size_t n);
 
 /* A growable array of doubles (latency samples). */
 struct syn_samples {
-    double *v;   /* (cap) from realloc, freed by syn_samples_release */
+    double *v; /* (cap) from realloc, freed by syn_samples_release */
     size_t n, cap;
 };
 

@@ -157,9 +157,12 @@ int syn_trace_parse(const char *buf, size_t len, const char *name, struct syn_tr
             /* the header */
             n_cols = nf;
             for (int i = 0; i < nf; i++) {
-                if (name_is(fs[i], fl[i], time_names)) col_time = i;
-                else if (name_is(fs[i], fl[i], prompt_names)) col_prompt = i;
-                else if (name_is(fs[i], fl[i], output_names)) col_output = i;
+                if (name_is(fs[i], fl[i], time_names))
+                    col_time = i;
+                else if (name_is(fs[i], fl[i], prompt_names))
+                    col_prompt = i;
+                else if (name_is(fs[i], fl[i], output_names))
+                    col_output = i;
             }
             if (col_time < 0 || col_prompt < 0 || col_output < 0) {
                 rc = syn_seterr(err, errlen, SYN_EFORMAT,
@@ -172,8 +175,8 @@ int syn_trace_parse(const char *buf, size_t len, const char *name, struct syn_tr
         }
         if (nf != n_cols) {
             rc = syn_seterr(err, errlen, SYN_EFORMAT,
-                            "trace: %s line %ld: expected %d fields, found %d", name, line,
-                            n_cols, nf);
+                            "trace: %s line %ld: expected %d fields, found %d", name, line, n_cols,
+                            nf);
             goto out;
         }
         double ts;
@@ -182,8 +185,7 @@ int syn_trace_parse(const char *buf, size_t len, const char *name, struct syn_tr
             rc = syn_seterr(err, errlen, SYN_EFORMAT,
                             "trace: %s line %ld: expected a time like 2023-11-16 18:17:03.97 "
                             "or seconds, found '%.*s'",
-                            name, line, (int)(fl[col_time] < 64 ? fl[col_time] : 64),
-                            fs[col_time]);
+                            name, line, (int)(fl[col_time] < 64 ? fl[col_time] : 64), fs[col_time]);
             goto out;
         }
         if (parse_count(fs[col_prompt], fl[col_prompt], &pr) ||
@@ -216,8 +218,10 @@ int syn_trace_parse(const char *buf, size_t len, const char *name, struct syn_tr
     qsort(t->reqs, t->n, sizeof *t->reqs, cmp_req);
     rebase(t);
 out:
-    if (rc) syn_trace_free(t);
-    else *out = t;
+    if (rc)
+        syn_trace_free(t);
+    else
+        *out = t;
     return rc;
 }
 
@@ -225,8 +229,8 @@ int syn_trace_load(const char *path, struct syn_trace **out, char *err, size_t e
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return syn_seterr(err, errlen, SYN_EIO, "trace: cannot open %s: %s", path,
-                              strerror(errno));
+    if (!f)
+        return syn_seterr(err, errlen, SYN_EIO, "trace: cannot open %s: %s", path, strerror(errno));
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int rc = SYN_OK;

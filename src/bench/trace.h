@@ -23,7 +23,7 @@ struct syn_trace_req {
 struct syn_trace {
     struct syn_trace_req *reqs; /* (n) in arrival order; from malloc, freed by syn_trace_free */
     size_t n;
-    double span_s;              /* time of the last arrival (reqs[n-1].t), 0 when n < 2 */
+    double span_s; /* time of the last arrival (reqs[n-1].t), 0 when n < 2 */
 };
 
 /* Reads a CSV trace. The header names the columns (case-insensitive): a time column

@@ -18,52 +18,53 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: synapse bench load --url URL [--model NAME]\n"
-            "                          [--rate R | --trace FILE [--time-scale X] [--token-scale Y]]\n"
-            "                          [--duration S] [--prompt-tokens N --output-tokens N]\n"
-            "                          [--slo-ttft-ms A --slo-tpot-ms B] [--api-key K] [--json FILE]\n"
-            "       synapse bench load --fake-server PORT [--fake-tokens N] [...]\n\n"
-            "Open-loop load: requests go out at their scheduled times (Poisson arrivals at --rate,\n"
-            "or a trace's timestamps and token counts) whether or not earlier ones have finished,\n"
-            "as streaming POST /v1/completions. Reports TTFT, TPOT ((e2e - TTFT) / (tokens - 1)),\n"
-            "inter-token and end-to-end latency (p50/p90/p99, measured from the scheduled time),\n"
-            "throughput, errors by kind, and goodput: requests/s meeting both objectives. Progress\n"
-            "goes to stderr every second.\n\n"
-            "Options:\n"
-            "      --url URL           server base URL, http://host:port (required)\n"
-            "      --model NAME        model field (default: the first of GET /v1/models)\n"
-            "      --api-key K         send 'Authorization: Bearer K'\n"
-            "      --rate R            Poisson arrivals, requests/s (default 10 without --trace)\n"
-            "      --duration S        seconds of arrivals (default 10 with --rate; with --trace,\n"
-            "                          cut the scaled trace after S seconds)\n"
-            "      --prompt-tokens N   prompt length with --rate, in words ~ tokens (default 64)\n"
-            "      --output-tokens N   max_tokens with --rate (default 64)\n"
-            "      --trace FILE        replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens,\n"
-            "                          e.g. the Azure LLM inference traces)\n"
-            "      --time-scale X      multiply the trace's time offsets by X (0.5 = twice as fast)\n"
-            "      --token-scale Y     multiply its prompt and output lengths by Y (rounded, >= 1)\n"
-            "      --trace-start S     skip the trace's first S seconds (before scaling)\n"
-            "      --max-context N     shorten prompts (then outputs) so that both fit in N tokens\n"
-            "      --slo-ttft-ms A     time-to-first-token objective (default 200)\n"
-            "      --slo-tpot-ms B     time-per-output-token objective (default 50)\n"
-            "      --timeout S         per-request timeout in seconds (default 300)\n"
-            "      --max-conns N       connections open at once (default 8192)\n"
-            "      --seed S            varies the prompts and the arrivals (default 1)\n"
-            "      --json FILE         write the summary as JSON ('-' = stdout)\n"
-            "      --requests          with --json: add one row per request\n"
-            "      --csv FILE          write one CSV row per request\n"
-            "  -q, --quiet             no progress lines\n\n"
-            "The fake server (answers every POST with a short SSE stream; for measuring the\n"
-            "generator itself and for tests; runs until SIGINT or SIGTERM):\n"
-            "      --fake-server PORT  listen on 127.0.0.1:PORT\n"
-            "      --fake-tokens N     chunks per answer (default 4)\n"
-            "      --fake-first-ms N   delay before the first chunk\n"
-            "      --fake-token-ms N   delay between chunks\n"
-            "      --fake-every-429 N, --fake-every-500 N, --fake-every-close N, --fake-every-cut N\n"
-            "                          every Nth request gets a 429, a 500, a close without an\n"
-            "                          answer, or a close after the first chunk\n"
-            "  -h, --help              show this help\n");
+    fprintf(
+        f,
+        "Usage: synapse bench load --url URL [--model NAME]\n"
+        "                          [--rate R | --trace FILE [--time-scale X] [--token-scale Y]]\n"
+        "                          [--duration S] [--prompt-tokens N --output-tokens N]\n"
+        "                          [--slo-ttft-ms A --slo-tpot-ms B] [--api-key K] [--json FILE]\n"
+        "       synapse bench load --fake-server PORT [--fake-tokens N] [...]\n\n"
+        "Open-loop load: requests go out at their scheduled times (Poisson arrivals at --rate,\n"
+        "or a trace's timestamps and token counts) whether or not earlier ones have finished,\n"
+        "as streaming POST /v1/completions. Reports TTFT, TPOT ((e2e - TTFT) / (tokens - 1)),\n"
+        "inter-token and end-to-end latency (p50/p90/p99, measured from the scheduled time),\n"
+        "throughput, errors by kind, and goodput: requests/s meeting both objectives. Progress\n"
+        "goes to stderr every second.\n\n"
+        "Options:\n"
+        "      --url URL           server base URL, http://host:port (required)\n"
+        "      --model NAME        model field (default: the first of GET /v1/models)\n"
+        "      --api-key K         send 'Authorization: Bearer K'\n"
+        "      --rate R            Poisson arrivals, requests/s (default 10 without --trace)\n"
+        "      --duration S        seconds of arrivals (default 10 with --rate; with --trace,\n"
+        "                          cut the scaled trace after S seconds)\n"
+        "      --prompt-tokens N   prompt length with --rate, in words ~ tokens (default 64)\n"
+        "      --output-tokens N   max_tokens with --rate (default 64)\n"
+        "      --trace FILE        replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens,\n"
+        "                          e.g. the Azure LLM inference traces)\n"
+        "      --time-scale X      multiply the trace's time offsets by X (0.5 = twice as fast)\n"
+        "      --token-scale Y     multiply its prompt and output lengths by Y (rounded, >= 1)\n"
+        "      --trace-start S     skip the trace's first S seconds (before scaling)\n"
+        "      --max-context N     shorten prompts (then outputs) so that both fit in N tokens\n"
+        "      --slo-ttft-ms A     time-to-first-token objective (default 200)\n"
+        "      --slo-tpot-ms B     time-per-output-token objective (default 50)\n"
+        "      --timeout S         per-request timeout in seconds (default 300)\n"
+        "      --max-conns N       connections open at once (default 8192)\n"
+        "      --seed S            varies the prompts and the arrivals (default 1)\n"
+        "      --json FILE         write the summary as JSON ('-' = stdout)\n"
+        "      --requests          with --json: add one row per request\n"
+        "      --csv FILE          write one CSV row per request\n"
+        "  -q, --quiet             no progress lines\n\n"
+        "The fake server (answers every POST with a short SSE stream; for measuring the\n"
+        "generator itself and for tests; runs until SIGINT or SIGTERM):\n"
+        "      --fake-server PORT  listen on 127.0.0.1:PORT\n"
+        "      --fake-tokens N     chunks per answer (default 4)\n"
+        "      --fake-first-ms N   delay before the first chunk\n"
+        "      --fake-token-ms N   delay between chunks\n"
+        "      --fake-every-429 N, --fake-every-500 N, --fake-every-close N, --fake-every-cut N\n"
+        "                          every Nth request gets a 429, a 500, a close without an\n"
+        "                          answer, or a close after the first chunk\n"
+        "  -h, --help              show this help\n");
 }
 
 static int run_fake(const struct syn_fake_params *fp)
@@ -110,9 +111,34 @@ static FILE *open_out(const char *path)
 int cmd_bench_load(int argc, char **argv)
 {
     enum {
-        O_URL = 256, O_MODEL, O_KEY, O_RATE, O_DURATION, O_PROMPT, O_OUTPUT, O_TRACE, O_TSCALE,
-        O_KSCALE, O_TSTART, O_MAXCTX, O_TTFT, O_TPOT, O_TIMEOUT, O_CONNS, O_SEED, O_JSON,
-        O_REQUESTS, O_CSV, O_FAKE, O_FTOK, O_FFIRST, O_FTOKMS, O_F429, O_F500, O_FCLOSE, O_FCUT,
+        O_URL = 256,
+        O_MODEL,
+        O_KEY,
+        O_RATE,
+        O_DURATION,
+        O_PROMPT,
+        O_OUTPUT,
+        O_TRACE,
+        O_TSCALE,
+        O_KSCALE,
+        O_TSTART,
+        O_MAXCTX,
+        O_TTFT,
+        O_TPOT,
+        O_TIMEOUT,
+        O_CONNS,
+        O_SEED,
+        O_JSON,
+        O_REQUESTS,
+        O_CSV,
+        O_FAKE,
+        O_FTOK,
+        O_FFIRST,
+        O_FTOKMS,
+        O_F429,
+        O_F500,
+        O_FCLOSE,
+        O_FCUT,
     };
     static const struct option opts[] = {
         {"url", required_argument, 0, O_URL},
@@ -156,9 +182,15 @@ int cmd_bench_load(int argc, char **argv)
     int with_requests = 0, quiet = 0, c;
     while ((c = cli_getopt(cmd, argc, argv, "qh", opts)) != -1) {
         switch (c) {
-        case O_URL: p.url = optarg; break;
-        case O_MODEL: p.model = optarg; break;
-        case O_KEY: p.api_key = optarg; break;
+        case O_URL:
+            p.url = optarg;
+            break;
+        case O_MODEL:
+            p.model = optarg;
+            break;
+        case O_KEY:
+            p.api_key = optarg;
+            break;
         case O_RATE:
             if (cli_parse_double(cmd, "--rate", optarg, 1e-6, 1e6, &rate)) return 2;
             break;
@@ -171,7 +203,9 @@ int cmd_bench_load(int argc, char **argv)
         case O_OUTPUT:
             if (cli_parse_long(cmd, "--output-tokens", optarg, 1, 1 << 20, &output)) return 2;
             break;
-        case O_TRACE: trace_path = optarg; break;
+        case O_TRACE:
+            trace_path = optarg;
+            break;
         case O_TSCALE:
             if (cli_parse_double(cmd, "--time-scale", optarg, 1e-6, 1e6, &sc.time_scale)) return 2;
             break;
@@ -205,10 +239,18 @@ int cmd_bench_load(int argc, char **argv)
             if (cli_parse_long(cmd, "--seed", optarg, 0, 0x7fffffffL, &v)) return 2;
             p.seed = (uint64_t)v;
             break;
-        case O_JSON: json_path = optarg; break;
-        case O_REQUESTS: with_requests = 1; break;
-        case O_CSV: csv_path = optarg; break;
-        case 'q': quiet = 1; break;
+        case O_JSON:
+            json_path = optarg;
+            break;
+        case O_REQUESTS:
+            with_requests = 1;
+            break;
+        case O_CSV:
+            csv_path = optarg;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
         case O_FAKE:
             if (cli_parse_long(cmd, "--fake-server", optarg, 0, 65535, &fake_port)) return 2;
             break;
@@ -229,13 +271,20 @@ int cmd_bench_load(int argc, char **argv)
         case O_FCLOSE:
         case O_FCUT:
             if (cli_parse_long(cmd, "--fake-every-*", optarg, 0, 1 << 30, &v)) return 2;
-            if (c == O_F429) fp.every_429 = (int)v;
-            else if (c == O_F500) fp.every_500 = (int)v;
-            else if (c == O_FCLOSE) fp.every_close = (int)v;
-            else fp.every_cut = (int)v;
+            if (c == O_F429)
+                fp.every_429 = (int)v;
+            else if (c == O_F500)
+                fp.every_500 = (int)v;
+            else if (c == O_FCLOSE)
+                fp.every_close = (int)v;
+            else
+                fp.every_cut = (int)v;
             break;
-        case 'h': usage(stdout); return 0;
-        default: return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
@@ -245,7 +294,8 @@ int cmd_bench_load(int argc, char **argv)
         return run_fake(&fp);
     }
     if (!p.url) return cli_usage_error(cmd, "--url is required");
-    if (trace_path && rate > 0) return cli_usage_error(cmd, "--rate and --trace exclude each other");
+    if (trace_path && rate > 0)
+        return cli_usage_error(cmd, "--rate and --trace exclude each other");
 
     struct syn_trace *t = NULL;
     char err[512];

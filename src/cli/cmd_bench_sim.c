@@ -16,52 +16,53 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: synapse bench sim (--trace FILE | --rate R --duration S) --policy SPEC\n"
-            "                         [--policy SPEC ...] [--price-per-hour P] [--slo-ttft-ms A]\n"
-            "                         [--time-scale X] [--token-scale Y] [--model-json FILE]\n"
-            "                         [--json FILE]\n\n"
-            "Discrete-event simulation of one model's worker pool over a trace: the gateway's own\n"
-            "autoscaling policy (syn_autoscale_decide) every 200 ms tick, workers that take\n"
-            "cold-start seconds to be ready and exit after their idle timeout, and continuous\n"
-            "batching in each worker with step times fitted from `synapse bench engine --json`.\n"
-            "Reports, per policy: workers started, worker-seconds, cost, $ per million tokens, SLO\n"
-            "attainment, TTFT p50/p99 and TPOT p99.\n\n"
-            "Policies (SPEC):\n"
-            "  always-on:N        N workers up all the time (min_warm = max_workers = N)\n"
-            "  scale-to-zero:T    no worker without work; extra workers exit after T idle seconds\n"
-            "  min-warm:K:T       K workers always up, the others exit after T idle seconds\n"
-            "  predictive:K:T     min-warm:K:T, and the policy also scales on arrival rate x mean\n"
-            "                     service time (Little's law), before a backlog builds\n\n"
-            "Options:\n"
-            "      --trace FILE          CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens)\n"
-            "      --time-scale X        multiply the trace's time offsets by X\n"
-            "      --token-scale Y       multiply its lengths by Y\n"
-            "      --trace-start S       skip the trace's first S seconds (before scaling)\n"
-            "      --duration S          keep the first S seconds (after scaling)\n"
-            "      --max-context N       shorten prompts (then outputs) to fit N tokens\n"
-            "      --rate R              Poisson arrivals instead of a trace (with --duration,\n"
-            "                            --prompt-tokens, --output-tokens; default 64 each)\n"
-            "      --max-workers W       workers at most (default 4)\n"
-            "      --max-seqs Q          slots per worker (default 16)\n"
-            "      --target-util U       the policy's target slot use (default 0.8)\n"
-            "      --model-json FILE     `synapse bench engine --json` output (default: round\n"
-            "                            figures for stories15m F16 on 2 cores); repeat it to\n"
-            "                            add points (e.g. runs with other --prompt lengths)\n"
-            "      --cold-start S        start-to-ready seconds (default: the model's first_token_s)\n"
-            "      --hop-ms MS           gateway/Redis round trip per first and last token\n"
-            "      --step-overhead-ms MS time added to every engine step\n"
-            "      --max-batched-tokens N  rows per step (default 256)\n"
-            "      --cpu-cores C         workers share C cores (default 0: a machine each)\n"
-            "      --worker-threads T    engine threads per worker, with --cpu-cores\n"
-            "      --price-per-hour P    $ per worker-hour (default 1)\n"
-            "      --slo-ttft-ms A       (default 200)    --slo-tpot-ms B  (default 50)\n"
-            "      --tick-ms N           policy tick (default 200)  --heartbeat-ms N (default 1000)\n"
-            "      --json FILE           results as JSON ('-' = stdout)\n"
-            "      --timeline FILE       CSV of the pool at every tick (policy,t,alive,starting,\n"
-            "                            running,waiting,arrivals,started)\n"
-            "      --requests-csv FILE   CSV per request (policy,t,ttft,tpot,e2e)\n"
-            "  -h, --help                show this help\n");
+    fprintf(
+        f,
+        "Usage: synapse bench sim (--trace FILE | --rate R --duration S) --policy SPEC\n"
+        "                         [--policy SPEC ...] [--price-per-hour P] [--slo-ttft-ms A]\n"
+        "                         [--time-scale X] [--token-scale Y] [--model-json FILE]\n"
+        "                         [--json FILE]\n\n"
+        "Discrete-event simulation of one model's worker pool over a trace: the gateway's own\n"
+        "autoscaling policy (syn_autoscale_decide) every 200 ms tick, workers that take\n"
+        "cold-start seconds to be ready and exit after their idle timeout, and continuous\n"
+        "batching in each worker with step times fitted from `synapse bench engine --json`.\n"
+        "Reports, per policy: workers started, worker-seconds, cost, $ per million tokens, SLO\n"
+        "attainment, TTFT p50/p99 and TPOT p99.\n\n"
+        "Policies (SPEC):\n"
+        "  always-on:N        N workers up all the time (min_warm = max_workers = N)\n"
+        "  scale-to-zero:T    no worker without work; extra workers exit after T idle seconds\n"
+        "  min-warm:K:T       K workers always up, the others exit after T idle seconds\n"
+        "  predictive:K:T     min-warm:K:T, and the policy also scales on arrival rate x mean\n"
+        "                     service time (Little's law), before a backlog builds\n\n"
+        "Options:\n"
+        "      --trace FILE          CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens)\n"
+        "      --time-scale X        multiply the trace's time offsets by X\n"
+        "      --token-scale Y       multiply its lengths by Y\n"
+        "      --trace-start S       skip the trace's first S seconds (before scaling)\n"
+        "      --duration S          keep the first S seconds (after scaling)\n"
+        "      --max-context N       shorten prompts (then outputs) to fit N tokens\n"
+        "      --rate R              Poisson arrivals instead of a trace (with --duration,\n"
+        "                            --prompt-tokens, --output-tokens; default 64 each)\n"
+        "      --max-workers W       workers at most (default 4)\n"
+        "      --max-seqs Q          slots per worker (default 16)\n"
+        "      --target-util U       the policy's target slot use (default 0.8)\n"
+        "      --model-json FILE     `synapse bench engine --json` output (default: round\n"
+        "                            figures for stories15m F16 on 2 cores); repeat it to\n"
+        "                            add points (e.g. runs with other --prompt lengths)\n"
+        "      --cold-start S        start-to-ready seconds (default: the model's first_token_s)\n"
+        "      --hop-ms MS           gateway/Redis round trip per first and last token\n"
+        "      --step-overhead-ms MS time added to every engine step\n"
+        "      --max-batched-tokens N  rows per step (default 256)\n"
+        "      --cpu-cores C         workers share C cores (default 0: a machine each)\n"
+        "      --worker-threads T    engine threads per worker, with --cpu-cores\n"
+        "      --price-per-hour P    $ per worker-hour (default 1)\n"
+        "      --slo-ttft-ms A       (default 200)    --slo-tpot-ms B  (default 50)\n"
+        "      --tick-ms N           policy tick (default 200)  --heartbeat-ms N (default 1000)\n"
+        "      --json FILE           results as JSON ('-' = stdout)\n"
+        "      --timeline FILE       CSV of the pool at every tick (policy,t,alive,starting,\n"
+        "                            running,waiting,arrivals,started)\n"
+        "      --requests-csv FILE   CSV per request (policy,t,ttft,tpot,e2e)\n"
+        "  -h, --help                show this help\n");
 }
 
 static char *read_all(const char *path)
@@ -93,9 +94,34 @@ static char *read_all(const char *path)
 int cmd_bench_sim(int argc, char **argv)
 {
     enum {
-        O_TRACE = 256, O_TSCALE, O_KSCALE, O_TSTART, O_DURATION, O_MAXCTX, O_RATE, O_PROMPT,
-        O_OUTPUT, O_POLICY, O_MAXW, O_SEQS, O_UTIL, O_MODEL, O_COLD, O_HOP, O_OVER, O_MBT,
-        O_CORES, O_WTHREADS, O_PRICE, O_TTFT, O_TPOT, O_TICK, O_HB, O_JSON, O_TIMELINE, O_REQS,
+        O_TRACE = 256,
+        O_TSCALE,
+        O_KSCALE,
+        O_TSTART,
+        O_DURATION,
+        O_MAXCTX,
+        O_RATE,
+        O_PROMPT,
+        O_OUTPUT,
+        O_POLICY,
+        O_MAXW,
+        O_SEQS,
+        O_UTIL,
+        O_MODEL,
+        O_COLD,
+        O_HOP,
+        O_OVER,
+        O_MBT,
+        O_CORES,
+        O_WTHREADS,
+        O_PRICE,
+        O_TTFT,
+        O_TPOT,
+        O_TICK,
+        O_HB,
+        O_JSON,
+        O_TIMELINE,
+        O_REQS,
     };
     static const struct option opts[] = {
         {"trace", required_argument, 0, O_TRACE},
@@ -140,7 +166,9 @@ int cmd_bench_sim(int argc, char **argv)
     p.price_per_hour = 1.0;
     while ((c = cli_getopt(cmd, argc, argv, "h", opts)) != -1) {
         switch (c) {
-        case O_TRACE: trace_path = optarg; break;
+        case O_TRACE:
+            trace_path = optarg;
+            break;
         case O_TSCALE:
             if (cli_parse_double(cmd, "--time-scale", optarg, 1e-6, 1e6, &sc.time_scale)) return 2;
             break;
@@ -227,16 +255,26 @@ int cmd_bench_sim(int argc, char **argv)
             if (cli_parse_double(cmd, "--heartbeat-ms", optarg, 1, 1e6, &d)) return 2;
             p.heartbeat_s = d / 1e3;
             break;
-        case O_JSON: json_path = optarg; break;
-        case O_TIMELINE: timeline_path = optarg; break;
-        case O_REQS: reqs_path = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: return 2;
+        case O_JSON:
+            json_path = optarg;
+            break;
+        case O_TIMELINE:
+            timeline_path = optarg;
+            break;
+        case O_REQS:
+            reqs_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!trace_path && rate <= 0) return cli_usage_error(cmd, "--trace or --rate is required");
-    if (trace_path && rate > 0) return cli_usage_error(cmd, "--rate and --trace exclude each other");
+    if (trace_path && rate > 0)
+        return cli_usage_error(cmd, "--rate and --trace exclude each other");
     if (n_specs == 0) return cli_usage_error(cmd, "at least one --policy is required");
 
     char err[512];
@@ -331,13 +369,12 @@ int cmd_bench_sim(int argc, char **argv)
                     "\"ttft_max_ms\":%.3f,\"tpot_p50_ms\":%.3f,\"tpot_p99_ms\":%.3f,"
                     "\"e2e_p99_ms\":%.3f,\"waited_cold\":%zu}",
                     i ? "," : "", p.policy.name, p.policy.scale.min_warm,
-                    p.policy.scale.max_workers, p.policy.scale.idle_timeout_s,
-                    p.policy.predictive, r->workers_started, r->peak_workers, r->worker_seconds,
-                    r->end_s, r->cost, r->cost_per_mtok, r->cost_per_mtok_out,
-                    (unsigned long long)r->prompt_tokens, (unsigned long long)r->output_tokens,
-                    r->attainment, 1e3 * r->ttft_p50, 1e3 * r->ttft_p90, 1e3 * r->ttft_p99,
-                    1e3 * r->ttft_max, 1e3 * r->tpot_p50, 1e3 * r->tpot_p99, 1e3 * r->e2e_p99,
-                    r->waited_cold);
+                    p.policy.scale.max_workers, p.policy.scale.idle_timeout_s, p.policy.predictive,
+                    r->workers_started, r->peak_workers, r->worker_seconds, r->end_s, r->cost,
+                    r->cost_per_mtok, r->cost_per_mtok_out, (unsigned long long)r->prompt_tokens,
+                    (unsigned long long)r->output_tokens, r->attainment, 1e3 * r->ttft_p50,
+                    1e3 * r->ttft_p90, 1e3 * r->ttft_p99, 1e3 * r->ttft_max, 1e3 * r->tpot_p50,
+                    1e3 * r->tpot_p99, 1e3 * r->e2e_p99, r->waited_cold);
         for (size_t k = 0; ft && k < r->n_ticks; k++) {
             const struct syn_sim_tick *tk = &r->ticks[k];
             fprintf(ft, "%s,%.3f,%d,%d,%d,%d,%d,%d\n", p.policy.name, tk->t, tk->alive,

@@ -107,16 +107,22 @@ TEST(load_counts_errors_by_kind)
     /* the fake's precedence: 500, then 429, then a cut stream */
     size_t e500 = 0, e429 = 0, cut = 0;
     for (int k = 1; k <= 210; k++) {
-        if (k % 7 == 0) e500++;
-        else if (k % 5 == 0) e429++;
-        else if (k % 3 == 0) cut++;
+        if (k % 7 == 0)
+            e500++;
+        else if (k % 5 == 0)
+            e429++;
+        else if (k % 3 == 0)
+            cut++;
     }
     CHECK_EQ_INT(r->outcomes[SYN_LOAD_HTTP], e500 + e429);
     CHECK_EQ_INT(r->n_http, 2);
     for (int j = 0; j < r->n_http; j++) {
-        if (r->http_status[j] == 500) CHECK_EQ_INT(r->http_count[j], e500);
-        else if (r->http_status[j] == 429) CHECK_EQ_INT(r->http_count[j], e429);
-        else FAIL("unexpected status %d", r->http_status[j]);
+        if (r->http_status[j] == 500)
+            CHECK_EQ_INT(r->http_count[j], e500);
+        else if (r->http_status[j] == 429)
+            CHECK_EQ_INT(r->http_count[j], e429);
+        else
+            FAIL("unexpected status %d", r->http_status[j]);
     }
     CHECK_EQ_INT(r->outcomes[SYN_LOAD_CLOSED], cut);
     CHECK_EQ_INT(r->ok, 210 - e500 - e429 - cut);
@@ -219,14 +225,15 @@ TEST(bench_load_and_sim_commands)
     const char *dir = syn_test_tmpdir();
     char *out = NULL;
     /* the fake server as its own process, and the generator's JSON summary */
-    int rc = syn_test_sh(&out,
-                         "cd '%s' && ('%s' bench load --fake-server 0 2>fake.log & echo $! >fake.pid)"
-                         " && for i in $(seq 50); do grep -q listening fake.log && break; sleep 0.1;"
-                         " done && port=$(sed -n 's/.*127.0.0.1:\\([0-9]*\\).*/\\1/p' fake.log)"
-                         " && '%s' bench load --url http://127.0.0.1:$port --rate 200 --duration 1"
-                         " --json out.json --csv out.csv -q >/dev/null 2>&1; st=$?;"
-                         " kill $(cat fake.pid); echo $st",
-                         dir, bin, bin);
+    int rc =
+        syn_test_sh(&out,
+                    "cd '%s' && ('%s' bench load --fake-server 0 2>fake.log & echo $! >fake.pid)"
+                    " && for i in $(seq 50); do grep -q listening fake.log && break; sleep 0.1;"
+                    " done && port=$(sed -n 's/.*127.0.0.1:\\([0-9]*\\).*/\\1/p' fake.log)"
+                    " && '%s' bench load --url http://127.0.0.1:$port --rate 200 --duration 1"
+                    " --json out.json --csv out.csv -q >/dev/null 2>&1; st=$?;"
+                    " kill $(cat fake.pid); echo $st",
+                    dir, bin, bin);
     CHECK_EQ_INT(rc, 0);
     CHECK(out && atoi(out) == 0);
     free(out);

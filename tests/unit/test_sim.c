@@ -63,8 +63,7 @@ TEST(trace_rejects_bad_input_with_the_line)
     const char *bad_time = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
                            "2023-11-16 18:17:03,1,2\n"
                            "yesterday,1,2\n";
-    CHECK(syn_trace_parse(bad_time, strlen(bad_time), "b.csv", &t, err, sizeof err) ==
-          SYN_EFORMAT);
+    CHECK(syn_trace_parse(bad_time, strlen(bad_time), "b.csv", &t, err, sizeof err) == SYN_EFORMAT);
     CHECK(strstr(err, "b.csv line 3") != NULL);
     const char *bad_count = "TIMESTAMP,ContextTokens,GeneratedTokens\n1,-4,2\n";
     CHECK(syn_trace_parse(bad_count, strlen(bad_count), "c.csv", &t, err, sizeof err) ==
@@ -83,8 +82,8 @@ TEST(trace_scaling_time_tokens_context_start_and_duration)
                                 "101,3,1\n"
                                 "103,200,300\n"
                                 "110,50,50\n");
-    struct syn_trace_scaling s = {.start_s = 1, .time_scale = 2, .token_scale = 0.1,
-                                  .duration_s = 10, .max_context = 25};
+    struct syn_trace_scaling s = {
+        .start_s = 1, .time_scale = 2, .token_scale = 0.1, .duration_s = 10, .max_context = 25};
     syn_trace_scale(t, &s);
     /* the first arrival is cut by start_s, the last by the duration (18 s after scaling) */
     CHECK_EQ_INT(t->n, 2);
@@ -182,7 +181,7 @@ TEST(sim_policy_specs)
     CHECK_EQ_INT(p.predictive, 0);
     CHECK_EQ_INT(syn_sim_policy_parse("predictive:0:10", &base, &p, err, sizeof err), 0);
     CHECK_EQ_INT(p.predictive, 1);
-    const char *bad[] = {"always-on", "always-on:0", "always-on:1.5", "scale-to-zero:-1",
+    const char *bad[] = {"always-on",  "always-on:0", "always-on:1.5",    "scale-to-zero:-1",
                          "min-warm:1", "sometimes:2", "scale-to-zero:5x", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (syn_sim_policy_parse(bad[i], &base, &p, err, sizeof err) != SYN_EINVAL)
@@ -201,8 +200,7 @@ static struct syn_trace *trace_of(const double *times, size_t n, int prompt, int
     return t;
 }
 
-static struct syn_sim_result *simulate(const struct syn_trace *t, const char *spec,
-                                       int max_workers)
+static struct syn_sim_result *simulate(const struct syn_trace *t, const char *spec, int max_workers)
 {
     struct syn_sim_params p = syn_sim_default_params();
     p.trace = t;
@@ -261,8 +259,8 @@ TEST(sim_burst_after_idle_pays_a_cold_start)
     struct syn_sim_result *r = simulate(t, "scale-to-zero:10", 4);
     CHECK(r->ttft[0] >= cold); /* nobody was up for the first one */
     for (int i = 1; i < 9; i++)
-        if (r->ttft[i] < cold - 0.07) FAIL("request %d: TTFT %.3f s without a cold start", i,
-                                           r->ttft[i]);
+        if (r->ttft[i] < cold - 0.07)
+            FAIL("request %d: TTFT %.3f s without a cold start", i, r->ttft[i]);
     CHECK_EQ_INT(r->workers_started, 2); /* one for the first request, one for the burst */
     CHECK_EQ_INT(r->waited_cold, 9);
     /* paid: two workers, each from its start to its reaping after 10 idle seconds */
