@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every load and cost measurement in order, then the charts. Each step waits for a quiet
+# machine itself (lib.sh wait_quiet). SYN=/path/to/synapse pins the binary for the whole run.
+. "$(dirname "$0")/lib.sh"
+D=$(dirname "$0")
+"$D/engine.sh"
+"$D/coldstart.sh" 1
+"$D/coldstart.sh" 2
+"$D/generator.sh"
+"$D/batching.sh"
+"$D/validate.sh"
+"$D/traces.sh"
+"$D/charts.sh"

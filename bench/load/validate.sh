@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Does the simulator agree with the real pool? The same scaled trace is replayed against a real
+# `synapse up` (bench load --trace) and simulated (bench sim), and p99 TTFT and worker-seconds
+# are compared. The simulator's inputs are measured separately, never fitted to the runs it is
+# compared with: step times from `bench engine` (engine.sh), the cold-start penalty from
+# coldstart.sh, and the per-step overhead and request hop from a calibration run at 2 req/s.
+#   bench/load/validate.sh                   -> results/validation.json
+. "$(dirname "$0")/lib.sh"
+POLICIES=${POLICIES:-"scale-to-zero:10 min-warm:1:10"}
+TRACE=${TRACE:-$TRACES/AzureLLMInferenceTrace_code.csv}
+SCALE=${SCALE:-"--time-scale 0.25 --token-scale 0.1 --max-context 250 --duration 240"}
+MAXW=2
+ensure_model
+[ -f "$OUT/engine_t1_p64.json" ] || "$(dirname "$0")/engine.sh"
+[ -f "$OUT/coldstart_t1.json" ] || "$(dirname "$0")/coldstart.sh 1"
+
+# 1. calibration: one warm worker, 2 requests/s, 64-token prompts, 32 output tokens
+la=$(wait_quiet) || log "still busy (load $la): measuring anyway"
+log "calibration run, load average $la"
+start_up calib 18305 --min-warm 1 --max-workers 1 --worker-threads 1
+"$SYN" bench load --url http://127.0.0.1:18305 --model s15m --rate 2 --duration 30 \
+    --prompt-tokens 64 --output-tokens 32 -q --json "$OUT/validation_calibration.json" \
+    --requests >&2
+stop_up
+read -r HOP_MS OVER_MS COLD_S < <(python3 - "$OUT" <<'PY'
+import json, statistics as st, sys
+out = sys.argv[1]
+eng = json.load(open(f"{out}/engine_t1_p64.json"))
+cal = json.load(open(f"{out}/validation_calibration.json"))
+cols = cal["request_columns"]
+rows = [r for r in cal["requests"] if r[cols.index("outcome")] == "ok"]
+P = st.median(r[cols.index("prompt_tokens")] for r in rows)
+ttft = st.median(r[cols.index("ttft_s")] for r in rows)
+tpot = st.median(r[cols.index("tpot_s")] for r in rows)
+dec1 = 1.0 / next(d["tokens_per_s"] for d in eng["decode"] if d["batch"] == 1)
+prefill = P / eng["prefill_tokens_per_s"] * 1.0
+over = max(0.0, tpot - dec1)
+hop = max(0.0, ttft - prefill - over)
+cold = json.load(open(f"{out}/coldstart_t1.json"))["cold_penalty_s"]
+print(f"{hop * 1e3:.3f} {over * 1e3:.3f} {cold:.4f}")
+PY
+)
+log "calibrated: hop $HOP_MS ms, step overhead $OVER_MS ms, cold-start penalty $COLD_S s"
+
+# 2. each policy: the real pool, then the simulator
+for pol in $POLICIES; do
+    K=0
+    idle=${pol##*:}
+    case $pol in min-warm:*) K=$(echo "$pol" | cut -d: -f2) ;; esac
+    tag=$(echo "$pol" | tr ':' '_')
+    la=$(wait_quiet) || log "still busy (load $la): measuring anyway"
+    log "real run: $pol, load average $la"
+    start_up "val_$tag" 18306 --min-warm "$K" --max-workers $MAXW --idle-timeout "$idle" \
+        --max-seqs 16 --worker-threads 1 --max-queue 4096
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    "$SYN" bench load --url http://127.0.0.1:18306 --model s15m --trace "$TRACE" $SCALE -q \
+        --json "$OUT/validation_real_$tag.json" --requests >&2
+    sleep "$(awk -v i="$idle" 'BEGIN { print i + 3 }')" # the idle workers exit
+    stop_up
+    cp "$UP_LOG" "$OUT/validation_real_$tag.log"
+    # shellcheck disable=SC2086
+    "$SYN" bench sim --trace "$TRACE" $SCALE --policy "$pol" --max-workers $MAXW --max-seqs 16 \
+        --model-json "$OUT/engine_t1_p64.json" --model-json "$OUT/engine_t1_p256.json" \
+        --cold-start "$COLD_S" --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" \
+        --cpu-cores 2 --worker-threads 1 --json "$OUT/validation_sim_$tag.json" \
+        --timeline "$OUT/validation_sim_$tag.timeline.csv" >&2
+    python3 - "$OUT" "$tag" "$t0" "$la" "$pol" "$HOP_MS" "$OVER_MS" "$COLD_S" <<'PY'
+import datetime, json, re, sys
+out, tag, t0, la, pol, hop, over, cold = sys.argv[1:]
+t0 = float(t0)
+real = json.load(open(f"{out}/validation_real_{tag}.json"))
+sim = json.load(open(f"{out}/validation_sim_{tag}.json"))["policies"][0]
+end = t0 + real["wall_s"]
+ws = 0.0
+starts = 0
+for line in open(f"{out}/validation_real_{tag}.log"):
+    m = re.match(r"(\S+) INFO  pool: worker (\S+) \(pid \d+\) exited.* after ([0-9.]+) s", line)
+    if not m:
+        continue
+    t_exit = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+    life = float(m.group(3))
+    spawn = t_exit - life
+    if spawn >= t0:        # started by the trace: paid from start to exit
+        ws += life
+        starts += 1
+    else:                  # a warm worker from before the run: paid over the run only
+        ws += max(0.0, min(t_exit, end) - t0)
+res = {
+    "policy": pol, "load_average_before": float(la), "t0_unix": t0,
+    "calibration": {"hop_ms": float(hop), "step_overhead_ms": float(over), "cold_penalty_s": float(cold)},
+    "requests": real["requests"], "real_ok": real["ok"],
+    "real": {"ttft_p99_ms": real["ttft"]["p99_ms"], "ttft_p50_ms": real["ttft"]["p50_ms"],
+             "worker_seconds": ws, "workers_started": starts, "wall_s": real["wall_s"],
+             "slo_attainment": real["slo_attainment"]},
+    "sim": {"ttft_p99_ms": sim["ttft_p99_ms"], "ttft_p50_ms": sim["ttft_p50_ms"],
+            "worker_seconds": sim["worker_seconds"], "workers_started": sim["workers_started"],
+            "end_s": sim["end_s"], "slo_attainment": sim["slo_attainment"]},
+}
+res["error_ttft_p99"] = res["sim"]["ttft_p99_ms"] / res["real"]["ttft_p99_ms"] - 1
+res["error_worker_seconds"] = res["sim"]["worker_seconds"] / res["real"]["worker_seconds"] - 1
+json.dump(res, open(f"{out}/validation_{tag}.json", "w"), indent=1)
+print(f"{pol}: p99 TTFT real {res['real']['ttft_p99_ms']:.1f} ms sim {res['sim']['ttft_p99_ms']:.1f} ms "
+      f"({100 * res['error_ttft_p99']:+.1f}%); worker-s real {ws:.1f} sim {sim['worker_seconds']:.1f} "
+      f"({100 * res['error_worker_seconds']:+.1f}%); starts real {starts} sim {sim['workers_started']}")
+PY
+done
