@@ -189,8 +189,7 @@ static size_t hook_metrics(void *ud, char *buf, size_t cap)
     put(buf, cap, &n, "# HELP " NAME_ " " HELP_ "\n# TYPE " NAME_ " " TYPE_ "\n")
     HEAD("synapse_pool_workers", "gauge",
          "Workers of the pool by state: starting (started, not registered yet) or ready.");
-    put(buf, cap, &n, "synapse_pool_workers{model=\"%s\",state=\"starting\"} %d\n", m,
-        st.starting);
+    put(buf, cap, &n, "synapse_pool_workers{model=\"%s\",state=\"starting\"} %d\n", m, st.starting);
     put(buf, cap, &n, "synapse_pool_workers{model=\"%s\",state=\"ready\"} %d\n", m, st.ready);
     HEAD("synapse_pool_processes", "gauge", "Local worker processes alive (any state).");
     put(buf, cap, &n, "synapse_pool_processes{model=\"%s\"} %d\n", m, st.children);
@@ -204,29 +203,28 @@ static size_t hook_metrics(void *ud, char *buf, size_t cap)
         st.last_cold_start_s);
     HEAD("synapse_pool_worker_exits_total", "counter",
          "Local workers that exited: clean (exit 0) or crashed.");
-    put(buf, cap, &n, "synapse_pool_worker_exits_total{model=\"%s\",outcome=\"clean\"} %llu\n",
-        m, (unsigned long long)(st.exited_total - st.crashed_total));
-    put(buf, cap, &n,
-        "synapse_pool_worker_exits_total{model=\"%s\",outcome=\"crashed\"} %llu\n", m,
+    put(buf, cap, &n, "synapse_pool_worker_exits_total{model=\"%s\",outcome=\"clean\"} %llu\n", m,
+        (unsigned long long)(st.exited_total - st.crashed_total));
+    put(buf, cap, &n, "synapse_pool_worker_exits_total{model=\"%s\",outcome=\"crashed\"} %llu\n", m,
         (unsigned long long)st.crashed_total);
     HEAD("synapse_pool_scaling_decisions_total", "counter",
          "Workers started by the autoscaler, by the reason it gave.");
     for (int r = 0; r < (int)(sizeof st.decisions / sizeof st.decisions[0]); r++)
-        put(buf, cap, &n,
-            "synapse_pool_scaling_decisions_total{model=\"%s\",reason=\"%s\"} %llu\n", m,
-            syn_scale_reason_name(r), (unsigned long long)st.decisions[r]);
+        put(buf, cap, &n, "synapse_pool_scaling_decisions_total{model=\"%s\",reason=\"%s\"} %llu\n",
+            m, syn_scale_reason_name(r), (unsigned long long)st.decisions[r]);
     HEAD("synapse_pool_worker_seconds_total", "counter",
          "Seconds of worker time used (each live worker process counts one per second).");
-    put(buf, cap, &n, "synapse_pool_worker_seconds_total{backend=\"%s\",model=\"%s\"} %.6f\n",
-        b, m, st.worker_seconds);
+    put(buf, cap, &n, "synapse_pool_worker_seconds_total{backend=\"%s\",model=\"%s\"} %.6f\n", b, m,
+        st.worker_seconds);
     HEAD("synapse_pool_cost_dollars_total", "counter",
          "Estimated cost of the worker time: worker-seconds times the price per worker-hour.");
-    put(buf, cap, &n, "synapse_pool_cost_dollars_total{backend=\"%s\",model=\"%s\"} %.9f\n", b,
-        m, st.cost_dollars);
+    put(buf, cap, &n, "synapse_pool_cost_dollars_total{backend=\"%s\",model=\"%s\"} %.9f\n", b, m,
+        st.cost_dollars);
     HEAD("synapse_pool_worker_price_dollars_per_hour", "gauge",
          "The configured price of one worker-hour.");
-    put(buf, cap, &n, "synapse_pool_worker_price_dollars_per_hour{backend=\"%s\",model=\"%s\"} %g\n",
-        b, m, h->price);
+    put(buf, cap, &n,
+        "synapse_pool_worker_price_dollars_per_hour{backend=\"%s\",model=\"%s\"} %g\n", b, m,
+        h->price);
     HEAD("synapse_pool_redis_up", "gauge", "1 when the pool's last tick reached Redis.");
     put(buf, cap, &n, "synapse_pool_redis_up{model=\"%s\"} %d\n", m, st.redis_ok);
 #undef HEAD

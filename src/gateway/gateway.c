@@ -512,7 +512,8 @@ static void on_event(void *ud, const struct syn_event *ev)
          * (the first token of a request is its TTFT, not an inter-token gap) */
         int64_t now = mono_us();
         if (r->next_pos > 0)
-            gw_hist_observe_n(&r->model->itl, (double)(now - r->last_tok_us) / 1e6 / (double)fresh_toks,
+            gw_hist_observe_n(&r->model->itl,
+                              (double)(now - r->last_tok_us) / 1e6 / (double)fresh_toks,
                               fresh_toks);
         r->last_tok_us = now;
         r->next_pos = end;
@@ -922,8 +923,8 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
     gw_metric_header(o, "synapse_gateway_inter_token_latency_seconds", "histogram",
                      "Time between consecutive tokens of a request, once per token.");
     for (int i = 0; i < g->n_models; i++)
-        gw_metric_hist(o, "synapse_gateway_inter_token_latency_seconds", "model",
-                       g->models[i].name, &g->models[i].itl);
+        gw_metric_hist(o, "synapse_gateway_inter_token_latency_seconds", "model", g->models[i].name,
+                       &g->models[i].itl);
     gw_metric_header(o, "synapse_gateway_registry_workers", "gauge",
                      "Live workers in the registry, by state.");
     for (int i = 0; i < g->n_models; i++) {
