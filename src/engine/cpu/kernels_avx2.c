@@ -8,6 +8,7 @@
  *   Q8_0/Q4_0: one block per step; each lane's int32 partial sum of four products is exact,
  *     converted to f32 and added with one FMA scaled by d_w * d_x; then hsum8().
  * Every tile shape runs exactly these steps per accumulator, so tiling never changes a result.
+ * Q8_0 and Q4_0 use the plain arrangement of quantised activations (kernels_impl.h).
  *
  * Integer products use maddubs (unsigned x signed bytes, pairs summed into int16 with
  * saturation), so each path keeps both factors small enough never to saturate:
@@ -28,7 +29,8 @@
 #define INLINE   static inline __attribute__((always_inline))
 #define NOINLINE static __attribute__((noinline))
 /* Tile loops must be fully unrolled so that the accumulators live in registers. */
-#define UNROLL _Pragma("GCC unroll 8")
+#define UNROLL    _Pragma("GCC unroll 8")
+#define UNROLL_16 _Pragma("GCC unroll 16")
 
 /* ---- helpers ---- */
 
@@ -97,8 +99,10 @@ TARGET static void quantize_row_avx2(const float *x, int K, int wtype, uint8_t *
     }
 }
 
-/* ---- float weights: NT activation rows x NR weight rows per tile ---- */
+/* ---- float weights ---- */
 
+/* The activations are read straight from x; each step converts NR weight chunks once and uses
+ * each for all NT activation rows. */
 TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
                           const int NR)
 {
@@ -110,10 +114,11 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
     UNROLL
     for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
     UNROLL
-    for (int i = 0; i < NT; i++) x[i] = mm->x + (size_t)(t0 + i) * K;
-    UNROLL
-    for (int i = 0; i < NT; i++) UNROLL
-    for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int i = 0; i < NT; i++) {
+        x[i] = mm->x + (size_t)(t0 + i) * K;
+        UNROLL
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    }
 
     int k = 0;
     for (; k + 8 <= K; k += 8) {
@@ -147,12 +152,24 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
         }
     }
     UNROLL
-    for (int i = 0; i < NT; i++) UNROLL
-    for (int j = 0; j < NR; j++) mm->y[(size_t)(t0 + i) * mm->R + r0 + j] = hsum8(acc[i][j]);
+    for (int i = 0; i < NT; i++) {
+        UNROLL
+        for (int j = 0; j < NR; j++) mm->y[(size_t)(t0 + i) * mm->R + r0 + j] = hsum8(acc[i][j]);
+    }
 }
 
 /* ---- quantised weights ---- */
 
+/* Prefetches n bytes from p into L2 (n is a compile-time constant in every caller); used by the
+ * quantised tiles only, as on the AVX-512 path. */
+TARGET INLINE void prefetch_span(const uint8_t *p, size_t n)
+{
+    UNROLL_16
+    for (size_t l = 0; l < n; l += 64) _mm_prefetch((const char *)p + l, _MM_HINT_T2);
+}
+
+/* Weight row by weight row: each row's block is unpacked once and meets every activation row's
+ * block, which is loaded from the scratch as it is needed. */
 TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
                           const int NR)
 {
@@ -172,154 +189,135 @@ TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0,
         const uint8_t *row = mm->xq + (size_t)(t0 + i) * mm->xq_stride;
         xs[i] = (const int8_t *)row;
         xd[i] = (const float *)(row + dofs);
+        UNROLL
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
     }
-    UNROLL
-    for (int i = 0; i < NT; i++) UNROLL
-    for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    /* The next tile's rows follow this tile's: prefetch them one tile ahead. */
+    const size_t pf_step = (size_t)NR * bb;
+    const uint8_t *pf = w[0] + (size_t)NR * mm->w_row_bytes;
 
     for (int b = 0; b < nb; b++) {
-        /* Q8_0: wa = |w|, ws = w (its sign goes onto x). Q4_0: wa = the nibbles q, w = q - 8. */
-        __m256i wa[4], ws[4];
-        __m256 dw[4];
+        prefetch_span(pf, pf_step);
+        pf += pf_step;
         UNROLL
         for (int j = 0; j < NR; j++) {
             const uint8_t *blk = w[j] + (size_t)b * bb;
+            /* Q8_0: wa = |w| and ws = w, whose sign goes onto x. Q4_0: wa = q = w + 8. */
+            __m256i wa, ws = _mm256_setzero_si256();
             if (wt == SYN_DT_Q8_0) {
-                ws[j] = _mm256_loadu_si256((const __m256i *)(blk + 2));
-                wa[j] = _mm256_abs_epi8(ws[j]);
+                ws = _mm256_loadu_si256((const __m256i *)(blk + 2));
+                wa = _mm256_abs_epi8(ws);
             } else {
                 __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2));
                 __m256i lh =
                     _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
-                wa[j] = _mm256_and_si256(lh, _mm256_set1_epi8(0x0f));
+                wa = _mm256_and_si256(lh, _mm256_set1_epi8(0x0f));
             }
-            dw[j] = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)));
-        }
-        UNROLL
-        for (int i = 0; i < NT; i++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(xs[i] + (size_t)b * SYN_QBLOCK));
-            __m256 dx = _mm256_broadcast_ss(xd[i] + b);
-            __m256i corr = _mm256_setzero_si256();
-            if (wt == SYN_DT_Q4_0) corr = _mm256_maddubs_epi16(_mm256_set1_epi8(8), xv);
+            __m256 dw = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)));
             UNROLL
-            for (int j = 0; j < NR; j++) {
+            for (int i = 0; i < NT; i++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(xs[i] + (size_t)b * SYN_QBLOCK));
                 __m256i p16;
-                if (wt == SYN_DT_Q8_0)
-                    p16 = _mm256_maddubs_epi16(wa[j], _mm256_sign_epi8(xv, ws[j]));
-                else
-                    p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(wa[j], xv), corr);
+                if (wt == SYN_DT_Q8_0) {
+                    p16 = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, ws));
+                } else {
+                    /* 8 * (x0 + x1) per pair: what the offset of 8 in q added. */
+                    __m256i corr = _mm256_maddubs_epi16(_mm256_set1_epi8(8), xv);
+                    p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(wa, xv), corr);
+                }
                 __m256i s = _mm256_madd_epi16(p16, ones);
-                __m256 sc = _mm256_mul_ps(dw[j], dx);
+                __m256 sc = _mm256_mul_ps(dw, _mm256_broadcast_ss(xd[i] + b));
                 acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[i][j]);
             }
         }
     }
     UNROLL
-    for (int i = 0; i < NT; i++) UNROLL
-    for (int j = 0; j < NR; j++) mm->y[(size_t)(t0 + i) * mm->R + r0 + j] = hsum8(acc[i][j]);
+    for (int i = 0; i < NT; i++) {
+        UNROLL
+        for (int j = 0; j < NR; j++) mm->y[(size_t)(t0 + i) * mm->R + r0 + j] = hsum8(acc[i][j]);
+    }
 }
 
-/* ---- tile instances ---- */
+/* ---- tiles (as in kernels_avx512.c, with 16 registers instead of 32) ---- */
 
-typedef void tile_fn(const struct syn_mm *mm, int t0, int r0);
+#define WIDE 4 /* weight rows per decode tile */
+#define MT   4 /* activation rows per batch tile */
+#define MR   2 /* weight rows per batch tile */
 
-/* Main batch tile NT x NB (weight rows), and a wide single-row tile for decode. */
-#define NB   2
-#define WIDE 4
-#define TILES(name, body, wt)                                                                      \
-    TARGET NOINLINE void name##_1xw(const struct syn_mm *m, int t, int r)                          \
-    {                                                                                              \
-        body(m, wt, t, r, 1, WIDE);                                                                \
-    }                                                                                              \
-    TARGET NOINLINE void name##_1x1(const struct syn_mm *m, int t, int r)                          \
-    {                                                                                              \
-        body(m, wt, t, r, 1, 1);                                                                   \
-    }                                                                                              \
-    TARGET NOINLINE void name##_2x1(const struct syn_mm *m, int t, int r)                          \
-    {                                                                                              \
-        body(m, wt, t, r, 2, 1);                                                                   \
-    }                                                                                              \
-    TARGET NOINLINE void name##_3x1(const struct syn_mm *m, int t, int r)                          \
-    {                                                                                              \
-        body(m, wt, t, r, 3, 1);                                                                   \
-    }                                                                                              \
-    TARGET NOINLINE void name##_4x1(const struct syn_mm *m, int t, int r)                          \
-    {                                                                                              \
-        body(m, wt, t, r, 4, 1);                                                                   \
-    }                                                                                              \
-    TARGET NOINLINE void name##_1xb(const struct syn_mm *m, int t, int r)                          \
-    {                                                                                              \
-        body(m, wt, t, r, 1, NB);                                                                  \
-    }                                                                                              \
-    TARGET NOINLINE void name##_2xb(const struct syn_mm *m, int t, int r)                          \
-    {                                                                                              \
-        body(m, wt, t, r, 2, NB);                                                                  \
-    }                                                                                              \
-    TARGET NOINLINE void name##_3xb(const struct syn_mm *m, int t, int r)                          \
-    {                                                                                              \
-        body(m, wt, t, r, 3, NB);                                                                  \
-    }                                                                                              \
-    TARGET NOINLINE void name##_4xb(const struct syn_mm *m, int t, int r)                          \
-    {                                                                                              \
-        body(m, wt, t, r, 4, NB);                                                                  \
-    }                                                                                              \
-    static const struct tile_set name = {name##_1xw,                                               \
-                                         {NULL, name##_1x1, name##_2x1, name##_3x1, name##_4x1},   \
-                                         {NULL, name##_1xb, name##_2xb, name##_3xb, name##_4xb}};
+/* clang-format off */
+#define TILE_CASES(body, m, wt, t, r, nt, nr)                                                      \
+    switch ((nt) * 16 + (nr)) {                                                                    \
+    case 0x10 + WIDE: body(m, wt, t, r, 1, WIDE); break;                                           \
+    case 0x10 + MR: body(m, wt, t, r, 1, MR); break;                                               \
+    case 0x20 + MR: body(m, wt, t, r, 2, MR); break;                                               \
+    case 0x30 + MR: body(m, wt, t, r, 3, MR); break;                                               \
+    case 0x40 + MR: body(m, wt, t, r, 4, MR); break;                                               \
+    case 0x11: body(m, wt, t, r, 1, 1); break;                                                     \
+    case 0x21: body(m, wt, t, r, 2, 1); break;                                                     \
+    case 0x31: body(m, wt, t, r, 3, 1); break;                                                     \
+    case 0x41: body(m, wt, t, r, 4, 1); break;                                                     \
+    }
+/* clang-format on */
 
-/* The tiles of one weight type. */
-struct tile_set {
-    tile_fn *wide;   /* 1 activation row x WIDE weight rows */
-    tile_fn *nx1[5]; /* n activation rows x 1 weight row, n = 1..4 */
-    tile_fn *nxb[5]; /* n activation rows x NB weight rows */
-};
+typedef void tile_fn(const struct syn_mm *mm, int t0, int r0, int nt, int nr);
 
-TILES(tiles_f32, tile_f, SYN_DT_F32)
-TILES(tiles_f16, tile_f, SYN_DT_F16)
-TILES(tiles_bf16, tile_f, SYN_DT_BF16)
-TILES(tiles_q8_0, tile_q, SYN_DT_Q8_0)
-TILES(tiles_q4_0, tile_q, SYN_DT_Q4_0)
+TARGET NOINLINE void tiles_f32(const struct syn_mm *m, int t, int r, int nt,
+                               int nr){TILE_CASES(tile_f, m, SYN_DT_F32, t, r, nt, nr)}
+
+TARGET NOINLINE void tiles_f16(const struct syn_mm *m, int t, int r, int nt,
+                               int nr){TILE_CASES(tile_f, m, SYN_DT_F16, t, r, nt, nr)}
+
+TARGET NOINLINE void tiles_bf16(const struct syn_mm *m, int t, int r, int nt,
+                                int nr){TILE_CASES(tile_f, m, SYN_DT_BF16, t, r, nt, nr)}
+
+TARGET NOINLINE void tiles_q8_0(const struct syn_mm *m, int t, int r, int nt,
+                                int nr){TILE_CASES(tile_q, m, SYN_DT_Q8_0, t, r, nt, nr)}
+
+TARGET NOINLINE void tiles_q4_0(const struct syn_mm *m, int t, int r, int nt, int nr)
+{
+    TILE_CASES(tile_q, m, SYN_DT_Q4_0, t, r, nt, nr)
+}
 
 /* ---- driver ---- */
 
-static void run_block(const struct tile_set *set, const struct syn_mm *mm, int rs, int re, int ts,
-                      int te)
+/* Weight rows [rs, re) against activation rows [ts, te). */
+static void run_block(tile_fn *tile, const struct syn_mm *mm, int rs, int re, int ts, int te)
 {
     int r = rs;
     if (te - ts == 1) {
-        for (; r + WIDE <= re; r += WIDE) set->wide(mm, ts, r);
+        for (; r + WIDE <= re; r += WIDE) tile(mm, ts, r, 1, WIDE);
     } else {
-        for (; r + NB <= re; r += NB) {
+        for (; r + MR <= re; r += MR) {
             int t = ts;
-            for (; t + 4 <= te; t += 4) set->nxb[4](mm, t, r);
-            if (t < te) set->nxb[te - t](mm, t, r);
+            for (; t + MT <= te; t += MT) tile(mm, t, r, MT, MR);
+            if (t < te) tile(mm, t, r, te - t, MR);
         }
     }
     for (; r < re; r++) {
         int t = ts;
-        for (; t + 4 <= te; t += 4) set->nx1[4](mm, t, r);
-        if (t < te) set->nx1[te - t](mm, t, r);
+        for (; t + MT <= te; t += MT) tile(mm, t, r, MT, 1);
+        if (t < te) tile(mm, t, r, te - t, 1);
     }
 }
 
 static void rows_avx2(const struct syn_mm *mm, int r0, int r1)
 {
-    const struct tile_set *set;
+    tile_fn *tile;
     switch (mm->wtype) {
     case SYN_DT_F32:
-        set = &tiles_f32;
+        tile = tiles_f32;
         break;
     case SYN_DT_F16:
-        set = &tiles_f16;
+        tile = tiles_f16;
         break;
     case SYN_DT_BF16:
-        set = &tiles_bf16;
+        tile = tiles_bf16;
         break;
     case SYN_DT_Q8_0:
-        set = &tiles_q8_0;
+        tile = tiles_q8_0;
         break;
     case SYN_DT_Q4_0:
-        set = &tiles_q4_0;
+        tile = tiles_q4_0;
         break;
     default:
         return;
@@ -330,7 +328,7 @@ static void rows_avx2(const struct syn_mm *mm, int r0, int r1)
         int re = rs + sub < r1 ? rs + sub : r1;
         for (int ts = 0; ts < mm->T; ts += SYN_T_BLOCK) {
             int te = ts + SYN_T_BLOCK < mm->T ? ts + SYN_T_BLOCK : mm->T;
-            run_block(set, mm, rs, re, ts, te);
+            run_block(tile, mm, rs, re, ts, te);
         }
     }
 }

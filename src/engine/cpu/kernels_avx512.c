@@ -237,10 +237,10 @@ TARGET INLINE void q_step(__m512 (*acc)[8], const int wt, const uint8_t *const *
         UNROLL
         for (int i = 0; i < NT; i++) {
             const uint8_t *g = xg[i] + go;
-            __m512i s = _mm512_load_si512(g + 128);
-            s = _mm512_dpbusd_epi32(s, lo, _mm512_load_si512(g));
-            s = _mm512_dpbusd_epi32(s, hi, _mm512_load_si512(g + 64));
-            __m512 sc = _mm512_mul_ps(dw, _mm512_load_ps(g + 192));
+            __m512i s = _mm512_loadu_si512(g + 128);
+            s = _mm512_dpbusd_epi32(s, lo, _mm512_loadu_si512(g));
+            s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512(g + 64));
+            __m512 sc = _mm512_mul_ps(dw, _mm512_loadu_ps(g + 192));
             acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[i][j]);
         }
     }
