@@ -87,7 +87,9 @@ static int wait_number_after(const char *path, const char *prefix, double timeou
     FAIL("'%s' never appeared in %s:\n%s", prefix, path, s ? s : "");
 }
 
-static void stop_pid(pid_t pid, int sig)
+/* Signals pid and waits for it; returns 1 when it exited with status 0 (under the sanitizers a
+ * leak or an error at exit makes that fail). */
+static int stop_pid(pid_t pid, int sig)
 {
     kill(pid, sig);
     int st;
@@ -96,6 +98,7 @@ static void stop_pid(pid_t pid, int sig)
         if (now_s() - t0 > 30) FAIL("process %d did not stop within 30 s", (int)pid);
         usleep(20000);
     }
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
 /* curl a URL into a file in the scratch directory; returns the file's path (static). */
@@ -209,8 +212,8 @@ TEST_TIMEOUT(observability_gateway_and_worker_metrics_pass_promtool, 60)
                                    "http://127.0.0.1:%d/nope | grep -qx 404",
                              wport),
                  0);
-    stop_pid(wk, SIGTERM);
-    stop_pid(gw, SIGTERM);
+    CHECK(stop_pid(wk, SIGTERM));
+    CHECK(stop_pid(gw, SIGTERM));
 }
 
 /* ---- the Pushgateway: a group per worker, deleted on a clean exit ---- */
@@ -255,7 +258,7 @@ TEST_TIMEOUT(observability_worker_pushes_and_deletes_its_group, 60)
         usleep(100000);
     }
     promtool_metrics_ok(fetch(url, "pg.prom"));
-    stop_pid(wk, SIGTERM); /* drains, pushes once more, deletes its group, exits 0 */
+    CHECK(stop_pid(wk, SIGTERM)); /* drains, pushes once more, deletes its group, exits 0 */
     const char *path = fetch(url, "pg-after.prom");
     char *s = syn_test_read_file(path, NULL);
     CHECK(s && !strstr(s, "instance=\"wpush-1\""));
@@ -657,7 +660,7 @@ TEST_TIMEOUT(observability_up_stack_feeds_prometheus_rules_dashboards_and_alerts
     if (waiting > 0) kill(waiting, SIGKILL);
 
     /* Ctrl-C stops every process of the stack, Prometheus and its exporters included */
-    stop_pid(up, SIGINT);
+    CHECK(stop_pid(up, SIGINT));
     CHECK_EQ_INT(syn_test_sh(NULL, "curl -s -m 1 http://127.0.0.1:%d/-/ready >/dev/null", prom) != 0,
                  1);
     CHECK_EQ_INT(syn_test_sh(NULL, "curl -s -m 1 http://127.0.0.1:%d/-/ready >/dev/null", pgw) != 0,
