@@ -3,8 +3,9 @@
  * in one run against the engine alone (docs/BENCHMARKS.md explains every number).
  *
  * The command starts its own redis-server (a unix socket in a temporary directory) and worker
- * processes of this same binary, plays the gateway itself (syn_q_submit, XREAD BLOCK on its reply
- * stream, syn_event_decode), and in the same run drives the engine in-process for the reference:
+ * processes of this same binary, plays the gateway itself (jobs encoded by the queue API and
+ * pipelined as a gateway coalesces them, XREAD BLOCK on its reply stream, syn_event_decode), and
+ * in the same run drives the engine in-process for the reference:
  *
  *   queue hop   stories260K, `--concurrency` jobs running at once, replaced as they finish.
  *               Engine alone: the same jobs (prompts, sampling, seeds, max_tokens, step budget)
@@ -537,21 +538,52 @@ struct job_track {
     int finished;
 };
 
-static int submit_one(struct bench_ctx *b, const char *model, const char *reply_key,
-                      const struct jobset *js, int i)
+/* Submits jobs first .. first + count - 1 of js in one pipelined round trip, as a gateway
+ * coalesces the requests of one event-loop turn: each job's XADD comes from the queue API's
+ * builder (syn_job_xadd_argv, what syn_q_submit sends), all are written, then every reply is
+ * read. Sending them one round trip each would measure this process, not the worker. */
+static int submit_batch(struct bench_ctx *b, const char *model, const char *reply_key,
+                        const struct jobset *js, int first, int count, char *err, size_t errlen)
 {
-    struct syn_job j;
-    syn_job_init(&j);
-    snprintf(j.id, sizeof j.id, "bw%d-%d", b->run_no, i);
-    snprintf(j.model, sizeof j.model, "%s", model);
-    snprintf(j.reply, sizeof j.reply, "%s", reply_key);
-    j.prompt = strdup(k_prompts[i % N_PROMPTS]);
-    j.max_tokens = js->max_tokens;
-    j.sampling.temperature = js->temperature;
-    j.sampling.seed = js->seed0 + (uint64_t)i;
-    j.created_ms = syn_unix_ms();
-    int rc = j.prompt ? syn_q_submit(b->q, &j) : SYN_ENOMEM;
-    syn_job_release(&j);
+    redisContext *c = syn_qclient_ensure(b->q) == 0 ? syn_qclient_ctx(b->q) : NULL;
+    if (!c)
+        return syn_seterr(err, errlen, SYN_EIO, "no connection for submissions: %s",
+                          syn_qclient_errstr(b->q));
+    struct syn_q_argv a;
+    memset(&a, 0, sizeof a);
+    int rc = 0, sent = 0;
+    for (int i = first; i < first + count && rc == 0; i++) {
+        struct syn_job j;
+        syn_job_init(&j);
+        snprintf(j.id, sizeof j.id, "bw%d-%d", b->run_no, i);
+        snprintf(j.model, sizeof j.model, "%s", model);
+        snprintf(j.reply, sizeof j.reply, "%s", reply_key);
+        j.prompt = strdup(k_prompts[i % N_PROMPTS]);
+        j.max_tokens = js->max_tokens;
+        j.sampling.temperature = js->temperature;
+        j.sampling.seed = js->seed0 + (uint64_t)i;
+        j.created_ms = syn_unix_ms();
+        if (!j.prompt)
+            rc = syn_seterr(err, errlen, SYN_ENOMEM, "out of memory");
+        else if (syn_job_xadd_argv(&j, &a) != 0)
+            rc = syn_seterr(err, errlen, SYN_EINVAL, "job %s does not encode", j.id);
+        else if (redisAppendCommandArgv(c, a.argc, a.argv, a.len) != REDIS_OK)
+            rc = syn_seterr(err, errlen, SYN_EIO, "XADD: %s", c->errstr);
+        else
+            sent++;
+        syn_q_argv_reset(&a);
+        syn_job_release(&j);
+    }
+    for (int k = 0; k < sent; k++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+            return syn_seterr(err, errlen, SYN_EIO, "XADD: %s", c->errstr);
+        }
+        if (r->type != REDIS_REPLY_STRING && rc == 0)
+            rc = syn_seterr(err, errlen, SYN_EIO, "XADD answered %s",
+                            r->type == REDIS_REPLY_ERROR ? r->str : "not an entry id");
+        freeReplyObject(r);
+    }
     return rc;
 }
 
@@ -569,9 +601,11 @@ static int run_jobs(struct bench_ctx *b, const char *model, pid_t worker, const 
     struct job_track *jt = calloc((size_t)js->n_jobs, sizeof *jt);
     if (!jt) return syn_seterr(err, errlen, SYN_ENOMEM, "out of memory");
     double t0 = now_s();
-    for (; submitted < js->n_jobs && submitted < js->concurrency; submitted++) {
-        jt[submitted].t_submit = now_s();
-        if ((rc = submit_one(b, model, reply_key, js, submitted))) goto submit_failed;
+    {
+        int n = js->n_jobs < js->concurrency ? js->n_jobs : js->concurrency;
+        for (int i = 0; i < n; i++) jt[i].t_submit = t0;
+        if ((rc = submit_batch(b, model, reply_key, js, 0, n, err, errlen))) goto out;
+        submitted = n;
     }
     while (r->jobs + r->failed < js->n_jobs) {
         if (now_s() - t0 > RUN_TIMEOUT_S) {
@@ -627,9 +661,13 @@ static int run_jobs(struct bench_ctx *b, const char *model, pid_t worker, const 
                 to_submit++;
             }
             freeReplyObject(rep);
-            for (; to_submit > 0 && submitted < js->n_jobs; to_submit--, submitted++) {
-                jt[submitted].t_submit = now_s();
-                if ((rc = submit_one(b, model, reply_key, js, submitted))) goto submit_failed;
+            if (to_submit > js->n_jobs - submitted) to_submit = js->n_jobs - submitted;
+            if (to_submit > 0) {
+                double ts = now_s();
+                for (int i = submitted; i < submitted + to_submit; i++) jt[i].t_submit = ts;
+                if ((rc = submit_batch(b, model, reply_key, js, submitted, to_submit, err, errlen)))
+                    goto out;
+                submitted += to_submit;
             }
         } else {
             freeReplyObject(rep);
@@ -638,9 +676,6 @@ static int run_jobs(struct bench_ctx *b, const char *model, pid_t worker, const 
     r->wall_s = now_s() - t0;
     if (r->failed)
         rc = syn_seterr(err, errlen, SYN_EIO, "%d of %d jobs failed", r->failed, js->n_jobs);
-    goto out;
-submit_failed:
-    syn_seterr(err, errlen, rc, "submitting a job failed: %s", syn_qclient_errstr(b->q));
 out : {
     redisReply *d = redisCommand(b->rd, "DEL %s", reply_key);
     if (d) freeReplyObject(d);
@@ -905,11 +940,11 @@ static void usage(FILE *f)
             "  -m, --model PATH        hop model (default ../shared/models/stories260K.gguf,\n"
             "                          or $SYNAPSE_SHARED/models/stories260K.gguf)\n"
             "      --batch-model PATH  batching model (default: a random stories15m F16)\n"
-            "  -j, --jobs N            hop jobs per repetition (default 256)\n"
+            "  -j, --jobs N            hop jobs per repetition (default 128)\n"
             "  -c, --concurrency N     hop jobs in flight (default 64)\n"
             "  -n, --max-tokens N      hop tokens per job at most (default 128)\n"
             "      --batch-tokens N    batching tokens per job (default 96)\n"
-            "      --reps R            repetitions, alternating engine and worker (default 3)\n"
+            "      --reps R            repetitions, alternating engine and worker (default 5)\n"
             "  -t, --threads N         engine threads on both sides (default: CPUs - 1, at\n"
             "                          least 1: redis-server and the consumer need a core)\n"
             "      --json              print one JSON object with every number\n"
@@ -1056,7 +1091,7 @@ int cmd_bench_worker(int argc, char **argv)
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     static char default_model[600];
-    struct opts o = {NULL, NULL, 256, 64, 128, 96, 3, 0, 0};
+    struct opts o = {NULL, NULL, 128, 64, 128, 96, 5, 0, 0};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o.threads = cpus > 1 ? (int)cpus - 1 : 1;
     const char *shared = getenv("SYNAPSE_SHARED");
