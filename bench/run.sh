@@ -27,6 +27,11 @@ command -v redis-server >/dev/null 2>&1 || {
     exit 1
 }
 mkdir -p "$OUT" "$MODELS"
+# Run a private copy: the working tree is shared, and a rebuild in the middle of the run would
+# otherwise mix two binaries in one set of results.
+cp "$SYNAPSE" "$OUT/synapse.bin"
+SYNAPSE="$OUT/synapse.bin"
+COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
 
 log() { echo "bench: $*" >&2; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
@@ -67,7 +72,7 @@ run() {
         rm -f "$OUT/$name.json.part"
         return 1
     fi
-    sed "s/}\$/,\"loadavg_before\":\"$la\",\"seconds\":$(($(date +%s) - t0))}/" \
+    sed "s/}\$/,\"loadavg_before\":\"$la\",\"seconds\":$(($(date +%s) - t0)),\"commit\":\"$COMMIT\"}/" \
         "$OUT/$name.json.part" >"$OUT/$name.json"
     rm -f "$OUT/$name.json.part"
 }
@@ -85,7 +90,8 @@ run worker "$SYNAPSE" bench worker --batch-model "$MODELS/stories15m-f16.gguf" $
     status=1
 
 # The summary: a few numbers per file, read with python3's json module when it is there.
-echo "results in $OUT/ (load average now $(loadavg))"
+rm -f "$OUT/synapse.bin"
+echo "results in $OUT/ (commit $COMMIT, load average now $(loadavg))"
 if command -v python3 >/dev/null 2>&1; then
     python3 - "$OUT" <<'EOF'
 import json, os, sys
