@@ -35,38 +35,43 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: synapse up [--model PATH] [--port N] [--redis URL] [options]\n\n"
-            "Starts the whole stack: a private redis-server (unless --redis is given), the\n"
-            "OpenAI-compatible gateway, and an autoscaled pool of local workers for the model.\n"
-            "Prints the URL and a curl example. Ctrl-C or SIGTERM stops every process it started.\n\n"
-            "Options (each also from SYNAPSE_<NAME> in the environment, e.g. SYNAPSE_MAX_WORKERS,\n"
-            "or from a config file of 'name = value' lines; flags win over the environment, which\n"
-            "wins over the file):\n"
-            "  -m, --model PATH         GGUF file or HF directory\n"
-            "                           (default ../shared/models/stories260K.gguf)\n"
-            "      --name NAME          the model's name in requests (default: file name)\n"
-            "  -p, --port N             gateway port (default 8080; 0 = any free port)\n"
-            "      --host ADDR          bind address (default 127.0.0.1)\n"
-            "      --redis URL          use this Redis instead of a private one\n"
-            "      --min-warm N         workers always up (default 1; 0 = scale to zero)\n"
-            "      --max-workers N      at most this many workers (default 2)\n"
-            "      --idle-timeout S     extra workers exit after S idle seconds (default 30)\n"
-            "      --max-seqs N         sequences batched per worker (default 16)\n"
-            "      --worker-threads N   engine threads per worker (default: all CPUs)\n"
-            "      --max-queue N        waiting requests per model before 429 (default 256)\n"
-            "      --api-keys FILE      require one of these Bearer keys (one per line)\n"
-            "      --chat-template NAME use this chat template (for models without one)\n"
-            "      --price-per-hour D   $ per worker-hour, for cost accounting (default 0)\n"
-            "      --log-dir DIR        worker logs (default: the temporary directory)\n"
-            "      --observability      also run prometheus, prometheus-pushgateway (the workers\n"
-            "                           push to it) and prometheus-redis-exporter on loopback,\n"
-            "                           with deploy/prometheus's rules; prints their URLs\n"
-            "      --scrape-interval S  their scrape, push and rule interval (default 5)\n"
-            "      --rules-dir DIR      Prometheus rule files (default: deploy/prometheus/rules\n"
-            "                           next to the binary or in the working directory)\n"
-            "      --config FILE        read settings from FILE\n"
-            "  -h, --help               show this help\n");
+    fprintf(
+        f,
+        "Usage: synapse up [--model PATH] [--port N] [--redis URL] [options]\n\n"
+        "Starts the whole stack: a private redis-server (unless --redis is given), the\n"
+        "OpenAI-compatible gateway, and an autoscaled pool of local workers for the model.\n"
+        "Prints the URL and a curl example. Ctrl-C or SIGTERM stops every process it started.\n\n"
+        "Options (each also from SYNAPSE_<NAME> in the environment, e.g. SYNAPSE_MAX_WORKERS,\n"
+        "or from a config file of 'name = value' lines; flags win over the environment, which\n"
+        "wins over the file):\n"
+        "  -m, --model PATH         GGUF file or HF directory\n"
+        "                           (default ../shared/models/stories260K.gguf)\n"
+        "      --name NAME          the model's name in requests (default: file name)\n"
+        "  -p, --port N             gateway port (default 8080; 0 = any free port)\n"
+        "      --host ADDR          bind address (default 127.0.0.1)\n"
+        "      --redis URL          use this Redis instead of a private one\n"
+        "      --backend NAME       where workers run: local (default: child processes),\n"
+        "                           external (started by someone else, e.g. KEDA), lambda or\n"
+        "                           asg (AWS; configured from the environment, see\n"
+        "                           docs/deploy-aws.md)\n"
+        "      --min-warm N         workers always up (default 1; 0 = scale to zero)\n"
+        "      --max-workers N      at most this many workers (default 2)\n"
+        "      --idle-timeout S     extra workers exit after S idle seconds (default 30)\n"
+        "      --max-seqs N         sequences batched per worker (default 16)\n"
+        "      --worker-threads N   engine threads per worker (default: all CPUs)\n"
+        "      --max-queue N        waiting requests per model before 429 (default 256)\n"
+        "      --api-keys FILE      require one of these Bearer keys (one per line)\n"
+        "      --chat-template NAME use this chat template (for models without one)\n"
+        "      --price-per-hour D   $ per worker-hour, for cost accounting (default 0)\n"
+        "      --log-dir DIR        worker logs (default: the temporary directory)\n"
+        "      --observability      also run prometheus, prometheus-pushgateway (the workers\n"
+        "                           push to it) and prometheus-redis-exporter on loopback,\n"
+        "                           with deploy/prometheus's rules; prints their URLs\n"
+        "      --scrape-interval S  their scrape, push and rule interval (default 5)\n"
+        "      --rules-dir DIR      Prometheus rule files (default: deploy/prometheus/rules\n"
+        "                           next to the binary or in the working directory)\n"
+        "      --config FILE        read settings from FILE\n"
+        "  -h, --help               show this help\n");
 }
 
 /* Starts redis-server in dir; returns its pid or -1. */
@@ -247,24 +252,35 @@ static void model_name(const char *path, char *out, size_t cap)
 
 int cmd_up(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},         {"name", required_argument, 0, 'N'},
-        {"port", required_argument, 0, 'p'},          {"host", required_argument, 0, 'H'},
-        {"redis", required_argument, 0, 'r'},         {"min-warm", required_argument, 0, 'w'},
-        {"max-workers", required_argument, 0, 'x'},   {"idle-timeout", required_argument, 0, 'i'},
-        {"max-seqs", required_argument, 0, 's'},      {"worker-threads", required_argument, 0, 't'},
-        {"max-queue", required_argument, 0, 'q'},     {"api-keys", required_argument, 0, 'k'},
-        {"price-per-hour", required_argument, 0, 'P'}, {"log-dir", required_argument, 0, 'L'},
-        {"chat-template", required_argument, 0, 'C'}, {"config", required_argument, 0, 'c'},
-        {"observability", no_argument, 0, 'O'},       {"scrape-interval", required_argument, 0, 'I'},
-        {"rules-dir", required_argument, 0, 'R'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"name", required_argument, 0, 'N'},
+                                         {"port", required_argument, 0, 'p'},
+                                         {"host", required_argument, 0, 'H'},
+                                         {"redis", required_argument, 0, 'r'},
+                                         {"min-warm", required_argument, 0, 'w'},
+                                         {"backend", required_argument, 0, 'b'},
+                                         {"max-workers", required_argument, 0, 'x'},
+                                         {"idle-timeout", required_argument, 0, 'i'},
+                                         {"max-seqs", required_argument, 0, 's'},
+                                         {"worker-threads", required_argument, 0, 't'},
+                                         {"max-queue", required_argument, 0, 'q'},
+                                         {"api-keys", required_argument, 0, 'k'},
+                                         {"price-per-hour", required_argument, 0, 'P'},
+                                         {"log-dir", required_argument, 0, 'L'},
+                                         {"chat-template", required_argument, 0, 'C'},
+                                         {"config", required_argument, 0, 'c'},
+                                         {"observability", no_argument, 0, 'O'},
+                                         {"scrape-interval", required_argument, 0, 'I'},
+                                         {"rules-dir", required_argument, 0, 'R'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *cmd = "up";
     const char *config = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[i + 1];
-        else if (!strncmp(argv[i], "--config=", 9)) config = argv[i] + 9;
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            config = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            config = argv[i] + 9;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
@@ -276,7 +292,8 @@ int cmd_up(int argc, char **argv)
     if (cli_expand_args(cmd, argc, argv, opts, config, &xargc, &xargv)) return 2;
 
     const char *model = "../shared/models/stories260K.gguf", *name = NULL, *host = "127.0.0.1";
-    const char *redis = NULL, *keys = NULL, *log_dir = NULL, *tmpl = NULL, *rules_dir = NULL;
+    const char *redis = NULL, *backend = "local", *keys = NULL, *log_dir = NULL, *tmpl = NULL,
+               *rules_dir = NULL;
     int observe = 0;
     double scrape = 5;
     long port = 8080, min_warm = 1, max_workers = 2, max_seqs = 16, threads = 0, max_queue = 256;
@@ -285,16 +302,38 @@ int cmd_up(int argc, char **argv)
     optind = 1;
     while ((c = cli_getopt(cmd, xargc, xargv, "m:p:h", opts)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'N': name = optarg; break;
-        case 'H': host = optarg; break;
-        case 'r': redis = optarg; break;
-        case 'k': keys = optarg; break;
-        case 'L': log_dir = optarg; break;
-        case 'C': tmpl = optarg; break;
-        case 'c': break;
-        case 'O': observe = 1; break;
-        case 'R': rules_dir = optarg; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'N':
+            name = optarg;
+            break;
+        case 'H':
+            host = optarg;
+            break;
+        case 'r':
+            redis = optarg;
+            break;
+        case 'b':
+            backend = optarg;
+            break;
+        case 'k':
+            keys = optarg;
+            break;
+        case 'L':
+            log_dir = optarg;
+            break;
+        case 'C':
+            tmpl = optarg;
+            break;
+        case 'c':
+            break;
+        case 'O':
+            observe = 1;
+            break;
+        case 'R':
+            rules_dir = optarg;
+            break;
         case 'I':
             if (cli_parse_double(cmd, "--scrape-interval", optarg, 0.1, 3600, &scrape)) goto out;
             break;
@@ -322,12 +361,21 @@ int cmd_up(int argc, char **argv)
         case 'P':
             if (cli_parse_double(cmd, "--price-per-hour", optarg, 0, 1e6, &price)) goto out;
             break;
-        case 'h': usage(stdout); rc = 0; goto out;
-        default: goto out;
+        case 'h':
+            usage(stdout);
+            rc = 0;
+            goto out;
+        default:
+            goto out;
         }
     }
     if (optind < xargc) {
         cli_usage_error(cmd, "unexpected argument '%s'", xargv[optind]);
+        goto out;
+    }
+    if (strcmp(backend, "local") && strcmp(backend, "external") && strcmp(backend, "lambda") &&
+        strcmp(backend, "asg")) {
+        cli_usage_error(cmd, "--backend must be local, external, lambda or asg, got '%s'", backend);
         goto out;
     }
     if (min_warm > max_workers) {
@@ -378,6 +426,7 @@ int cmd_up(int argc, char **argv)
     }
     struct syn_workpool_params wp = syn_workpool_default_params();
     wp.model_path = model;
+    wp.backend = backend;
     wp.model_name = name;
     wp.redis_url = url;
     wp.policy.min_warm = (int)min_warm;
