@@ -266,9 +266,12 @@ int main(int argc, char **argv)
                 timed_out = 1;
             }
             int res = finish_test(&run[i], status, timed_out);
-            if (res == 0) passed++;
-            else if (res == 1) failed++;
-            else skipped++;
+            if (res == 0)
+                passed++;
+            else if (res == 1)
+                failed++;
+            else
+                skipped++;
             run[i] = run[--nrun];
             i--;
         }

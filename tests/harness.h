@@ -27,52 +27,52 @@ struct syn_test {
 
 void syn_test_register(struct syn_test *t);
 
-#define SYN_TEST_DEFINE(tname, tmo)                                                           \
-    static void test_##tname(void);                                                           \
-    static struct syn_test syn_test_rec_##tname = {__FILE__, #tname, test_##tname, tmo, 0};   \
-    __attribute__((constructor)) static void syn_test_reg_##tname(void)                       \
-    {                                                                                         \
-        syn_test_register(&syn_test_rec_##tname);                                             \
-    }                                                                                         \
+#define SYN_TEST_DEFINE(tname, tmo)                                                                \
+    static void test_##tname(void);                                                                \
+    static struct syn_test syn_test_rec_##tname = {__FILE__, #tname, test_##tname, tmo, 0};        \
+    __attribute__((constructor)) static void syn_test_reg_##tname(void)                            \
+    {                                                                                              \
+        syn_test_register(&syn_test_rec_##tname);                                                  \
+    }                                                                                              \
     static void test_##tname(void)
 
 #define TEST(tname)              SYN_TEST_DEFINE(tname, 60)
 #define TEST_TIMEOUT(tname, sec) SYN_TEST_DEFINE(tname, sec)
 
 /* Failure ends the test's process at once with a message naming the place. */
-#define FAIL(...)                                                                             \
-    do {                                                                                      \
-        fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);                                    \
-        fprintf(stderr, __VA_ARGS__);                                                         \
-        fprintf(stderr, "\n");                                                                \
-        fflush(stderr);                                                                       \
-        _exit(1);                                                                             \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);                                          \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fprintf(stderr, "\n");                                                                     \
+        fflush(stderr);                                                                            \
+        _exit(1);                                                                                  \
     } while (0)
 
-#define CHECK(cond)                                                                           \
-    do {                                                                                      \
-        if (!(cond)) FAIL("check failed: %s", #cond);                                         \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) FAIL("check failed: %s", #cond);                                              \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                    \
-    do {                                                                                      \
-        long long syn_a_ = (long long)(a), syn_b_ = (long long)(b);                           \
-        if (syn_a_ != syn_b_) FAIL("%s == %s: %lld != %lld", #a, #b, syn_a_, syn_b_);         \
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long syn_a_ = (long long)(a), syn_b_ = (long long)(b);                                \
+        if (syn_a_ != syn_b_) FAIL("%s == %s: %lld != %lld", #a, #b, syn_a_, syn_b_);              \
     } while (0)
 
-#define CHECK_EQ_STR(a, b)                                                                    \
-    do {                                                                                      \
-        const char *syn_a_ = (a), *syn_b_ = (b);                                              \
-        if (!syn_a_ || !syn_b_ || strcmp(syn_a_, syn_b_) != 0)                                \
-            FAIL("%s == %s:\n    got      \"%s\"\n    expected \"%s\"", #a, #b,              \
-                 syn_a_ ? syn_a_ : "(null)", syn_b_ ? syn_b_ : "(null)");                     \
+#define CHECK_EQ_STR(a, b)                                                                         \
+    do {                                                                                           \
+        const char *syn_a_ = (a), *syn_b_ = (b);                                                   \
+        if (!syn_a_ || !syn_b_ || strcmp(syn_a_, syn_b_) != 0)                                     \
+            FAIL("%s == %s:\n    got      \"%s\"\n    expected \"%s\"", #a, #b,                    \
+                 syn_a_ ? syn_a_ : "(null)", syn_b_ ? syn_b_ : "(null)");                          \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                                 \
-    do {                                                                                      \
-        double syn_a_ = (double)(a), syn_b_ = (double)(b);                                    \
-        if (!(syn_a_ - syn_b_ <= (tol) && syn_b_ - syn_a_ <= (tol)))                          \
-            FAIL("%s ~= %s: %.9g vs %.9g (tol %g)", #a, #b, syn_a_, syn_b_, (double)(tol));   \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    do {                                                                                           \
+        double syn_a_ = (double)(a), syn_b_ = (double)(b);                                         \
+        if (!(syn_a_ - syn_b_ <= (tol) && syn_b_ - syn_a_ <= (tol)))                               \
+            FAIL("%s ~= %s: %.9g vs %.9g (tol %g)", #a, #b, syn_a_, syn_b_, (double)(tol));        \
     } while (0)
 
 /* ---- helpers available to every test ---- */
@@ -87,12 +87,12 @@ const char *syn_test_shared(const char *rel);
 const char *syn_test_bin(void);
 
 /* Marks the test skipped (exit code 77) with a reason; counts as neither pass nor fail. */
-#define SKIP(...)                                                                             \
-    do {                                                                                      \
-        fprintf(stderr, "  skipped: ");                                                       \
-        fprintf(stderr, __VA_ARGS__);                                                         \
-        fprintf(stderr, "\n");                                                                \
-        _exit(77);                                                                            \
+#define SKIP(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "  skipped: ");                                                            \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fprintf(stderr, "\n");                                                                     \
+        _exit(77);                                                                                 \
     } while (0)
 
 /* Runs a shell command; returns its exit status (or -1 if it did not exit normally).
@@ -105,11 +105,11 @@ char *syn_test_read_file(const char *path, size_t *len);
 /* ---- a private redis-server per test ---- */
 
 struct syn_test_redis {
-    int pid;           /* the redis-server process, 0 when stopped */
-    char dir[512];     /* its working directory (AOF, logs), inside the test's tmpdir */
-    char sock[600];    /* its unix socket */
-    char url[640];     /* "unix:///path/to/redis.sock", for --redis flags */
-    int aof;           /* appendonly yes/no, kept across restarts */
+    int pid;        /* the redis-server process, 0 when stopped */
+    char dir[512];  /* its working directory (AOF, logs), inside the test's tmpdir */
+    char sock[600]; /* its unix socket */
+    char url[640];  /* "unix:///path/to/redis.sock", for --redis flags */
+    int aof;        /* appendonly yes/no, kept across restarts */
 };
 
 /* Starts redis-server on a unix socket in a fresh directory under the test's tmpdir and waits

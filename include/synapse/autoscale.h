@@ -14,23 +14,23 @@
 #include <stdint.h>
 
 struct syn_scale_policy {
-    int min_warm;            /* workers kept up at all times (pre-warmed); 0 = scale to zero */
-    int max_workers;         /* never more than this many alive or starting */
-    int slots_per_worker;    /* sequences one worker batches (its --max-seqs) */
-    double target_util;      /* aim for this share of slots in use, 0..1 (default 0.8) */
-    double idle_timeout_s;   /* what burst workers are started with */
-    double cold_start_s;     /* expected spawn-to-ready time (for the arrival-rate look-ahead) */
+    int min_warm;          /* workers kept up at all times (pre-warmed); 0 = scale to zero */
+    int max_workers;       /* never more than this many alive or starting */
+    int slots_per_worker;  /* sequences one worker batches (its --max-seqs) */
+    double target_util;    /* aim for this share of slots in use, 0..1 (default 0.8) */
+    double idle_timeout_s; /* what burst workers are started with */
+    double cold_start_s;   /* expected spawn-to-ready time (for the arrival-rate look-ahead) */
 };
 
 /* What the pool looks like. */
 struct syn_scale_state {
-    int alive;               /* workers registered and heartbeating (ready or draining) */
-    int starting;            /* workers started but not yet ready */
-    int64_t waiting;         /* jobs in the queue not yet taken by any worker */
-    int64_t running;         /* sequences running on all workers */
-    int free_slots;          /* free slots reported by ready workers */
-    double arrival_rate;     /* requests per second, recent */
-    double mean_service_s;   /* seconds a request holds a slot, recent (0 = unknown) */
+    int alive;             /* workers registered and heartbeating (ready or draining) */
+    int starting;          /* workers started but not yet ready */
+    int64_t waiting;       /* jobs in the queue not yet taken by any worker */
+    int64_t running;       /* sequences running on all workers */
+    int free_slots;        /* free slots reported by ready workers */
+    double arrival_rate;   /* requests per second, recent */
+    double mean_service_s; /* seconds a request holds a slot, recent (0 = unknown) */
 };
 
 enum syn_scale_reason {
@@ -43,9 +43,9 @@ enum syn_scale_reason {
 };
 
 struct syn_scale_decision {
-    int desired;             /* workers the pool should have (alive + starting) */
-    int start;               /* workers to start now (desired - alive - starting, >= 0) */
-    int reason;              /* enum syn_scale_reason */
+    int desired; /* workers the pool should have (alive + starting) */
+    int start;   /* workers to start now (desired - alive - starting, >= 0) */
+    int reason;  /* enum syn_scale_reason */
 };
 
 struct syn_scale_policy syn_scale_default_policy(void);

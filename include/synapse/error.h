@@ -10,14 +10,14 @@
 
 enum syn_err {
     SYN_OK = 0,
-    SYN_EINVAL = -1,      /* a bad argument from the caller */
-    SYN_ENOMEM = -2,      /* an allocation failed */
-    SYN_EIO = -3,         /* open/read/mmap failed */
-    SYN_EFORMAT = -4,     /* a file or input is malformed */
-    SYN_EUNSUPPORTED = -5,/* well-formed but not something we implement (dtype, arch) */
-    SYN_ENOSPC = -6,      /* out of KV-cache blocks or sequence slots */
-    SYN_ERANGE = -7,      /* a value out of range (token id, position past context) */
-    SYN_ENOTFOUND = -8,   /* a named key, tensor or template is absent */
+    SYN_EINVAL = -1,       /* a bad argument from the caller */
+    SYN_ENOMEM = -2,       /* an allocation failed */
+    SYN_EIO = -3,          /* open/read/mmap failed */
+    SYN_EFORMAT = -4,      /* a file or input is malformed */
+    SYN_EUNSUPPORTED = -5, /* well-formed but not something we implement (dtype, arch) */
+    SYN_ENOSPC = -6,       /* out of KV-cache blocks or sequence slots */
+    SYN_ERANGE = -7,       /* a value out of range (token id, position past context) */
+    SYN_ENOTFOUND = -8,    /* a named key, tensor or template is absent */
 };
 
 /* A static string for an error code ("malformed input", ...). */

@@ -31,7 +31,7 @@
 
 #include "synapse/tensor.h"
 
-#define SYN_GGUF_MAGIC 0x46554747u
+#define SYN_GGUF_MAGIC             0x46554747u
 #define SYN_GGUF_DEFAULT_ALIGNMENT 32
 
 enum syn_gguf_type {
@@ -72,7 +72,7 @@ size_t syn_gguf_data_offset(const struct syn_gguf *g); /* where tensor data star
 /* ---- key/value metadata ---- */
 int64_t syn_gguf_n_kv(const struct syn_gguf *g);
 int64_t syn_gguf_find_key(const struct syn_gguf *g, const char *key); /* index, or -1 */
-const char *syn_gguf_key(const struct syn_gguf *g, int64_t i);         /* NUL-terminated */
+const char *syn_gguf_key(const struct syn_gguf *g, int64_t i);        /* NUL-terminated */
 enum syn_gguf_type syn_gguf_kv_type(const struct syn_gguf *g, int64_t i);
 
 /* Typed getters by key. Integers of any width convert when the value fits; floats accept
@@ -116,8 +116,8 @@ int syn_gguf_writer_add_f32(struct syn_gguf_writer *w, const char *key, float v)
 int syn_gguf_writer_add_bool(struct syn_gguf_writer *w, const char *key, int v);
 int syn_gguf_writer_add_str(struct syn_gguf_writer *w, const char *key, const char *s);
 /* Numeric array of n elements of elem_type (raw little-endian bytes copied). */
-int syn_gguf_writer_add_arr(struct syn_gguf_writer *w, const char *key, enum syn_gguf_type elem_type,
-                            const void *data, uint64_t n);
+int syn_gguf_writer_add_arr(struct syn_gguf_writer *w, const char *key,
+                            enum syn_gguf_type elem_type, const void *data, uint64_t n);
 int syn_gguf_writer_add_arr_str(struct syn_gguf_writer *w, const char *key, const char *const *strs,
                                 const size_t *lens, uint64_t n);
 /* Copies kv i of src (any type, arrays included) under the same key. */

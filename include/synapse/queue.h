@@ -35,8 +35,8 @@
 
 #include "synapse/sampler.h"
 
-#define SYN_Q_GROUP "workers"
-#define SYN_Q_MAX_STOP 4
+#define SYN_Q_GROUP            "workers"
+#define SYN_Q_MAX_STOP         4
 #define SYN_Q_MAX_TOP_LOGPROBS 20
 
 enum syn_priority {
@@ -59,25 +59,25 @@ int syn_q_name_ok(const char *s);
 /* ---- jobs ---- */
 
 struct syn_job {
-    char id[101];                 /* unique, from the gateway ("chatcmpl-..."); a valid name */
-    char model[101];              /* model name the client asked for */
-    char reply[128];              /* reply stream key (syn:reply:{gateway}) */
-    char *prompt;                 /* completions: the prompt text; or NULL. owned */
-    char *messages;               /* chat: JSON array of {"role","content"}; or NULL. owned */
-    int32_t *tokens;              /* a prompt given as token ids; or NULL. owned */
-    int n_tokens;                 /* entries in tokens */
+    char id[101];    /* unique, from the gateway ("chatcmpl-..."); a valid name */
+    char model[101]; /* model name the client asked for */
+    char reply[128]; /* reply stream key (syn:reply:{gateway}) */
+    char *prompt;    /* completions: the prompt text; or NULL. owned */
+    char *messages;  /* chat: JSON array of {"role","content"}; or NULL. owned */
+    int32_t *tokens; /* a prompt given as token ids; or NULL. owned */
+    int n_tokens;    /* entries in tokens */
     struct syn_sampling_params sampling; /* seed always set by the gateway */
-    int max_tokens;               /* tokens to generate at most (>= 1) */
-    char *stop[SYN_Q_MAX_STOP];   /* stop strings; owned */
+    int max_tokens;                      /* tokens to generate at most (>= 1) */
+    char *stop[SYN_Q_MAX_STOP];          /* stop strings; owned */
     int n_stop;
-    int logprobs;                 /* 1: report the chosen tokens' logprobs */
-    int top_logprobs;             /* 0..20 alternatives per token */
-    int64_t deadline_ms;          /* unix ms after which the job must not run; 0 = none */
-    int priority;                 /* enum syn_priority */
-    int64_t created_ms;           /* unix ms when the gateway accepted it */
+    int logprobs;        /* 1: report the chosen tokens' logprobs */
+    int top_logprobs;    /* 0..20 alternatives per token */
+    int64_t deadline_ms; /* unix ms after which the job must not run; 0 = none */
+    int priority;        /* enum syn_priority */
+    int64_t created_ms;  /* unix ms when the gateway accepted it */
     /* set when read from the stream, not encoded */
-    char entry[48];               /* the stream entry id ("1700000000000-0") */
-    int attempt;                  /* delivery count: 1 on the first delivery. Encoded (field
+    char entry[48]; /* the stream entry id ("1700000000000-0") */
+    int attempt;    /* delivery count: 1 on the first delivery. Encoded (field
                                    * "attempt") only when > 0, i.e. by syn_q_requeue: the entry
                                    * then starts at attempt + 1 (docs/protocol.md) */
 };
@@ -94,11 +94,11 @@ int syn_job_validate(const struct syn_job *j, char *err, size_t errlen);
 /* An argv for hiredis (redisCommandArgv / redisAsyncCommandArgv / redisAppendCommandArgv). */
 struct syn_q_argv {
     int argc;
-    const char *argv[64];   /* pointers into buf or into the encoded struct */
+    const char *argv[64]; /* pointers into buf or into the encoded struct */
     size_t len[64];
-    char buf[1024];         /* numbers formatted here */
+    char buf[1024]; /* numbers formatted here */
     size_t used;
-    char *heap;             /* a long field (token ids) formatted here; owned, freed by reset */
+    char *heap; /* a long field (token ids) formatted here; owned, freed by reset */
 };
 void syn_q_argv_reset(struct syn_q_argv *a);
 
@@ -116,18 +116,18 @@ int syn_job_decode(const struct redisReply *fields, struct syn_job *j, char *err
 /* ---- token events (worker -> gateway) ---- */
 
 struct syn_event {
-    char job[101];             /* the job id */
-    int pos;                   /* output position of the first token in this event */
-    int n_tokens;              /* tokens this event covers (0 for a pure finish/error event) */
-    const char *text;          /* the text delta (may be "" while UTF-8 is held back) */
+    char job[101];    /* the job id */
+    int pos;          /* output position of the first token in this event */
+    int n_tokens;     /* tokens this event covers (0 for a pure finish/error event) */
+    const char *text; /* the text delta (may be "" while UTF-8 is held back) */
     size_t text_len;
-    const char *logprobs;      /* JSON array, one object per token, or NULL */
-    const char *finish;        /* NULL, "stop", "length", "cancelled", "error" */
-    int prompt_tokens;         /* on the finishing event */
-    int completion_tokens;     /* on the finishing event */
-    const char *error;         /* message when finish is "error" */
-    const char *error_code;    /* short code: "deadline", "dead_letter", "bad_request", ... */
-    int attempt;               /* the attempt that produced it */
+    const char *logprobs;   /* JSON array, one object per token, or NULL */
+    const char *finish;     /* NULL, "stop", "length", "cancelled", "error" */
+    int prompt_tokens;      /* on the finishing event */
+    int completion_tokens;  /* on the finishing event */
+    const char *error;      /* message when finish is "error" */
+    const char *error_code; /* short code: "deadline", "dead_letter", "bad_request", ... */
+    int attempt;            /* the attempt that produced it */
 };
 
 /* XADD reply MAXLEN ~ 100000 * field value ... for an event. */
@@ -201,8 +201,8 @@ int syn_q_ack(struct syn_qclient *c, const char *model, const struct syn_job *j)
 int syn_q_requeue(struct syn_qclient *c, const char *model, const struct syn_job *j);
 
 /* Appends n events as XADDs and reads every reply: one round trip. */
-int syn_q_post_events(struct syn_qclient *c, const struct syn_event *ev, const char *const *reply_keys,
-                      int n);
+int syn_q_post_events(struct syn_qclient *c, const struct syn_event *ev,
+                      const char *const *reply_keys, int n);
 
 /* Marks a job cancelled (SET syn:cancel:{id} EX 3600, PUBLISH syn:cancel id). */
 int syn_q_cancel(struct syn_qclient *c, const char *job_id);
@@ -218,18 +218,18 @@ enum syn_worker_state {
 };
 
 struct syn_worker_info {
-    char id[101];          /* worker id (a valid name) */
+    char id[101]; /* worker id (a valid name) */
     char model[101];
-    int state;             /* enum syn_worker_state */
+    int state; /* enum syn_worker_state */
     int pid;
     int max_seqs;
-    int running;           /* sequences in the batch */
-    int free_slots;        /* max_seqs - running, 0 while not ready */
+    int running;    /* sequences in the batch */
+    int free_slots; /* max_seqs - running, 0 while not ready */
     int kv_blocks_free;
     int kv_blocks_total;
-    int64_t heartbeat_ms;  /* unix ms of this heartbeat */
-    int64_t started_ms;    /* unix ms the process started */
-    double cold_start_s;   /* process start to ready */
+    int64_t heartbeat_ms; /* unix ms of this heartbeat */
+    int64_t started_ms;   /* unix ms the process started */
+    double cold_start_s;  /* process start to ready */
     uint64_t jobs_done;
     uint64_t tokens_out;
 };

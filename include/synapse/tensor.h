@@ -16,11 +16,11 @@
 enum syn_dtype {
     SYN_DT_F32 = 0,
     SYN_DT_F16 = 1,
-    SYN_DT_Q4_0 = 2,  /* blocks of 32: f16 scale d, 16 bytes of 4-bit q; x = d * (q - 8) */
+    SYN_DT_Q4_0 = 2, /* blocks of 32: f16 scale d, 16 bytes of 4-bit q; x = d * (q - 8) */
     SYN_DT_Q4_1 = 3,
     SYN_DT_Q5_0 = 6,
     SYN_DT_Q5_1 = 7,
-    SYN_DT_Q8_0 = 8,  /* blocks of 32: f16 scale d, 32 int8 q; x = d * q */
+    SYN_DT_Q8_0 = 8, /* blocks of 32: f16 scale d, 32 int8 q; x = d * q */
     SYN_DT_Q8_1 = 9,
     SYN_DT_Q2_K = 10,
     SYN_DT_Q3_K = 11,
@@ -43,12 +43,12 @@ enum syn_dtype {
 
 /* On-file block layouts (little-endian, packed by construction). */
 struct syn_block_q8_0 {
-    uint16_t d;    /* f16 scale */
-    int8_t q[32];  /* quants */
+    uint16_t d;   /* f16 scale */
+    int8_t q[32]; /* quants */
 };
 struct syn_block_q4_0 {
-    uint16_t d;     /* f16 scale */
-    uint8_t q[16];  /* low nibbles = elements 0..15, high nibbles = 16..31 */
+    uint16_t d;    /* f16 scale */
+    uint8_t q[16]; /* low nibbles = elements 0..15, high nibbles = 16..31 */
 };
 
 /* Name ("f32", "q8_0", ...) or NULL for an unknown type. */
@@ -63,19 +63,19 @@ int syn_dtype_parse(const char *s);
 
 /* A view of one tensor. */
 struct syn_tensor {
-    const char *name;   /* NUL-terminated; owned by the file it came from */
-    int type;           /* enum syn_dtype */
-    int n_dims;         /* 1..4 */
-    uint64_t ne[4];     /* elements per dimension, ne[0] innermost; unused dims are 1 */
-    const void *data;   /* first byte; not owned */
-    uint64_t nbytes;    /* total bytes */
+    const char *name; /* NUL-terminated; owned by the file it came from */
+    int type;         /* enum syn_dtype */
+    int n_dims;       /* 1..4 */
+    uint64_t ne[4];   /* elements per dimension, ne[0] innermost; unused dims are 1 */
+    const void *data; /* first byte; not owned */
+    uint64_t nbytes;  /* total bytes */
 };
 
 /* ---- scalar conversions, exact and portable (the kernels have vector versions) ---- */
 float syn_f16_to_f32(uint16_t h);
-uint16_t syn_f32_to_f16(float f);   /* round to nearest even */
+uint16_t syn_f32_to_f16(float f); /* round to nearest even */
 float syn_bf16_to_f32(uint16_t h);
-uint16_t syn_f32_to_bf16(float f);  /* round to nearest even */
+uint16_t syn_f32_to_bf16(float f); /* round to nearest even */
 
 /* Dequantises n elements (a whole number of blocks) of src in type into dst. Returns 0, or
  * SYN_EUNSUPPORTED for a type we cannot read. Reference path: tests, NumPy cross-checks and

@@ -15,28 +15,28 @@
 #include <stdint.h>
 
 struct syn_worker_params {
-    const char *model_path;      /* GGUF file or HF directory (required) */
-    const char *model_name;      /* the name clients use; NULL = file name without extension */
-    const char *redis_url;       /* "unix:///path", "redis://host:port" (required) */
-    const char *worker_id;       /* NULL = "{host}-{pid}" */
-    const char *chat_template;   /* override the model's template by name; NULL = detect */
-    int n_threads;               /* engine threads; 0 = all CPUs */
-    int max_seqs;                /* sequences in the batch (default 16) */
-    int max_batched_tokens;      /* tokens per engine step (default 256) */
-    int max_queue_delay_ms;      /* from idle, wait this long to gather a first batch (default 0) */
-    int kv_cache_mb;             /* KV pool; 0 = engine default */
-    int n_ctx;                   /* context per sequence; 0 = model's (capped at 4096) */
-    double idle_timeout_s;       /* exit after this long without work; 0 = stay up (default 60) */
-    int heartbeat_ms;            /* registry heartbeat and job touch interval (default 1000) */
-    int reclaim_ms;              /* take over jobs idle this long (dead worker) (default 5000) */
-    int max_attempts;            /* deliveries before a job is dead-lettered (default 3) */
-    double drain_timeout_s;      /* on SIGTERM: finish running sequences within this (default 30) */
-    int64_t start_ms;            /* unix ms the process started (for cold-start time); 0 = now */
+    const char *model_path;    /* GGUF file or HF directory (required) */
+    const char *model_name;    /* the name clients use; NULL = file name without extension */
+    const char *redis_url;     /* "unix:///path", "redis://host:port" (required) */
+    const char *worker_id;     /* NULL = "{host}-{pid}" */
+    const char *chat_template; /* override the model's template by name; NULL = detect */
+    int n_threads;             /* engine threads; 0 = all CPUs */
+    int max_seqs;              /* sequences in the batch (default 16) */
+    int max_batched_tokens;    /* tokens per engine step (default 256) */
+    int max_queue_delay_ms;    /* from idle, wait this long to gather a first batch (default 0) */
+    int kv_cache_mb;           /* KV pool; 0 = engine default */
+    int n_ctx;                 /* context per sequence; 0 = model's (capped at 4096) */
+    double idle_timeout_s;     /* exit after this long without work; 0 = stay up (default 60) */
+    int heartbeat_ms;          /* registry heartbeat and job touch interval (default 1000) */
+    int reclaim_ms;            /* take over jobs idle this long (dead worker) (default 5000) */
+    int max_attempts;          /* deliveries before a job is dead-lettered (default 3) */
+    double drain_timeout_s;    /* on SIGTERM: finish running sequences within this (default 30) */
+    int64_t start_ms;          /* unix ms the process started (for cold-start time); 0 = now */
     /* metrics (docs/metrics.md), served and/or pushed by a thread of their own */
-    int metrics_port;            /* serve GET /metrics here; 0 = any free port; -1 = no (default) */
-    const char *metrics_host;    /* bind address for it (default 127.0.0.1) */
-    const char *pushgateway;     /* push to this Pushgateway ("http://host:9091"); NULL = no */
-    double push_interval_s;      /* seconds between pushes (default 10) */
+    int metrics_port;         /* serve GET /metrics here; 0 = any free port; -1 = no (default) */
+    const char *metrics_host; /* bind address for it (default 127.0.0.1) */
+    const char *pushgateway;  /* push to this Pushgateway ("http://host:9091"); NULL = no */
+    double push_interval_s;   /* seconds between pushes (default 10) */
 };
 
 struct syn_worker_params syn_worker_default_params(void);

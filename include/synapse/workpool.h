@@ -18,38 +18,38 @@
 #include "synapse/autoscale.h"
 
 struct syn_workpool_params {
-    const char *backend;        /* "local" (default) or "external" */
-    const char *synapse_bin;    /* the binary to exec for workers (local); default /proc/self/exe */
-    const char *model_path;     /* passed to workers (local) */
-    const char *model_name;     /* the model's name in keys and requests (required) */
-    const char *redis_url;      /* (required) */
+    const char *backend;     /* "local" (default) or "external" */
+    const char *synapse_bin; /* the binary to exec for workers (local); default /proc/self/exe */
+    const char *model_path;  /* passed to workers (local) */
+    const char *model_name;  /* the model's name in keys and requests (required) */
+    const char *redis_url;   /* (required) */
     struct syn_scale_policy policy;
-    int worker_threads;         /* --threads for each worker; 0 = all CPUs */
-    int tick_ms;                /* how often the policy runs (default 200) */
-    int heartbeat_ms;           /* workers' --heartbeat-ms (default 1000) */
-    const char *worker_args;    /* extra arguments for workers, space-separated; may be NULL */
-    const char *log_dir;        /* where worker logs go (local); NULL = inherit stderr */
-    double price_per_hour;      /* $ per worker-hour for cost accounting (default 0) */
+    int worker_threads;      /* --threads for each worker; 0 = all CPUs */
+    int tick_ms;             /* how often the policy runs (default 200) */
+    int heartbeat_ms;        /* workers' --heartbeat-ms (default 1000) */
+    const char *worker_args; /* extra arguments for workers, space-separated; may be NULL */
+    const char *log_dir;     /* where worker logs go (local); NULL = inherit stderr */
+    double price_per_hour;   /* $ per worker-hour for cost accounting (default 0) */
 };
 
 struct syn_workpool_params syn_workpool_default_params(void);
 
 /* Counters and gauges for metrics and tests (a snapshot). */
 struct syn_workpool_stats {
-    int alive;                  /* registered workers */
-    int ready;                  /* of those, ready */
-    int starting;               /* started, not yet registered */
-    int children;               /* local processes alive */
-    int64_t waiting;            /* queue backlog */
-    int64_t running;            /* sequences running */
-    uint64_t started_total;     /* workers started */
-    uint64_t exited_total;      /* local workers that exited (any reason) */
-    uint64_t crashed_total;     /* of those, killed by a signal or exit status != 0 */
-    uint64_t decisions[6];      /* starts by enum syn_scale_reason */
-    double last_cold_start_s;   /* spawn to registered, most recent */
-    double worker_seconds;      /* local worker-seconds so far (for cost) */
-    double cost_dollars;        /* worker_seconds * price_per_hour / 3600 */
-    int redis_ok;               /* the last tick reached Redis */
+    int alive;                /* registered workers */
+    int ready;                /* of those, ready */
+    int starting;             /* started, not yet registered */
+    int children;             /* local processes alive */
+    int64_t waiting;          /* queue backlog */
+    int64_t running;          /* sequences running */
+    uint64_t started_total;   /* workers started */
+    uint64_t exited_total;    /* local workers that exited (any reason) */
+    uint64_t crashed_total;   /* of those, killed by a signal or exit status != 0 */
+    uint64_t decisions[6];    /* starts by enum syn_scale_reason */
+    double last_cold_start_s; /* spawn to registered, most recent */
+    double worker_seconds;    /* local worker-seconds so far (for cost) */
+    double cost_dollars;      /* worker_seconds * price_per_hour / 3600 */
+    int redis_ok;             /* the last tick reached Redis */
 };
 
 struct syn_workpool;

@@ -18,7 +18,7 @@
 #include <strings.h>
 
 struct argvec {
-    char **v;   /* from malloc; strings from strdup */
+    char **v; /* from malloc; strings from strdup */
     int n, cap;
 };
 

@@ -44,16 +44,23 @@ static void usage(FILE *f)
 
 int cmd_generate(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
-        {"max-tokens", required_argument, 0, 'n'}, {"temp", required_argument, 0, 'T'},
-        {"top-k", required_argument, 0, 'k'},   {"top-p", required_argument, 0, 'P'},
-        {"min-p", required_argument, 0, 'M'},   {"repeat-penalty", required_argument, 0, 'R'},
-        {"seed", required_argument, 0, 's'},    {"chat", no_argument, 0, 'c'},
-        {"system", required_argument, 0, 'S'},  {"chat-template", required_argument, 0, 'C'},
-        {"ignore-eos", no_argument, 0, 'E'},    {"threads", required_argument, 0, 't'},
-        {"stats", no_argument, 0, 'x'},         {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"prompt", required_argument, 0, 'p'},
+                                         {"max-tokens", required_argument, 0, 'n'},
+                                         {"temp", required_argument, 0, 'T'},
+                                         {"top-k", required_argument, 0, 'k'},
+                                         {"top-p", required_argument, 0, 'P'},
+                                         {"min-p", required_argument, 0, 'M'},
+                                         {"repeat-penalty", required_argument, 0, 'R'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"chat", no_argument, 0, 'c'},
+                                         {"system", required_argument, 0, 'S'},
+                                         {"chat-template", required_argument, 0, 'C'},
+                                         {"ignore-eos", no_argument, 0, 'E'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"stats", no_argument, 0, 'x'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *model = NULL, *prompt = "", *system = NULL, *tmpl = NULL;
     long n_gen = 256, threads = 0, top_k = 0, seed = 0;
     double temp = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
@@ -61,8 +68,12 @@ int cmd_generate(int argc, char **argv)
     const char *cmd = "generate";
     while ((c = cli_getopt(cmd, argc, argv, "m:p:n:t:h", opts)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'p': prompt = optarg; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'p':
+            prompt = optarg;
+            break;
         case 'n':
             if (cli_parse_long(cmd, "--max-tokens", optarg, 0, 1 << 20, &n_gen)) return 2;
             break;
@@ -84,16 +95,29 @@ int cmd_generate(int argc, char **argv)
         case 's':
             if (cli_parse_long(cmd, "--seed", optarg, 0, 0x7fffffffffffffffL, &seed)) return 2;
             break;
-        case 'c': chat = 1; break;
-        case 'S': system = optarg; break;
-        case 'C': tmpl = optarg; break;
-        case 'E': ignore_eos = 1; break;
+        case 'c':
+            chat = 1;
+            break;
+        case 'S':
+            system = optarg;
+            break;
+        case 'C':
+            tmpl = optarg;
+            break;
+        case 'E':
+            ignore_eos = 1;
+            break;
         case 't':
             if (cli_parse_long(cmd, "--threads", optarg, 0, 1024, &threads)) return 2;
             break;
-        case 'x': stats = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: return 2;
+        case 'x':
+            stats = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
@@ -229,8 +253,9 @@ int cmd_generate(int argc, char **argv)
     if (stats) {
         double pf = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
         double dc = (double)(t2.tv_sec - t1.tv_sec) + (double)(t2.tv_nsec - t1.tv_nsec) * 1e-9;
-        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s); generated: %d tokens in "
-                        "%.3f s (%.1f tokens/s)\n",
+        fprintf(stderr,
+                "prompt: %d tokens in %.3f s (%.1f tokens/s); generated: %d tokens in "
+                "%.3f s (%.1f tokens/s)\n",
                 n_prompt, pf, n_prompt / (pf > 0 ? pf : 1e-9), n_out, dc,
                 n_out / (dc > 0 ? dc : 1e-9));
     }

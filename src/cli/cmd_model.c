@@ -11,7 +11,8 @@ static const struct {
 } subs[] = {
     {"info", cmd_model_info, "print metadata and the tensor table of a model"},
     {"tokenize", cmd_model_tokenize, "read text on stdin, print token ids"},
-    {"perplexity", cmd_model_perplexity, "read text on stdin, print teacher-forced NLL and perplexity"},
+    {"perplexity", cmd_model_perplexity,
+     "read text on stdin, print teacher-forced NLL and perplexity"},
     {"random", cmd_model_random, "write a random-weight GGUF of a named or given shape"},
 };
 

@@ -16,18 +16,19 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: synapse model perplexity MODEL [--tokens \"ID ID ...\"] [--no-bos]\n"
-               "                                 [--dump-logits FILE] [-t N]\n\n"
-               "Reads text on stdin (or takes --tokens), runs it through the model teacher-forced\n"
-               "and prints the number of tokens, the total negative log-likelihood (nats) of\n"
-               "tokens 1..n-1 given their prefixes, and the perplexity exp(nll / (n - 1)).\n\n"
-               "Options:\n"
-               "      --tokens IDS        token ids instead of stdin text (no BOS is added)\n"
-               "      --no-bos            do not prepend BOS to the text\n"
-               "      --dump-logits FILE  write n x n_vocab little-endian f32 logits (row i: after\n"
-               "                          token i)\n"
-               "  -t, --threads N         CPU threads (default: all)\n"
-               "  -h, --help              show this help\n");
+    fprintf(f,
+            "Usage: synapse model perplexity MODEL [--tokens \"ID ID ...\"] [--no-bos]\n"
+            "                                 [--dump-logits FILE] [-t N]\n\n"
+            "Reads text on stdin (or takes --tokens), runs it through the model teacher-forced\n"
+            "and prints the number of tokens, the total negative log-likelihood (nats) of\n"
+            "tokens 1..n-1 given their prefixes, and the perplexity exp(nll / (n - 1)).\n\n"
+            "Options:\n"
+            "      --tokens IDS        token ids instead of stdin text (no BOS is added)\n"
+            "      --no-bos            do not prepend BOS to the text\n"
+            "      --dump-logits FILE  write n x n_vocab little-endian f32 logits (row i: after\n"
+            "                          token i)\n"
+            "  -t, --threads N         CPU threads (default: all)\n"
+            "  -h, --help              show this help\n");
 }
 
 /* Parses "1 2 3" (spaces or commas) into a malloc'ed array; returns the count or -1. */
@@ -95,14 +96,23 @@ int cmd_model_perplexity(int argc, char **argv)
     long threads = 0;
     while ((c = cli_getopt(cmd, argc, argv, "t:h", opts)) != -1) {
         switch (c) {
-        case 'k': tokens = optarg; break;
-        case 'B': no_bos = 1; break;
-        case 'd': dump = optarg; break;
+        case 'k':
+            tokens = optarg;
+            break;
+        case 'B':
+            no_bos = 1;
+            break;
+        case 'd':
+            dump = optarg;
+            break;
         case 't':
             if (cli_parse_long(cmd, "--threads", optarg, 0, 1024, &threads)) return 2;
             break;
-        case 'h': usage(stdout); return 0;
-        default: return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     if (optind != argc - 1) return cli_usage_error(cmd, "expects exactly one MODEL argument");

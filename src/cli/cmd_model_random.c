@@ -33,25 +33,25 @@
 #error "model random writes float and block data in host order, which must be little-endian"
 #endif
 
-#define CMD "model random"
+#define CMD       "model random"
 #define ALIGNMENT 32u
-#define CHUNK (32 * 1024) /* elements generated and converted at a time; a multiple of 32 */
+#define CHUNK     (32 * 1024) /* elements generated and converted at a time; a multiple of 32 */
 
 /* ---- shapes ---- */
 
 struct shape {
-    const char *name;  /* --shape NAME, also general.name */
-    int dim;           /* hidden size (llama.embedding_length) */
-    int n_layer;       /* transformer blocks */
-    int n_head;        /* query heads */
-    int n_kv_head;     /* key/value heads (== n_head without GQA) */
-    int ffn;           /* SwiGLU hidden size */
-    int vocab;         /* token embedding rows */
-    int head_dim;      /* 0: dim / n_head */
-    int ctx;           /* llama.context_length */
-    float rope_theta;  /* llama.rope.freq_base */
-    int tied;          /* no output.weight: the output projection is token_embd */
-    int llama3_rope;   /* writes rope_freqs.weight with Llama 3.1 frequency scaling */
+    const char *name; /* --shape NAME, also general.name */
+    int dim;          /* hidden size (llama.embedding_length) */
+    int n_layer;      /* transformer blocks */
+    int n_head;       /* query heads */
+    int n_kv_head;    /* key/value heads (== n_head without GQA) */
+    int ffn;          /* SwiGLU hidden size */
+    int vocab;        /* token embedding rows */
+    int head_dim;     /* 0: dim / n_head */
+    int ctx;          /* llama.context_length */
+    float rope_theta; /* llama.rope.freq_base */
+    int tied;         /* no output.weight: the output projection is token_embd */
+    int llama3_rope;  /* writes rope_freqs.weight with Llama 3.1 frequency scaling */
 };
 
 /* The published hyperparameters of each model (its config.json / llama2.c header). */
@@ -66,10 +66,10 @@ static const struct shape shapes[] = {
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
 /* Llama 3.1/3.2 rope scaling constants (their config.json "rope_scaling"). */
-#define L3_FACTOR 32.0
-#define L3_LOW_FREQ_FACTOR 1.0
+#define L3_FACTOR           32.0
+#define L3_LOW_FREQ_FACTOR  1.0
 #define L3_HIGH_FREQ_FACTOR 4.0
-#define L3_ORIG_CTX 8192.0
+#define L3_ORIG_CTX         8192.0
 
 /* Everything the command line decided. */
 struct cfg {
@@ -115,7 +115,8 @@ static void rng_fill(struct rng *r, float *x, size_t n, float scale, float offse
         r->ctr += 0x9e3779b97f4a7c15ull;
         uint64_t z = mix64(r->ctr);
         x[i] = offset + scale * ((float)((int32_t)(z >> 40) - 0x800000) * unit);
-        if (i + 1 < n) x[i + 1] = offset + scale * ((float)((int32_t)((z >> 8) & 0xffffff) - 0x800000) * unit);
+        if (i + 1 < n)
+            x[i + 1] = offset + scale * ((float)((int32_t)((z >> 8) & 0xffffff) - 0x800000) * unit);
     }
 }
 
@@ -164,17 +165,19 @@ static void plan_add(struct tplan *t, int *n, const char *name, int type, uint64
 static int plan_tensors(const struct cfg *c, struct tplan *t)
 {
     const struct shape *s = &c->s;
-    uint64_t q_dim = (uint64_t)s->n_head * s->head_dim, kv_dim = (uint64_t)s->n_kv_head * s->head_dim;
+    uint64_t q_dim = (uint64_t)s->n_head * s->head_dim,
+             kv_dim = (uint64_t)s->n_kv_head * s->head_dim;
     int n = 0, dt = c->dtype;
     char name[64];
     plan_add(t, &n, "token_embd.weight", dt, s->dim, s->vocab, FILL_MATRIX);
     if (s->llama3_rope)
         plan_add(t, &n, "rope_freqs.weight", SYN_DT_F32, s->head_dim / 2, 0, FILL_ROPE);
     for (int i = 0; i < s->n_layer; i++) {
-        static const char *const parts[] = {"attn_norm", "attn_q",   "attn_k",
+        static const char *const parts[] = {"attn_norm", "attn_q",      "attn_k",
                                             "attn_v",    "attn_output", "ffn_norm",
-                                            "ffn_gate",  "ffn_up",   "ffn_down"};
-        const uint64_t k[] = {s->dim, s->dim, s->dim, s->dim, q_dim, s->dim, s->dim, s->dim, s->ffn};
+                                            "ffn_gate",  "ffn_up",      "ffn_down"};
+        const uint64_t k[] = {s->dim, s->dim, s->dim, s->dim, q_dim,
+                              s->dim, s->dim, s->dim, s->ffn};
         const uint64_t rows[] = {0, q_dim, kv_dim, kv_dim, s->dim, 0, s->ffn, s->ffn, s->dim};
         for (int j = 0; j < 9; j++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", i, parts[j]);
@@ -313,12 +316,12 @@ static int synth_vocab(struct syn_gguf_writer *w, int n)
     char *p = text;
     int k = 0;
 #define PIECE_BEGIN() (pieces[k] = p)
-#define PIECE_END(type, score)                                                                    \
-    do {                                                                                          \
-        lens[k] = (size_t)(p - pieces[k]);                                                        \
-        types[k] = (type);                                                                        \
-        scores[k] = (score);                                                                      \
-        k++;                                                                                      \
+#define PIECE_END(type, score)                                                                     \
+    do {                                                                                           \
+        lens[k] = (size_t)(p - pieces[k]);                                                         \
+        types[k] = (type);                                                                         \
+        scores[k] = (score);                                                                       \
+        k++;                                                                                       \
     } while (0)
     static const char *const ctl[] = {"<unk>", "<s>", "</s>"};
     for (int i = 0; i < 3; i++) {
@@ -485,14 +488,17 @@ static int add_model_keys(struct syn_gguf_writer *w, const struct cfg *c)
         (rc = syn_gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)s->dim)) < 0 ||
         (rc = syn_gguf_writer_add_u32(w, "llama.block_count", (uint32_t)s->n_layer)) < 0 ||
         (rc = syn_gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)s->ffn)) < 0 ||
-        (rc = syn_gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)s->head_dim)) < 0 ||
+        (rc = syn_gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)s->head_dim)) <
+            0 ||
         (rc = syn_gguf_writer_add_u32(w, "llama.attention.head_count", (uint32_t)s->n_head)) < 0 ||
-        (rc = syn_gguf_writer_add_u32(w, "llama.attention.head_count_kv",
-                                      (uint32_t)s->n_kv_head)) < 0 ||
-        (rc = syn_gguf_writer_add_u32(w, "llama.attention.key_length", (uint32_t)s->head_dim)) < 0 ||
-        (rc = syn_gguf_writer_add_u32(w, "llama.attention.value_length",
-                                      (uint32_t)s->head_dim)) < 0 ||
-        (rc = syn_gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps)) < 0 ||
+        (rc = syn_gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)s->n_kv_head)) <
+            0 ||
+        (rc = syn_gguf_writer_add_u32(w, "llama.attention.key_length", (uint32_t)s->head_dim)) <
+            0 ||
+        (rc = syn_gguf_writer_add_u32(w, "llama.attention.value_length", (uint32_t)s->head_dim)) <
+            0 ||
+        (rc = syn_gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps)) <
+            0 ||
         (rc = syn_gguf_writer_add_f32(w, "llama.rope.freq_base", s->rope_theta)) < 0)
         return rc;
     return 0;
@@ -518,8 +524,8 @@ static int build_metadata(const struct cfg *c, uint8_t **buf, size_t *size, char
                 CMD, c->s.vocab, SYNTH_MIN_VOCAB);
         return 1;
     }
-    if (snprintf(dir, sizeof dir, "%s/synapse-random-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp") >=
-            (int)sizeof dir ||
+    if (snprintf(dir, sizeof dir, "%s/synapse-random-XXXXXX",
+                 tmpdir && *tmpdir ? tmpdir : "/tmp") >= (int)sizeof dir ||
         !mkdtemp(dir)) {
         fprintf(stderr, "synapse %s: cannot create a temporary directory in %s: %s\n", CMD,
                 tmpdir && *tmpdir ? tmpdir : "/tmp", strerror(errno));
@@ -633,7 +639,8 @@ static size_t convert(int type, const float *x, size_t n, uint8_t *dst)
 }
 
 /* Generates tensor t chunk by chunk and appends it to f. 0 or -1 (write error). */
-static int write_tensor(FILE *f, const struct cfg *c, const struct tplan *t, float *x, uint8_t *bytes)
+static int write_tensor(FILE *f, const struct cfg *c, const struct tplan *t, float *x,
+                        uint8_t *bytes)
 {
     struct rng r;
     rng_init(&r, c->seed, t->name);
@@ -698,18 +705,20 @@ out:
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: synapse model random (--shape NAME | --dim N --layers N --heads N [--kv-heads N]\n"
-            "                            [--ffn N] [--vocab N] [--head-dim N])\n"
-            "                            --dtype f32|f16|bf16|q8_0 [--tied] [--seed S]\n"
-            "                            [--vocab-from FILE] -o FILE\n\n"
-            "Writes a Llama-architecture GGUF v3 model with deterministic pseudo-random weights\n"
-            "(the same seed gives the same bytes), for tests and benchmarks.\n\n"
-            "Options:\n"
-            "  --shape NAME       a published shape (flags below override its dimensions):\n");
+    fprintf(
+        f,
+        "Usage: synapse model random (--shape NAME | --dim N --layers N --heads N [--kv-heads N]\n"
+        "                            [--ffn N] [--vocab N] [--head-dim N])\n"
+        "                            --dtype f32|f16|bf16|q8_0 [--tied] [--seed S]\n"
+        "                            [--vocab-from FILE] -o FILE\n\n"
+        "Writes a Llama-architecture GGUF v3 model with deterministic pseudo-random weights\n"
+        "(the same seed gives the same bytes), for tests and benchmarks.\n\n"
+        "Options:\n"
+        "  --shape NAME       a published shape (flags below override its dimensions):\n");
     for (size_t i = 0; i < N_SHAPES; i++) {
         const struct shape *s = &shapes[i];
-        fprintf(f, "                       %-15s dim %d, %d layers, %d/%d heads, ffn %d, vocab %d%s\n",
+        fprintf(f,
+                "                       %-15s dim %d, %d layers, %d/%d heads, ffn %d, vocab %d%s\n",
                 s->name, s->dim, s->n_layer, s->n_head, s->n_kv_head, s->ffn, s->vocab,
                 s->tied ? ", tied" : "");
     }
@@ -788,7 +797,9 @@ static int parse_args(int argc, char **argv, struct cfg *c)
     while ((opt = cli_getopt(CMD, argc, argv, "o:h", longopts)) != -1) {
         long v;
         switch (opt) {
-        case OPT_SHAPE: shape = optarg; break;
+        case OPT_SHAPE:
+            shape = optarg;
+            break;
         case OPT_DIM:
             if (cli_parse_long(CMD, "--dim", optarg, 1, 65536, &dim) < 0) return 2;
             break;
@@ -816,17 +827,30 @@ static int parse_args(int argc, char **argv, struct cfg *c)
         case OPT_ROPE_THETA:
             if (cli_parse_double(CMD, "--rope-theta", optarg, 1.0, 1e9, &theta) < 0) return 2;
             break;
-        case OPT_LLAMA3_ROPE: l3 = 1; break;
-        case OPT_DTYPE: dtype = optarg; break;
-        case OPT_TIED: tied = 1; break;
+        case OPT_LLAMA3_ROPE:
+            l3 = 1;
+            break;
+        case OPT_DTYPE:
+            dtype = optarg;
+            break;
+        case OPT_TIED:
+            tied = 1;
+            break;
         case OPT_SEED:
             if (cli_parse_long(CMD, "--seed", optarg, 0, LONG_MAX, &v) < 0) return 2;
             c->seed = (uint64_t)v;
             break;
-        case OPT_VOCAB_FROM: c->vocab_from = optarg; break;
-        case 'o': c->out = optarg; break;
-        case 'h': usage(stdout); return -1;
-        default: return 2;
+        case OPT_VOCAB_FROM:
+            c->vocab_from = optarg;
+            break;
+        case 'o':
+            c->out = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return -1;
+        default:
+            return 2;
         }
     }
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
@@ -944,9 +968,8 @@ int cmd_model_random(int argc, char **argv)
     printf("wrote %s: %s, dim %d, %d layers, %d heads / %d kv heads of %d, ffn %d, vocab %d%s, "
            "%s, seed %llu, %.2f M parameters, %.1f MiB of tensors; %s\n",
            c.out, s->name, s->dim, s->n_layer, s->n_head, s->n_kv_head, s->head_dim, s->ffn,
-           s->vocab, s->tied ? " (tied)" : "", syn_dtype_name(c.dtype),
-           (unsigned long long)c.seed, (double)params / 1e6, (double)bytes / (1024.0 * 1024.0),
-           vocab_desc);
+           s->vocab, s->tied ? " (tied)" : "", syn_dtype_name(c.dtype), (unsigned long long)c.seed,
+           (double)params / 1e6, (double)bytes / (1024.0 * 1024.0), vocab_desc);
     rc = 0;
 out:
     free(meta);

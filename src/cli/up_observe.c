@@ -101,8 +101,8 @@ static int wait_ready(pid_t pid, const char *url, double timeout_s)
     int ok = -1;
     for (int i = 0; i < (int)(timeout_s * 20); i++) {
         if (waitpid(pid, NULL, WNOHANG) == pid) break;
-        struct syn_http_req rq = {.method = "GET", .url = url, .timeout_ms = 1000,
-                                  .connect_timeout_ms = 500};
+        struct syn_http_req rq = {
+            .method = "GET", .url = url, .timeout_ms = 1000, .connect_timeout_ms = 500};
         struct syn_http_resp resp;
         char err[256];
         int rc = syn_http_do(c, &rq, &resp, err, sizeof err);
@@ -155,7 +155,7 @@ int up_obs_start_exporters(struct up_obs *o, const char *dir, const char *redis_
     snprintf(logf, sizeof logf, "%s/redis_exporter.log", dir);
     /* the job streams, with their consumer groups' pending and lag */
     const char *ex[] = {"prometheus-redis-exporter", addr, listen, "--check-streams=syn:*:jobs*",
-                  NULL};
+                        NULL};
     o->exporter = spawn(ex, logf);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", o->exporter_port);
     if (o->exporter < 0 || wait_ready(o->exporter, url, 15) != 0) {

@@ -121,9 +121,9 @@ int syn_engine_load(const struct syn_engine_params *p, struct syn_engine **out, 
     syn_info("engine",
              "loaded %s: %s, dim %d, %d layers, %d/%d heads, vocab %d; n_ctx %d, %d KV blocks "
              "of %d tokens (%.1f MiB), backend %s",
-             p->model_path, hp->arch, hp->dim, hp->n_layer, hp->n_head, hp->n_kv_head,
-             hp->n_vocab, e->n_ctx, e->n_blocks, e->block_tokens,
-             (double)nb * (double)per_block / 1048576.0, be->name);
+             p->model_path, hp->arch, hp->dim, hp->n_layer, hp->n_head, hp->n_kv_head, hp->n_vocab,
+             e->n_ctx, e->n_blocks, e->block_tokens, (double)nb * (double)per_block / 1048576.0,
+             be->name);
     *out = e;
     return SYN_OK;
 fail:

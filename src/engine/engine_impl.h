@@ -46,25 +46,25 @@ struct syn_seq {
 };
 
 struct syn_engine {
-    struct syn_model model;          /* weights, tokenizer */
+    struct syn_model model; /* weights, tokenizer */
     const struct syn_backend *backend;
-    void *backend_state;             /* owned by the backend */
-    int n_threads;                   /* CPU threads asked for (0 = all) */
-    int n_ctx;                       /* positions per sequence */
+    void *backend_state; /* owned by the backend */
+    int n_threads;       /* CPU threads asked for (0 = all) */
+    int n_ctx;           /* positions per sequence */
     int max_seqs, max_batch_tokens, max_logit_rows;
-    int block_tokens;                /* tokens per KV block */
-    int n_blocks;                    /* blocks in the pool */
-    int max_blocks_per_seq;          /* ceil(n_ctx / block_tokens) */
-    struct syn_seq *seqs;            /* (max_seqs) */
-    int32_t *block_tables;           /* (max_seqs, max_blocks_per_seq) */
-    int32_t *free_blocks;            /* (n_blocks) stack of free block ids */
-    int n_free;                      /* entries on that stack */
+    int block_tokens;       /* tokens per KV block */
+    int n_blocks;           /* blocks in the pool */
+    int max_blocks_per_seq; /* ceil(n_ctx / block_tokens) */
+    struct syn_seq *seqs;   /* (max_seqs) */
+    int32_t *block_tables;  /* (max_seqs, max_blocks_per_seq) */
+    int32_t *free_blocks;   /* (n_blocks) stack of free block ids */
+    int n_free;             /* entries on that stack */
     /* step plan buffers, sized at load */
     int32_t *plan_tokens, *plan_pos, *plan_seq; /* (max_batch_tokens) */
-    int32_t *plan_out;               /* (max_logit_rows) */
-    uint8_t *seen;                   /* (max_seqs) duplicate check within one step */
-    float *logits;                   /* (max_logit_rows, n_vocab) */
-    int n_logits;                    /* rows the last step produced */
+    int32_t *plan_out;                          /* (max_logit_rows) */
+    uint8_t *seen;                              /* (max_seqs) duplicate check within one step */
+    float *logits;                              /* (max_logit_rows, n_vocab) */
+    int n_logits;                               /* rows the last step produced */
 };
 
 #endif

@@ -192,7 +192,8 @@ static int check_hparams(const struct syn_hparams *hp, char *err, size_t errlen)
         return syn_seterr(err, errlen, SYN_EFORMAT, "model: implausible sizes (dim %d, %d layers)",
                           hp->dim, hp->n_layer);
     if (!(hp->norm_eps > 0.0f) || !(hp->rope_theta > 0.0f))
-        return syn_seterr(err, errlen, SYN_EFORMAT, "model: norm epsilon and rope theta must be > 0");
+        return syn_seterr(err, errlen, SYN_EFORMAT,
+                          "model: norm epsilon and rope theta must be > 0");
     return SYN_OK;
 }
 
@@ -233,18 +234,19 @@ static int bind_weights(struct syn_model *m, int hf, char *err, size_t errlen)
         struct syn_layer *L = &m->layers[i];
         char n[12][96];
         if (hf) {
-            const char *fmt[12] = {"input_layernorm.weight",   "self_attn.q_proj.weight",
-                                   "self_attn.k_proj.weight",  "self_attn.v_proj.weight",
-                                   "self_attn.o_proj.weight",  "post_attention_layernorm.weight",
-                                   "mlp.gate_proj.weight",     "mlp.up_proj.weight",
-                                   "mlp.down_proj.weight",     "self_attn.q_proj.bias",
-                                   "self_attn.k_proj.bias",    "self_attn.v_proj.bias"};
-            for (int k = 0; k < 12; k++) snprintf(n[k], sizeof n[k], "model.layers.%d.%s", i, fmt[k]);
+            const char *fmt[12] = {"input_layernorm.weight",  "self_attn.q_proj.weight",
+                                   "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                                   "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+                                   "mlp.gate_proj.weight",    "mlp.up_proj.weight",
+                                   "mlp.down_proj.weight",    "self_attn.q_proj.bias",
+                                   "self_attn.k_proj.bias",   "self_attn.v_proj.bias"};
+            for (int k = 0; k < 12; k++)
+                snprintf(n[k], sizeof n[k], "model.layers.%d.%s", i, fmt[k]);
         } else {
-            const char *fmt[12] = {"attn_norm.weight", "attn_q.weight",   "attn_k.weight",
+            const char *fmt[12] = {"attn_norm.weight", "attn_q.weight",      "attn_k.weight",
                                    "attn_v.weight",    "attn_output.weight", "ffn_norm.weight",
-                                   "ffn_gate.weight",  "ffn_up.weight",   "ffn_down.weight",
-                                   "attn_q.bias",      "attn_k.bias",     "attn_v.bias"};
+                                   "ffn_gate.weight",  "ffn_up.weight",      "ffn_down.weight",
+                                   "attn_q.bias",      "attn_k.bias",        "attn_v.bias"};
             for (int k = 0; k < 12; k++) snprintf(n[k], sizeof n[k], "blk.%d.%s", i, fmt[k]);
         }
         if ((rc = bind_vector(m, n[0], dim, &L->attn_norm, 0, err, errlen)) ||

@@ -26,13 +26,13 @@ struct syn_weight {
 };
 
 struct syn_layer {
-    float *attn_norm;   /* (dim) owned */
-    struct syn_weight wq;   /* (n_head*head_dim, dim) */
-    struct syn_weight wk;   /* (n_kv_head*head_dim, dim) */
-    struct syn_weight wv;   /* (n_kv_head*head_dim, dim) */
-    struct syn_weight wo;   /* (dim, n_head*head_dim) */
-    float *bq, *bk, *bv;    /* qkv biases (qwen2) or NULL; owned */
-    float *ffn_norm;    /* (dim) owned */
+    float *attn_norm;         /* (dim) owned */
+    struct syn_weight wq;     /* (n_head*head_dim, dim) */
+    struct syn_weight wk;     /* (n_kv_head*head_dim, dim) */
+    struct syn_weight wv;     /* (n_kv_head*head_dim, dim) */
+    struct syn_weight wo;     /* (dim, n_head*head_dim) */
+    float *bq, *bk, *bv;      /* qkv biases (qwen2) or NULL; owned */
+    float *ffn_norm;          /* (dim) owned */
     struct syn_weight w_gate; /* (ffn_dim, dim) */
     struct syn_weight w_up;   /* (ffn_dim, dim) */
     struct syn_weight w_down; /* (dim, ffn_dim) */
@@ -40,16 +40,16 @@ struct syn_layer {
 
 struct syn_model {
     struct syn_hparams hp;
-    struct syn_weight tok_embd;  /* (n_vocab, dim): row t is token t's embedding */
-    float *output_norm;          /* (dim) owned */
-    struct syn_weight output;    /* (n_vocab, dim); == tok_embd when tied */
-    struct syn_layer *layers;    /* (n_layer) owned */
-    float *rope_freq_factors;    /* (head_dim/2) divisors from rope_freqs.weight, or NULL; owned */
-    struct syn_gguf *gguf;       /* the mapped GGUF file, or NULL; owned */
-    struct syn_hf_dir *hf;       /* the mapped HF directory, or NULL; owned */
-    struct syn_tokenizer *tok;   /* owned */
-    char *chat_template;         /* the model's Jinja template text, or NULL; owned */
-    uint64_t weight_bytes;       /* bytes of every matrix one decode step reads */
+    struct syn_weight tok_embd; /* (n_vocab, dim): row t is token t's embedding */
+    float *output_norm;         /* (dim) owned */
+    struct syn_weight output;   /* (n_vocab, dim); == tok_embd when tied */
+    struct syn_layer *layers;   /* (n_layer) owned */
+    float *rope_freq_factors;   /* (head_dim/2) divisors from rope_freqs.weight, or NULL; owned */
+    struct syn_gguf *gguf;      /* the mapped GGUF file, or NULL; owned */
+    struct syn_hf_dir *hf;      /* the mapped HF directory, or NULL; owned */
+    struct syn_tokenizer *tok;  /* owned */
+    char *chat_template;        /* the model's Jinja template text, or NULL; owned */
+    uint64_t weight_bytes;      /* bytes of every matrix one decode step reads */
 };
 
 /* Loads path (a GGUF file or a Hugging Face directory). Returns 0 or a negative syn_err. */

@@ -19,11 +19,11 @@
 struct syn_sampler {
     struct syn_sampling_params p; /* copy of the caller's params */
     int n_vocab;
-    uint64_t rng[4];              /* xoshiro256** state */
-    int32_t *count;               /* (n_vocab) generated occurrences of each token */
-    uint8_t *seen;                /* (n_vocab) 1 if the token appeared anywhere (prompt too) */
-    float *work;                  /* (n_vocab) penalised, scaled logits, then probabilities */
-    int32_t *cand;                /* (n_vocab) candidate ids */
+    uint64_t rng[4]; /* xoshiro256** state */
+    int32_t *count;  /* (n_vocab) generated occurrences of each token */
+    uint8_t *seen;   /* (n_vocab) 1 if the token appeared anywhere (prompt too) */
+    float *work;     /* (n_vocab) penalised, scaled logits, then probabilities */
+    int32_t *cand;   /* (n_vocab) candidate ids */
 };
 
 struct syn_sampling_params syn_sampling_default_params(void)
@@ -61,8 +61,7 @@ int syn_sampling_validate(const struct syn_sampling_params *p, char *err, size_t
         return syn_seterr(err, errlen, SYN_EINVAL, "presence_penalty must be in [-2, 2], got %g",
                           (double)p->presence_penalty);
     if (!(p->repetition_penalty > 0.0f && p->repetition_penalty <= 10.0f))
-        return syn_seterr(err, errlen, SYN_EINVAL,
-                          "repetition_penalty must be in (0, 10], got %g",
+        return syn_seterr(err, errlen, SYN_EINVAL, "repetition_penalty must be in (0, 10], got %g",
                           (double)p->repetition_penalty);
     return SYN_OK;
 }
@@ -176,7 +175,6 @@ static void raw_logprobs(const float *logits, int n, int32_t chosen, float *out_
 }
 
 /* ---- sampling ---- */
-
 
 static int cmp_desc(const void *a, const void *b, void *arg)
 {

@@ -12,14 +12,12 @@
 
 /* ---- bucket sets ---- */
 
-static const double b_ttft[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1,
-                                1.5,   2,    2.5,   3,    5,   7.5,  10,  15,  20,
-                                30,    45,   60};
-static const double b_itl[] = {0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
-                               0.04,  0.05,   0.075, 0.1,    0.15, 0.2,   0.3,  0.5,
-                               0.75,  1,      2.5,   5};
-static const double b_e2e[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,   10,  15, 20,
-                               30,   45,    60,   90,  120,  180, 240, 300, 450, 600};
+static const double b_ttft[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1,  1.5, 2,
+                                2.5,   3,    5,     7.5,  10,  15,   20,  30,   45, 60};
+static const double b_itl[] = {0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05,
+                               0.075, 0.1,    0.15,  0.2,    0.3,  0.5,   0.75, 1,    2.5,  5};
+static const double b_e2e[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,   10,  15,
+                               20,   30,    45,   60,  90,   120, 180, 240, 300, 450, 600};
 static const double b_queue[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                  2.5,   5,      10,    15,   20,    30,   60,  120,  300};
 static const double b_step[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -34,13 +32,27 @@ void gw_hist_init(struct gw_hist *h, enum gw_buckets set)
 {
     memset(h, 0, sizeof *h);
     switch (set) {
-    case GW_BUCKETS_TTFT: h->bounds = b_ttft, h->n_bounds = N_OF(b_ttft); break;
-    case GW_BUCKETS_ITL: h->bounds = b_itl, h->n_bounds = N_OF(b_itl); break;
-    case GW_BUCKETS_E2E: h->bounds = b_e2e, h->n_bounds = N_OF(b_e2e); break;
-    case GW_BUCKETS_QUEUE: h->bounds = b_queue, h->n_bounds = N_OF(b_queue); break;
-    case GW_BUCKETS_STEP: h->bounds = b_step, h->n_bounds = N_OF(b_step); break;
-    case GW_BUCKETS_COUNT_SEQ: h->bounds = b_seq, h->n_bounds = N_OF(b_seq); break;
-    case GW_BUCKETS_COUNT_TOK: h->bounds = b_tok, h->n_bounds = N_OF(b_tok); break;
+    case GW_BUCKETS_TTFT:
+        h->bounds = b_ttft, h->n_bounds = N_OF(b_ttft);
+        break;
+    case GW_BUCKETS_ITL:
+        h->bounds = b_itl, h->n_bounds = N_OF(b_itl);
+        break;
+    case GW_BUCKETS_E2E:
+        h->bounds = b_e2e, h->n_bounds = N_OF(b_e2e);
+        break;
+    case GW_BUCKETS_QUEUE:
+        h->bounds = b_queue, h->n_bounds = N_OF(b_queue);
+        break;
+    case GW_BUCKETS_STEP:
+        h->bounds = b_step, h->n_bounds = N_OF(b_step);
+        break;
+    case GW_BUCKETS_COUNT_SEQ:
+        h->bounds = b_seq, h->n_bounds = N_OF(b_seq);
+        break;
+    case GW_BUCKETS_COUNT_TOK:
+        h->bounds = b_tok, h->n_bounds = N_OF(b_tok);
+        break;
     }
 }
 
@@ -196,8 +208,7 @@ void gw_metric_process(struct evbuffer *out)
                         (double)rss * (double)page);
         gw_metric_header(out, "process_virtual_memory_bytes", "gauge",
                          "Virtual memory size in bytes.");
-        gw_metric_value(out, "process_virtual_memory_bytes", NULL, NULL, NULL, NULL,
-                        (double)vsize);
+        gw_metric_value(out, "process_virtual_memory_bytes", NULL, NULL, NULL, NULL, (double)vsize);
         double bt = boot_time();
         if (bt > 0) {
             gw_metric_header(out, "process_start_time_seconds", "gauge",

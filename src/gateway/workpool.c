@@ -22,19 +22,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG "pool"
+#define LOG          "pool"
 #define MAX_CHILDREN 256
 
 struct child {
-    pid_t pid;               /* 0 = free slot */
-    char id[101];            /* the worker id we gave it */
-    int warm;                /* started without an idle timeout (one of min_warm) */
-    int registered;          /* seen in the registry */
-    double spawned_s;        /* monotonic */
+    pid_t pid;        /* 0 = free slot */
+    char id[101];     /* the worker id we gave it */
+    int warm;         /* started without an idle timeout (one of min_warm) */
+    int registered;   /* seen in the registry */
+    double spawned_s; /* monotonic */
 };
 
 struct syn_workpool {
-    struct syn_workpool_params p;   /* copy; strings point to the caller's */
+    struct syn_workpool_params p; /* copy; strings point to the caller's */
     char bin[4096];
     int local;                      /* backend is local */
     struct syn_pool_backend *cloud; /* lambda or asg backend (pool_backend.h); NULL otherwise */
@@ -43,12 +43,12 @@ struct syn_workpool {
     pthread_cond_t cv;
     int stop, poked;
     struct child children[MAX_CHILDREN];
-    uint64_t seq;                   /* ids for new workers */
-    struct syn_workpool_stats st;   /* under mu */
+    uint64_t seq;                 /* ids for new workers */
+    struct syn_workpool_stats st; /* under mu */
     /* arrival rate, from the requests announced through syn_workpool_poke */
-    uint64_t arrivals;              /* under mu */
-    double rate;                    /* requests/s, smoothed */
-    uint64_t last_total;            /* arrivals at the last tick */
+    uint64_t arrivals;   /* under mu */
+    double rate;         /* requests/s, smoothed */
+    uint64_t last_total; /* arrivals at the last tick */
     double last_rate_s;
     double last_tick_s;
 };
@@ -238,8 +238,9 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
             children++;
             wp->st.decisions[d.reason]++;
         }
-        syn_info(LOG, "scaling: start %d worker(s) (reason %s; alive %d, starting %d, waiting %lld, "
-                      "running %lld)",
+        syn_info(LOG,
+                 "scaling: start %d worker(s) (reason %s; alive %d, starting %d, waiting %lld, "
+                 "running %lld)",
                  d.start, syn_scale_reason_name(d.reason), s.alive, s.starting,
                  (long long)s.waiting, (long long)s.running);
     }
@@ -263,11 +264,11 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
         wp->st.decisions[d.reason] += (uint64_t)started;
         wp->st.starting += started;
         pthread_mutex_unlock(&wp->mu);
-        syn_info(LOG, "scaling: started %d of %d worker(s) on %s (reason %s; alive %d, "
-                      "starting %d, waiting %lld, running %lld)",
-                 started, cloud_start, wp->cloud->name(wp->cloud),
-                 syn_scale_reason_name(d.reason), s.alive, s.starting, (long long)s.waiting,
-                 (long long)s.running);
+        syn_info(LOG,
+                 "scaling: started %d of %d worker(s) on %s (reason %s; alive %d, "
+                 "starting %d, waiting %lld, running %lld)",
+                 started, cloud_start, wp->cloud->name(wp->cloud), syn_scale_reason_name(d.reason),
+                 s.alive, s.starting, (long long)s.waiting, (long long)s.running);
     }
 }
 
@@ -318,9 +319,9 @@ int syn_workpool_new(const struct syn_workpool_params *p, struct syn_workpool **
     if (!wp) return syn_seterr(err, errlen, SYN_ENOMEM, "pool: out of memory");
     wp->p = *p;
     int rc;
-    if (cloud && (rc = syn_pool_backend_from_env(p->backend, p->model_name,
-                                                 p->policy.idle_timeout_s, &wp->cloud, err,
-                                                 errlen))) {
+    if (cloud &&
+        (rc = syn_pool_backend_from_env(p->backend, p->model_name, p->policy.idle_timeout_s,
+                                        &wp->cloud, err, errlen))) {
         free(wp);
         return rc;
     }

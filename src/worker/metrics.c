@@ -32,11 +32,11 @@ struct wm_data {
     struct gw_hist step_secs;   /* wall time of one engine step */
     struct gw_hist queue_wait;  /* gateway acceptance to the job's first engine sequence */
     uint64_t steps;
-    uint64_t prompt_tokens;  /* of admitted jobs (first admission only) */
-    uint64_t tokens_out;     /* generated tokens */
-    uint64_t jobs[5];        /* by outcome: stop, length, cancelled, error, requeued */
+    uint64_t prompt_tokens; /* of admitted jobs (first admission only) */
+    uint64_t tokens_out;    /* generated tokens */
+    uint64_t jobs[5];       /* by outcome: stop, length, cancelled, error, requeued */
     uint64_t preemptions;
-    int state;               /* enum syn_worker_state */
+    int state; /* enum syn_worker_state */
     int max_seqs, running, waiting, kv_free, kv_total;
     double cold_start_s;
     uint64_t redis_errors, redis_reconnects;
@@ -53,9 +53,9 @@ struct wmetrics {
     char id[101];
     char push_url[1200]; /* the group's URL, "" without a Pushgateway */
     double push_interval_s;
-    struct event_base *base; /* the exporter thread's loop */
-    struct event *tick;      /* every 100 ms: stop flag and push schedule */
-    struct gw_http *http;    /* the /metrics server, or NULL */
+    struct event_base *base;        /* the exporter thread's loop */
+    struct event *tick;             /* every 100 ms: stop flag and push schedule */
+    struct gw_http *http;           /* the /metrics server, or NULL */
     struct syn_http_client *client; /* pushes, or NULL */
     pthread_t thread;
     int started;
@@ -163,8 +163,8 @@ void wmetrics_render(struct wmetrics *m, struct evbuffer *o)
                      "1 for the worker's current state (starting, ready, draining), else 0.");
     for (int i = 0; i < 3; i++)
         gw_metric_value(o, "synapse_worker_state", "model", md, "state", states[i], d.state == i);
-    ONE("synapse_worker_max_sequences", "gauge", "Sequences the worker batches at most (--max-seqs).",
-        d.max_seqs);
+    ONE("synapse_worker_max_sequences", "gauge",
+        "Sequences the worker batches at most (--max-seqs).", d.max_seqs);
     gw_metric_header(o, "synapse_worker_sequences", "gauge",
                      "Jobs held by the worker: running (in the batch) or waiting for a slot.");
     gw_metric_value(o, "synapse_worker_sequences", "model", md, "state", "running", d.running);
@@ -206,8 +206,8 @@ void wmetrics_render(struct wmetrics *m, struct evbuffer *o)
         d.redis_errors);
     ONE("synapse_worker_redis_reconnects_total", "counter", "Redis reconnections.",
         d.redis_reconnects);
-    ONE("synapse_worker_push_failures_total", "counter",
-        "Pushes to the Pushgateway that failed.", d.push_failures);
+    ONE("synapse_worker_push_failures_total", "counter", "Pushes to the Pushgateway that failed.",
+        d.push_failures);
 #undef ONE
     gw_metric_process(o);
 }

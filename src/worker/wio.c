@@ -37,8 +37,10 @@ void wio_send(struct wio *w, struct out_msg *m)
 {
     m->next = NULL;
     pthread_mutex_lock(&w->mu);
-    if (w->out_tail) w->out_tail->next = m;
-    else w->out_head = m;
+    if (w->out_tail)
+        w->out_tail->next = m;
+    else
+        w->out_head = m;
     w->out_tail = m;
     pthread_cond_signal(&w->cv_io);
     pthread_mutex_unlock(&w->mu);

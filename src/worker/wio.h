@@ -20,13 +20,14 @@ enum out_kind {
 
 /* One outgoing message; owns its strings and job. */
 struct out_msg {
-    int kind;                 /* enum out_kind */
-    struct syn_event ev;      /* OUT_EVENT: text/logprobs/error point into the owned copies */
-    char reply[128];          /* OUT_EVENT: the reply stream key */
-    char *text;               /* owned copy of the text delta */
-    char *logprobs;           /* owned JSON, or NULL */
-    char *error;              /* owned error message, or NULL */
-    struct syn_job *job;      /* OUT_ACK / OUT_REQUEUE: owned (from malloc, released by the I/O thread) */
+    int kind;            /* enum out_kind */
+    struct syn_event ev; /* OUT_EVENT: text/logprobs/error point into the owned copies */
+    char reply[128];     /* OUT_EVENT: the reply stream key */
+    char *text;          /* owned copy of the text delta */
+    char *logprobs;      /* owned JSON, or NULL */
+    char *error;         /* owned error message, or NULL */
+    struct syn_job
+        *job; /* OUT_ACK / OUT_REQUEUE: owned (from malloc, released by the I/O thread) */
     struct out_msg *next;
 };
 
@@ -39,8 +40,8 @@ struct run_ref {
 
 struct wio {
     pthread_mutex_t mu;
-    pthread_cond_t cv_io;        /* wakes the I/O thread: outbox, want, stop */
-    pthread_cond_t cv_sched;     /* wakes the scheduler: inbox, cancellations */
+    pthread_cond_t cv_io;    /* wakes the I/O thread: outbox, want, stop */
+    pthread_cond_t cv_sched; /* wakes the scheduler: inbox, cancellations */
     pthread_t thread;
     int started;
 
@@ -50,19 +51,19 @@ struct wio {
 
     /* scheduler -> I/O */
     struct out_msg *out_head, *out_tail;
-    int want;                    /* jobs the scheduler can take now */
-    struct run_ref *runs;        /* (max_seqs * 2) jobs held: running or waiting */
+    int want;             /* jobs the scheduler can take now */
+    struct run_ref *runs; /* (max_seqs * 2) jobs held: running or waiting */
     int n_runs;
-    int stop;                    /* finish the outbox, unregister, exit */
+    int stop; /* finish the outbox, unregister, exit */
 
     /* I/O -> scheduler */
-    struct syn_job **inbox;      /* (max_seqs * 2) claimed jobs, owned until taken */
+    struct syn_job **inbox; /* (max_seqs * 2) claimed jobs, owned until taken */
     int n_inbox;
-    char (*cancelled)[101];      /* (max_seqs * 2) ids found cancelled */
+    char (*cancelled)[101]; /* (max_seqs * 2) ids found cancelled */
     int n_cancelled;
-    int redis_ok;                /* last round trip succeeded */
-    struct wmetrics *metrics;    /* Redis errors and reconnects go here (set before start) */
-    char fatal[256];             /* set if the I/O thread cannot go on */
+    int redis_ok;             /* last round trip succeeded */
+    struct wmetrics *metrics; /* Redis errors and reconnects go here (set before start) */
+    char fatal[256];          /* set if the I/O thread cannot go on */
 };
 
 int wio_start(struct wio *w, const struct syn_worker_params *p, const char *model, char *err,

@@ -66,40 +66,40 @@ struct syn_worker_params syn_worker_default_params(void)
 enum { J_WAITING = 0, J_RUNNING = 1 };
 
 struct wjob {
-    struct syn_job job;       /* as claimed */
-    int state;                /* J_WAITING (no KV) or J_RUNNING (has an engine sequence) */
-    int seq;                  /* engine sequence, -1 while waiting */
-    int32_t *toks;            /* (cap) prompt tokens, then generated ones */
+    struct syn_job job; /* as claimed */
+    int state;          /* J_WAITING (no KV) or J_RUNNING (has an engine sequence) */
+    int seq;            /* engine sequence, -1 while waiting */
+    int32_t *toks;      /* (cap) prompt tokens, then generated ones */
     int n_prompt, n_gen, cap;
-    int n_cached;             /* tokens of toks in the KV cache */
+    int n_cached; /* tokens of toks in the KV cache */
     struct syn_sampler *smp;
     struct syn_detok dt;
-    char *text;               /* (text_cap) generated text, complete UTF-8 only */
+    char *text; /* (text_cap) generated text, complete UTF-8 only */
     size_t text_len, text_cap;
-    size_t text_sent;         /* bytes of text already sent */
-    int tok_sent;             /* output positions already covered by events */
-    char *lp;                 /* (lp_cap) logprob objects of unsent tokens, comma-separated */
+    size_t text_sent; /* bytes of text already sent */
+    int tok_sent;     /* output positions already covered by events */
+    char *lp;         /* (lp_cap) logprob objects of unsent tokens, comma-separated */
     size_t lp_len, lp_cap;
-    int cancel;               /* 1 client gone, 2 engine failure, 3 KV pool exhausted */
-    uint64_t order;           /* admission order (preemption takes the newest) */
-    int admitted;             /* had an engine sequence once (queue wait is counted once) */
+    int cancel;     /* 1 client gone, 2 engine failure, 3 KV pool exhausted */
+    uint64_t order; /* admission order (preemption takes the newest) */
+    int admitted;   /* had an engine sequence once (queue wait is counted once) */
 };
 
 struct sched {
     const struct syn_worker_params *p;
     struct syn_engine *e;
     const struct syn_tokenizer *tok;
-    int chat_id;              /* resolved chat template, or < 0 (chat jobs then fail) */
+    int chat_id; /* resolved chat template, or < 0 (chat jobs then fail) */
     char chat_err[256];
     int n_vocab;
     struct wio io;
-    struct wjob **jobs;       /* (max_seqs * 2) held jobs: running first is not required */
+    struct wjob **jobs; /* (max_seqs * 2) held jobs: running first is not required */
     int n_jobs;
-    struct syn_step_item *items;   /* (max_seqs) */
-    struct wjob **item_job;        /* (max_seqs) the job of each item */
+    struct syn_step_item *items; /* (max_seqs) */
+    struct wjob **item_job;      /* (max_seqs) the job of each item */
     uint64_t next_order;
     uint64_t jobs_done, tokens_out;
-    struct wmetrics *wm;      /* metrics (never NULL once running) */
+    struct wmetrics *wm; /* metrics (never NULL once running) */
 };
 
 static int64_t mono_ms(void)
@@ -336,9 +336,11 @@ static int prepare(struct sched *s, struct wjob *j, char *err, size_t errlen)
         free(rendered);
         return syn_seterr(err, errlen, SYN_ENOMEM, "out of memory");
     }
-    if (jb->tokens) memcpy(j->toks, jb->tokens, sizeof *j->toks * (size_t)n);
-    else syn_tokenizer_encode(s->tok, text ? text : "", strlen(text ? text : ""), add_bos,
-                              special, j->toks, n);
+    if (jb->tokens)
+        memcpy(j->toks, jb->tokens, sizeof *j->toks * (size_t)n);
+    else
+        syn_tokenizer_encode(s->tok, text ? text : "", strlen(text ? text : ""), add_bos, special,
+                             j->toks, n);
     free(rendered);
     j->n_prompt = n;
     j->smp = syn_sampler_new(&jb->sampling, s->n_vocab);
@@ -656,7 +658,10 @@ static void model_name_from_path(const char *path, char *out, size_t cap)
     while (b && b[1] == 0 && b > path) { /* a directory with a trailing slash */
         const char *q = b - 1;
         while (q > path && *q != '/') q--;
-        if (*q != '/') { b = NULL; break; }
+        if (*q != '/') {
+            b = NULL;
+            break;
+        }
         snprintf(out, cap, "%.*s", (int)(b - q - 1), q + 1);
         return;
     }
@@ -681,8 +686,10 @@ int syn_worker_run(const struct syn_worker_params *p, char *err, size_t errlen)
     if (!p->model_path || !p->redis_url)
         return syn_seterr(err, errlen, SYN_EINVAL, "worker: --model and --redis are required");
     char model[101];
-    if (p->model_name) snprintf(model, sizeof model, "%s", p->model_name);
-    else model_name_from_path(p->model_path, model, sizeof model);
+    if (p->model_name)
+        snprintf(model, sizeof model, "%s", p->model_name);
+    else
+        model_name_from_path(p->model_path, model, sizeof model);
     if (!syn_q_name_ok(model))
         return syn_seterr(err, errlen, SYN_EINVAL,
                           "worker: model name '%s' must be 1-100 characters of [A-Za-z0-9._-]",
@@ -715,8 +722,8 @@ int syn_worker_run(const struct syn_worker_params *p, char *err, size_t errlen)
     s.tok = syn_engine_tokenizer(s.e);
     s.n_vocab = syn_engine_hparams(s.e)->n_vocab;
     const char *jt = syn_engine_chat_template(s.e);
-    s.chat_id = syn_chat_resolve(p->chat_template, jt, jt ? strlen(jt) : 0, s.chat_err,
-                                 sizeof s.chat_err);
+    s.chat_id =
+        syn_chat_resolve(p->chat_template, jt, jt ? strlen(jt) : 0, s.chat_err, sizeof s.chat_err);
     {
         int warm = syn_engine_seq_new(s.e);
         int32_t t = syn_tokenizer_bos(s.tok) >= 0 ? syn_tokenizer_bos(s.tok) : 0;
@@ -762,8 +769,9 @@ int syn_worker_run(const struct syn_worker_params *p, char *err, size_t errlen)
                 wmetrics_port(s.wm));
     s.io.metrics = s.wm;
     if ((rc = wio_start(&s.io, p, model, err, errlen))) goto out;
-    syn_info(LOG, "worker %s ready for model '%s' in %.3f s (cold start: process start to "
-                  "ready; load %.3f s)",
+    syn_info(LOG,
+             "worker %s ready for model '%s' in %.3f s (cold start: process start to "
+             "ready; load %.3f s)",
              id, model, cold, (double)(mono_ms() - t_start) / 1000.0);
     fprintf(stderr, "worker %s ready: model %s, cold start %.3f s\n", id, model, cold);
 

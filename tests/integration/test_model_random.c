@@ -50,7 +50,8 @@ static const struct syn_tensor *check_tensor(const struct syn_gguf *g, const cha
     const struct syn_tensor *t = syn_gguf_find_tensor(g, name);
     if (!t) FAIL("tensor %s missing", name);
     if (t->type != type) FAIL("%s: type %d, expected %d", name, t->type, type);
-    if (t->n_dims != (rows ? 2 : 1)) FAIL("%s: %d dims, expected %d", name, t->n_dims, rows ? 2 : 1);
+    if (t->n_dims != (rows ? 2 : 1))
+        FAIL("%s: %d dims, expected %d", name, t->n_dims, rows ? 2 : 1);
     if (t->ne[0] != k || (rows && t->ne[1] != rows))
         FAIL("%s: ne = [%llu, %llu], expected [%llu, %llu]", name, (unsigned long long)t->ne[0],
              (unsigned long long)t->ne[1], (unsigned long long)k, (unsigned long long)rows);
@@ -71,8 +72,8 @@ static int64_t check_llama_tensors(const struct syn_gguf *g, int dtype, int dim,
     else
         check_tensor(g, "output.weight", dtype, dim, vocab);
     for (int i = 0; i < layers; i++) {
-#define T(part, type, k, rows)                                                                    \
-    snprintf(name, sizeof name, "blk.%d.%s.weight", i, part);                                     \
+#define T(part, type, k, rows)                                                                     \
+    snprintf(name, sizeof name, "blk.%d.%s.weight", i, part);                                      \
     check_tensor(g, name, type, k, rows)
         T("attn_norm", SYN_DT_F32, dim, 0);
         T("attn_q", dtype, dim, heads * hd);
@@ -166,8 +167,8 @@ TEST(model_random_weights_are_scaled_to_keep_activations_unit)
         uint64_t n = t->ne[0] * t->ne[1];
         double sum = 0, sq = 0, lim = sqrt(3.0 / (double)t->ne[0]);
         for (uint64_t i = 0; i < n; i++) {
-            if (fabs(x[i]) > lim) FAIL("%s[%llu] = %g outside +-%g", mats[m], (unsigned long long)i,
-                                       x[i], lim);
+            if (fabs(x[i]) > lim)
+                FAIL("%s[%llu] = %g outside +-%g", mats[m], (unsigned long long)i, x[i], lim);
             sum += x[i];
             sq += (double)x[i] * x[i];
         }
@@ -205,7 +206,8 @@ TEST(model_random_same_seed_same_bytes)
         const struct syn_tensor *ta = syn_gguf_tensor(ga, i), *tc = syn_gguf_tensor(gc, i);
         CHECK_EQ_STR(ta->name, tc->name);
         CHECK(ta->nbytes == tc->nbytes);
-        if (!memcmp(ta->data, tc->data, ta->nbytes)) FAIL("%s is the same for seeds 1 and 2", ta->name);
+        if (!memcmp(ta->data, tc->data, ta->nbytes))
+            FAIL("%s is the same for seeds 1 and 2", ta->name);
     }
     syn_gguf_free(ga);
     syn_gguf_free(gc);
@@ -221,8 +223,8 @@ TEST(model_random_named_shape_copies_the_vocab_of_its_size)
     CHECK_EQ_INT(get_u32(g, "llama.attention.head_count"), 8);
     CHECK_EQ_INT(get_u32(g, "llama.attention.head_count_kv"), 4);
     CHECK_EQ_INT(get_u32(g, "llama.feed_forward_length"), 172);
-    CHECK_EQ_INT(syn_gguf_n_tensors(g), check_llama_tensors(g, SYN_DT_F32, 64, 5, 8, 4, 8, 172,
-                                                            512, 0));
+    CHECK_EQ_INT(syn_gguf_n_tensors(g),
+                 check_llama_tensors(g, SYN_DT_F32, 64, 5, 8, 4, 8, 172, 512, 0));
     int64_t ti = syn_gguf_find_key(g, "tokenizer.ggml.tokens");
     int64_t ri = syn_gguf_find_key(ref, "tokenizer.ggml.tokens");
     CHECK(ti >= 0 && ri >= 0);
@@ -248,8 +250,9 @@ TEST(model_random_vocab_from_must_match_the_vocab_size)
     const char *src = syn_test_shared("testdata/tokenizer/ggml-vocab-llama-spm.gguf");
     if (access(src, R_OK) != 0) SKIP("%s not found", src);
     char *out = NULL;
-    int rc = syn_test_sh(&out, "'%s' model random --dim 64 --layers 1 --heads 2 --vocab 300 "
-                               "--dtype f32 --vocab-from '%s' -o '%s/x.gguf' 2>&1",
+    int rc = syn_test_sh(&out,
+                         "'%s' model random --dim 64 --layers 1 --heads 2 --vocab 300 "
+                         "--dtype f32 --vocab-from '%s' -o '%s/x.gguf' 2>&1",
                          syn_test_bin(), src, syn_test_tmpdir());
     CHECK_EQ_INT(rc, 1);
     CHECK(out && strstr(out, "32000 tokens") && strstr(out, "300"));
@@ -258,7 +261,8 @@ TEST(model_random_vocab_from_must_match_the_vocab_size)
     snprintf(path, sizeof path, "%s/x.gguf", syn_test_tmpdir());
     CHECK(access(path, F_OK) != 0); /* nothing left behind */
     char args[900];
-    snprintf(args, sizeof args, "--dim 64 --layers 1 --heads 2 --dtype bf16 --vocab-from '%s'", src);
+    snprintf(args, sizeof args, "--dim 64 --layers 1 --heads 2 --dtype bf16 --vocab-from '%s'",
+             src);
     struct syn_gguf *g = open_model(make_model("y.gguf", args));
     CHECK_EQ_INT(syn_gguf_arr_n(g, syn_gguf_find_key(g, "tokenizer.ggml.tokens")), 32000);
     check_llama_tensors(g, SYN_DT_BF16, 64, 1, 2, 2, 32, 192, 32000, 0);
@@ -323,13 +327,13 @@ TEST(model_random_usage_errors_exit_2)
     static const char *const bad[] = {
         "--dim 64 --layers 1 --heads 2 --dtype f32 --bogus",
         "--dim 64 --layers 1 --heads 2 -o",
-        "--dim 64 --layers 1 --heads 2 --dtype f32",              /* no -o */
-        "--dim 64 --layers 1 --dtype f32 -o x.gguf",              /* no --heads */
-        "--dim 64 --layers 1 --heads 2 -o x.gguf",                /* no --dtype */
-        "--dim 64 --layers 1 --heads 2 --dtype q4_k -o x.gguf",   /* unsupported dtype */
+        "--dim 64 --layers 1 --heads 2 --dtype f32",                      /* no -o */
+        "--dim 64 --layers 1 --dtype f32 -o x.gguf",                      /* no --heads */
+        "--dim 64 --layers 1 --heads 2 -o x.gguf",                        /* no --dtype */
+        "--dim 64 --layers 1 --heads 2 --dtype q4_k -o x.gguf",           /* unsupported dtype */
         "--dim 64 --layers 1 --heads 2 --dtype q8_0 --ffn 100 -o x.gguf", /* not whole blocks */
         "--dim 64 --layers 1 --heads 4 --kv-heads 3 --dtype f32 -o x.gguf",
-        "--dim 60 --layers 1 --heads 8 --dtype f32 -o x.gguf",    /* 60 / 8 is not whole */
+        "--dim 60 --layers 1 --heads 8 --dtype f32 -o x.gguf", /* 60 / 8 is not whole */
         "--dim 64 --layers 1 --heads 2 --head-dim 7 --dtype f32 -o x.gguf",
         "--dim 0 --layers 1 --heads 2 --dtype f32 -o x.gguf",
         "--shape gpt-5 --dtype f32 -o x.gguf",

@@ -135,12 +135,13 @@ static double series_value(const char *path, const char *series)
 static int complete(int port, int stream, int max_tokens, const char *seed)
 {
     char *out = NULL;
-    int rc = syn_test_sh(&out,
-                         "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/v1/completions "
-                         "-H 'Content-Type: application/json' -d '{\"model\":\"" MODEL "\","
-                         "\"prompt\":\"Once upon a time\",\"max_tokens\":%d,\"stream\":%s,"
-                         "\"seed\":%s}'",
-                         port, max_tokens, stream ? "true" : "false", seed);
+    int rc =
+        syn_test_sh(&out,
+                    "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/v1/completions "
+                    "-H 'Content-Type: application/json' -d '{\"model\":\"" MODEL "\","
+                    "\"prompt\":\"Once upon a time\",\"max_tokens\":%d,\"stream\":%s,"
+                    "\"seed\":%s}'",
+                    port, max_tokens, stream ? "true" : "false", seed);
     int code = rc == 0 && out ? atoi(out) : -1;
     free(out);
     return code;
@@ -179,18 +180,16 @@ TEST_TIMEOUT(observability_gateway_and_worker_metrics_pass_promtool, 60)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", gport);
     const char *gm = fetch(url, "gateway.prom");
     promtool_metrics_ok(gm);
-    CHECK_EQ_INT(series_value(gm, "synapse_gateway_requests_total{model=\"" MODEL
-                                  "\",status=\"200\"}"),
-                 3);
-    CHECK_EQ_INT(series_value(gm, "synapse_gateway_time_to_first_token_seconds_count{model=\"" MODEL
-                                  "\"}"),
-                 3);
-    CHECK_EQ_INT(series_value(gm, "synapse_gateway_request_duration_seconds_count{model=\"" MODEL
-                                  "\"}"),
-                 3);
+    CHECK_EQ_INT(
+        series_value(gm, "synapse_gateway_requests_total{model=\"" MODEL "\",status=\"200\"}"), 3);
+    CHECK_EQ_INT(
+        series_value(gm, "synapse_gateway_time_to_first_token_seconds_count{model=\"" MODEL "\"}"),
+        3);
+    CHECK_EQ_INT(
+        series_value(gm, "synapse_gateway_request_duration_seconds_count{model=\"" MODEL "\"}"), 3);
     /* three requests of up to 8 tokens: the inter-token gaps are the tokens after each first */
-    double itl = series_value(gm, "synapse_gateway_inter_token_latency_seconds_count{model=\"" MODEL
-                                  "\"}");
+    double itl =
+        series_value(gm, "synapse_gateway_inter_token_latency_seconds_count{model=\"" MODEL "\"}");
     double toks = series_value(gm, "synapse_gateway_completion_tokens_total{model=\"" MODEL "\"}");
     CHECK(toks >= 3 && itl == toks - 3);
     CHECK(series_value(gm, "synapse_gateway_prompt_tokens_total{model=\"" MODEL "\"}") >= 3);
@@ -208,8 +207,9 @@ TEST_TIMEOUT(observability_gateway_and_worker_metrics_pass_promtool, 60)
     CHECK(series_value(wm, "synapse_worker_kv_cache_blocks{model=\"" MODEL "\",state=\"free\"}") >
           0);
     /* a scrape while the worker is busy does not wait for a step, and other paths are 404 */
-    CHECK_EQ_INT(syn_test_sh(NULL, "curl -s -o /dev/null -w '%%{http_code}' "
-                                   "http://127.0.0.1:%d/nope | grep -qx 404",
+    CHECK_EQ_INT(syn_test_sh(NULL,
+                             "curl -s -o /dev/null -w '%%{http_code}' "
+                             "http://127.0.0.1:%d/nope | grep -qx 404",
                              wport),
                  0);
     CHECK(stop_pid(wk, SIGTERM));
@@ -243,8 +243,9 @@ TEST_TIMEOUT(observability_worker_pushes_and_deletes_its_group, 60)
              syn_test_bin(), syn_test_shared("models/" MODEL ".gguf"), r.url, pg_port, wlog);
     pid_t wk = start_sh(cmd);
     /* the group carries job, model and instance, and every series of the worker */
-    const char *want = "synapse_worker_state{instance=\"wpush-1\",job=\"synapse-worker\",model=\"" MODEL
-                       "\",state=\"ready\"} 1";
+    const char *want =
+        "synapse_worker_state{instance=\"wpush-1\",job=\"synapse-worker\",model=\"" MODEL
+        "\",state=\"ready\"} 1";
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", pg_port);
     t0 = now_s();
@@ -345,7 +346,8 @@ static int load_dashboards(json_t *q)
             if (!json_is_integer(y) || h <= 0 || w <= 0 || x < 0 || x + w > 24)
                 FAIL("%s: panel '%s' has a bad gridPos", e->d_name, title);
             if (!strcmp(type, "row")) continue;
-            const char *ds = json_string_value(json_object_get(json_object_get(p, "datasource"), "uid"));
+            const char *ds =
+                json_string_value(json_object_get(json_object_get(p, "datasource"), "uid"));
             if (!ds || strcmp(ds, "synapse-prometheus") != 0)
                 FAIL("%s: panel '%s' does not use the synapse-prometheus datasource", e->d_name,
                      title);
@@ -359,8 +361,8 @@ static int load_dashboards(json_t *q)
                 const char *expr = json_string_value(json_object_get(t, "expr"));
                 if (!expr || !*expr || !json_string_value(json_object_get(t, "refId")))
                     FAIL("%s: panel '%s' target %zu lacks expr or refId", e->d_name, title, k);
-                json_array_append_new(q, json_pack("{s:s,s:s,s:s}", "file", e->d_name, "panel",
-                                                   title, "expr", expr));
+                json_array_append_new(
+                    q, json_pack("{s:s,s:s,s:s}", "file", e->d_name, "panel", title, "expr", expr));
                 queries++;
             }
         }
@@ -382,7 +384,8 @@ TEST(observability_grafana_dashboards_are_well_formed)
     /* provisioning: the datasource with the uid the panels use, and a file provider */
     char *ds = NULL, *prov = NULL;
     char path[600];
-    snprintf(path, sizeof path, "%s/deploy/grafana/provisioning/datasources/prometheus.yml", root());
+    snprintf(path, sizeof path, "%s/deploy/grafana/provisioning/datasources/prometheus.yml",
+             root());
     ds = syn_test_read_file(path, NULL);
     snprintf(path, sizeof path, "%s/deploy/grafana/provisioning/dashboards/synapse.yml", root());
     prov = syn_test_read_file(path, NULL);
@@ -431,7 +434,8 @@ static double prom_sum(int port, const char *expr)
     double s = 0;
     size_t i;
     json_t *v;
-    json_array_foreach(res, i, v) s += atof(json_string_value(json_array_get(json_object_get(v, "value"), 1)));
+    json_array_foreach(res, i, v) s +=
+        atof(json_string_value(json_array_get(json_object_get(v, "value"), 1)));
     json_decref(res);
     return s;
 }
@@ -576,12 +580,11 @@ TEST_TIMEOUT(observability_up_stack_feeds_prometheus_rules_dashboards_and_alerts
             const char *name = json_string_value(json_object_get(rule, "name"));
             const char *health = json_string_value(json_object_get(rule, "health"));
             if (health && !strcmp(health, "err"))
-                FAIL("rule %s: %s", name,
-                     json_string_value(json_object_get(rule, "lastError")));
+                FAIL("rule %s: %s", name, json_string_value(json_object_get(rule, "lastError")));
             if (type && !strcmp(type, "recording")) {
                 n_record++;
-                json_array_append_new(queries, json_pack("{s:s,s:s,s:s}", "file", "rules",
-                                                         "panel", name, "expr", name));
+                json_array_append_new(queries, json_pack("{s:s,s:s,s:s}", "file", "rules", "panel",
+                                                         name, "expr", name));
             } else {
                 n_alert++;
             }
@@ -661,8 +664,8 @@ TEST_TIMEOUT(observability_up_stack_feeds_prometheus_rules_dashboards_and_alerts
 
     /* Ctrl-C stops every process of the stack, Prometheus and its exporters included */
     CHECK(stop_pid(up, SIGINT));
-    CHECK_EQ_INT(syn_test_sh(NULL, "curl -s -m 1 http://127.0.0.1:%d/-/ready >/dev/null", prom) != 0,
-                 1);
+    CHECK_EQ_INT(
+        syn_test_sh(NULL, "curl -s -m 1 http://127.0.0.1:%d/-/ready >/dev/null", prom) != 0, 1);
     CHECK_EQ_INT(syn_test_sh(NULL, "curl -s -m 1 http://127.0.0.1:%d/-/ready >/dev/null", pgw) != 0,
                  1);
     fprintf(stderr, "  total %.1f s\n", now_s() - t_start);

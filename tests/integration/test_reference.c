@@ -139,8 +139,8 @@ static const char *hf_model(const char *name, const char *args)
     static char path[700];
     snprintf(path, sizeof path, "%s/%s", syn_test_tmpdir(), name);
     char *out = NULL;
-    int rc = syn_test_sh(&out, "%s '%s/scripts/make_hf_random.py' '%s' %s 2>&1", PY, root(), path,
-                         args);
+    int rc =
+        syn_test_sh(&out, "%s '%s/scripts/make_hf_random.py' '%s' %s 2>&1", PY, root(), path, args);
     if (rc != 0) FAIL("make_hf_random.py %s: exit %d\n%s", args, rc, out ? out : "");
     free(out);
     return path;

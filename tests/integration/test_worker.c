@@ -100,9 +100,9 @@ struct collected {
     char id[101];
     char text[8192];
     size_t len;
-    int next_pos;     /* next position expected */
-    int dups;         /* events dropped as duplicates */
-    int gaps;         /* events that skipped positions (must stay 0) */
+    int next_pos; /* next position expected */
+    int dups;     /* events dropped as duplicates */
+    int gaps;     /* events that skipped positions (must stay 0) */
     char finish[32];
     char code[64];
     int completion_tokens;
@@ -131,8 +131,8 @@ static void collect(const struct syn_test_redis *r, const char *reply, struct co
                 for (int i = 0; i < n; i++)
                     if (!strcmp(cs[i].id, ev.job)) k = &cs[i];
                 if (!k || k->finish[0]) continue;
-                if (ev.pos + ev.n_tokens <= k->next_pos && !(ev.finish && ev.n_tokens == 0 &&
-                                                             ev.pos == k->next_pos)) {
+                if (ev.pos + ev.n_tokens <= k->next_pos &&
+                    !(ev.finish && ev.n_tokens == 0 && ev.pos == k->next_pos)) {
                     k->dups++;
                     continue;
                 }
@@ -157,17 +157,17 @@ static void collect(const struct syn_test_redis *r, const char *reply, struct co
 static char *generate_text(const char *prompt, int n, float temp, uint64_t seed)
 {
     char *out = NULL;
-    int rc = syn_test_sh(&out, "%s generate -m %s -p '%s' -n %d --temp %g --seed %llu -t 1",
-                         syn_test_bin(), stories(), prompt, n, (double)temp,
-                         (unsigned long long)seed);
+    int rc =
+        syn_test_sh(&out, "%s generate -m %s -p '%s' -n %d --temp %g --seed %llu -t 1",
+                    syn_test_bin(), stories(), prompt, n, (double)temp, (unsigned long long)seed);
     CHECK_EQ_INT(rc, 0);
     size_t l = strlen(out);
     if (l && out[l - 1] == '\n') out[l - 1] = 0;
     return out;
 }
 
-static const char *prompts[] = {"Once upon a time", "The little dog", "Lily and Ben", "One day",
-                                "The sun was", "Tim had a"};
+static const char *prompts[] = {"Once upon a time", "The little dog", "Lily and Ben",
+                                "One day",          "The sun was",    "Tim had a"};
 
 TEST_TIMEOUT(worker_jobs_over_several_workers_match_generate, 120)
 {

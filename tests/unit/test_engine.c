@@ -32,7 +32,8 @@ static const char *stories(void)
 /* The code block after the "-t 0.0" command in llama2.c's doc: the greedy output. */
 static char *published_greedy(void)
 {
-    char *doc = syn_test_read_file(syn_test_shared("testdata/stories260K/llama2c_doc_stories260K.md"), NULL);
+    char *doc = syn_test_read_file(
+        syn_test_shared("testdata/stories260K/llama2c_doc_stories260K.md"), NULL);
     CHECK(doc);
     char *cmd = strstr(doc, "-t 0.0\n");
     CHECK(cmd);
@@ -137,8 +138,8 @@ static void check_batch_invariance(const char *model)
         int ni = 0;
         for (int o = 0; o < others; o++) {
             int len = 1 + (o * 7) % 23;
-            items[ni++] = (struct syn_step_item){seqs[o], toks[o], o % 3 == 0 ? 1 : len,
-                                                 SYN_LOGITS_LAST};
+            items[ni++] =
+                (struct syn_step_item){seqs[o], toks[o], o % 3 == 0 ? 1 : len, SYN_LOGITS_LAST};
         }
         /* put our sequence in the middle of the batch */
         int mid = ni / 2;
@@ -181,8 +182,9 @@ TEST(engine_batch_invariance_other_dtypes)
     for (int i = 0; i < 3; i++) {
         char path[700];
         snprintf(path, sizeof path, "%s/m-%s.gguf", syn_test_tmpdir(), types[i]);
-        int rc = syn_test_sh(NULL, "%s model random --dim 128 --layers 2 --heads 4 --kv-heads 2 "
-                                   "--ffn 256 --vocab 512 --dtype %s --seed 7 -o %s >/dev/null",
+        int rc = syn_test_sh(NULL,
+                             "%s model random --dim 128 --layers 2 --heads 4 --kv-heads 2 "
+                             "--ffn 256 --vocab 512 --dtype %s --seed 7 -o %s >/dev/null",
                              syn_test_bin(), types[i], path);
         if (rc != 0) FAIL("model random --dtype %s failed (%d)", types[i], rc);
         check_batch_invariance(path);

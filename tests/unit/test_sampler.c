@@ -30,7 +30,8 @@ TEST(sampler_greedy_is_argmax)
     p.temperature = 2.0f;
     p.top_k = 1;
     s = syn_sampler_new(&p, 100);
-    for (int i = 0; i < 20; i++) CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), argmax(l, 100));
+    for (int i = 0; i < 20; i++)
+        CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), argmax(l, 100));
     syn_sampler_free(s);
 }
 

@@ -29,19 +29,19 @@
 
 struct cpu_state {
     struct syn_pool *pool;
-    float *kv;          /* (n_blocks, n_layer, 2, block_tokens, kv_dim) */
-    float *x;           /* (T, dim) the residual stream */
-    float *xb;          /* (T, max(dim, q_dim)) normed input / attention output */
-    float *q;           /* (T, q_dim) */
-    float *k;           /* (T, kv_dim) */
-    float *v;           /* (T, kv_dim) */
-    float *hb;          /* (T, ffn_dim) gate, then silu(gate) * up */
-    float *hb2;         /* (T, max(ffn_dim, dim)) up; the attention projection before that */
-    float *xo;          /* (max_logit_rows, dim) rows that need logits */
-    float *rope_cos;    /* (n_ctx, head_dim/2) */
-    float *rope_sin;    /* (n_ctx, head_dim/2) */
-    float *att;         /* (n_threads, n_ctx) attention scores per thread */
-    void *scratch;      /* matmul scratch, 64-byte aligned */
+    float *kv;       /* (n_blocks, n_layer, 2, block_tokens, kv_dim) */
+    float *x;        /* (T, dim) the residual stream */
+    float *xb;       /* (T, max(dim, q_dim)) normed input / attention output */
+    float *q;        /* (T, q_dim) */
+    float *k;        /* (T, kv_dim) */
+    float *v;        /* (T, kv_dim) */
+    float *hb;       /* (T, ffn_dim) gate, then silu(gate) * up */
+    float *hb2;      /* (T, max(ffn_dim, dim)) up; the attention projection before that */
+    float *xo;       /* (max_logit_rows, dim) rows that need logits */
+    float *rope_cos; /* (n_ctx, head_dim/2) */
+    float *rope_sin; /* (n_ctx, head_dim/2) */
+    float *att;      /* (n_threads, n_ctx) attention scores per thread */
+    void *scratch;   /* matmul scratch, 64-byte aligned */
     int n_threads;
 };
 
@@ -129,8 +129,8 @@ static int cpu_init(struct syn_engine *e, char *err, size_t errlen)
     size_t scratch = 0;
     for (int l = 0; l < hp->n_layer; l++) {
         const struct syn_layer *L = &e->model.layers[l];
-        const struct syn_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
-                                         &L->w_down};
+        const struct syn_weight *lw[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                         &L->w_gate, &L->w_up, &L->w_down};
         for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
             size_t b = syn_cpu_matmul_scratch_bytes(lw[i]->type, lw[i]->cols, (int)T);
             if (b > scratch) scratch = b;
@@ -147,7 +147,8 @@ static int cpu_init(struct syn_engine *e, char *err, size_t errlen)
     s->v = alloc_aligned(T * kvd * sizeof(float));
     s->hb = alloc_aligned(T * (size_t)hp->ffn_dim * sizeof(float));
     /* hb2 also takes the attention projection (T, dim) */
-    const size_t ffw = (size_t)hp->ffn_dim > (size_t)hp->dim ? (size_t)hp->ffn_dim : (size_t)hp->dim;
+    const size_t ffw =
+        (size_t)hp->ffn_dim > (size_t)hp->dim ? (size_t)hp->ffn_dim : (size_t)hp->dim;
     s->hb2 = alloc_aligned(T * ffw * sizeof(float));
     s->xo = alloc_aligned((size_t)e->max_logit_rows * hp->dim * sizeof(float));
     s->rope_cos = alloc_aligned((size_t)e->n_ctx * half * sizeof(float));
@@ -193,24 +194,24 @@ __attribute__((target("avx512f"))) static float dot_avx512(const float *a, const
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i),
-                              acc);
+        acc =
+            _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
     }
     return _mm512_reduce_add_ps(acc);
 }
 
-__attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, const float *x,
-                                                           int n)
+__attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, const float *x, int n)
 {
     __m512 va = _mm512_set1_ps(a);
     int i = 0;
     for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+        _mm512_storeu_ps(y + i,
+                         _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(y + i, m,
-                              _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i),
-                                              _mm512_maskz_loadu_ps(m, y + i)));
+        _mm512_mask_storeu_ps(
+            y + i, m,
+            _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
     }
 }
 
@@ -233,7 +234,8 @@ __attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, con
     __m256 va = _mm256_set1_ps(a);
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     for (; i < n; i++) y[i] += a * x[i];
 }
 #endif
@@ -316,8 +318,10 @@ static void task_embed(void *arg, int task, int thread)
     const struct syn_model *m = &c->e->model;
     const int dim = m->hp.dim;
     const size_t row_bytes = syn_dtype_row_bytes(m->tok_embd.type, (uint64_t)dim);
-    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK; t++) {
-        const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)c->plan->tokens[t] * row_bytes;
+    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK;
+         t++) {
+        const uint8_t *row =
+            (const uint8_t *)m->tok_embd.data + (size_t)c->plan->tokens[t] * row_bytes;
         syn_dequantize_row(m->tok_embd.type, row, c->s->x + (size_t)t * dim, (uint64_t)dim);
     }
 }
@@ -355,7 +359,8 @@ static void task_rope_store(void *arg, int task, int thread)
     struct cpu_state *s = c->s;
     const int qd = hp->n_head * hp->head_dim, kvd = hp->n_kv_head * hp->head_dim;
     const int half = hp->head_dim / 2;
-    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK; t++) {
+    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK;
+         t++) {
         float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd, *v = s->v + (size_t)t * kvd;
         if (L->bq) {
             for (int i = 0; i < qd; i++) q[i] += L->bq[i];
@@ -420,7 +425,8 @@ static void task_swiglu(void *arg, int task, int thread)
     (void)thread;
     struct step_ctx *c = arg;
     const int f = c->e->model.hp.ffn_dim;
-    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK; t++) {
+    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK;
+         t++) {
         float *g = c->s->hb + (size_t)t * f;
         const float *u = c->s->hb2 + (size_t)t * f;
         for (int i = 0; i < f; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
@@ -433,9 +439,8 @@ static void task_final_norm(void *arg, int task, int thread)
     struct step_ctx *c = arg;
     const struct syn_hparams *hp = &c->e->model.hp;
     for (int r = task * ROWS_PER_TASK; r < c->plan->n_out && r < (task + 1) * ROWS_PER_TASK; r++)
-        rmsnorm_row(c->s->xo + (size_t)r * hp->dim,
-                    c->s->x + (size_t)c->plan->out_idx[r] * hp->dim, c->e->model.output_norm,
-                    hp->dim, hp->norm_eps);
+        rmsnorm_row(c->s->xo + (size_t)r * hp->dim, c->s->x + (size_t)c->plan->out_idx[r] * hp->dim,
+                    c->e->model.output_norm, hp->dim, hp->norm_eps);
 }
 
 static void matmul(struct cpu_state *s, const struct syn_weight *w, const float *x, int T, float *y)
