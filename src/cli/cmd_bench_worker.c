@@ -286,6 +286,14 @@ static double median_of(const double *v, int n)
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
+static double min_of(const double *v, int n)
+{
+    double m = n > 0 ? v[0] : 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] < m) m = v[i];
+    return m;
+}
+
 static void read_loadavg(double out[3])
 {
     out[0] = out[1] = out[2] = -1;
@@ -765,6 +773,8 @@ struct hop_result {
     struct dvec steps, decode_steps, gaps, ttft; /* pooled over reps, seconds */
     double eng_jobs_s[64], eng_tok_s[64], wrk_jobs_s[64], wrk_tok_s[64]; /* per rep */
     double eng_short_s[64], wrk_short_s[64];
+    double step50[64], gap50[64]; /* per rep: median engine step, median worker gap (s) */
+    double step99[64], gap99[64]; /* per rep: their p99 (s) */
     int reps;
     int warnings; /* WARN/ERROR lines in the worker's log: a clean run has none */
 };
@@ -779,6 +789,7 @@ struct opts {
     const char *model;      /* stories260K */
     const char *gain_model; /* stories15m shape, F16; NULL = generate */
     int jobs, concurrency, max_tokens, gain_tokens, reps, threads, json;
+    int hop, batching; /* which parts to run (--only) */
 };
 
 static int measure_hop(struct bench_ctx *b, const struct opts *o, struct hop_result *h, char *err,
@@ -805,6 +816,8 @@ static int measure_hop(struct bench_ctx *b, const struct opts *o, struct hop_res
         fprintf(stderr, "bench worker: hop rep %d/%d: engine alone\n", r + 1, o->reps);
         rc = emulate(e, &js, &er, err, errlen);
         for (size_t i = 0; i < er.steps.n; i++) dvec_push(&h->steps, er.steps.v[i]);
+        h->step50[r] = pct(&er.steps, 0.5);
+        h->step99[r] = pct(&er.steps, 0.99);
         for (size_t i = 0; i < er.decode_steps.n; i++)
             dvec_push(&h->decode_steps, er.decode_steps.v[i]);
         h->eng_jobs_s[r] = er.jobs / er.wall_s;
@@ -815,6 +828,8 @@ static int measure_hop(struct bench_ctx *b, const struct opts *o, struct hop_res
         fprintf(stderr, "bench worker: hop rep %d/%d: through the worker\n", r + 1, o->reps);
         rc = run_jobs(b, "hop", w, &js, &wr, err, errlen);
         for (size_t i = 0; i < wr.gaps.n; i++) dvec_push(&h->gaps, wr.gaps.v[i]);
+        h->gap50[r] = pct(&wr.gaps, 0.5);
+        h->gap99[r] = pct(&wr.gaps, 0.99);
         for (size_t i = 0; i < wr.ttft.n; i++) dvec_push(&h->ttft, wr.ttft.v[i]);
         h->wrk_jobs_s[r] = wr.jobs / wr.wall_s;
         h->wrk_tok_s[r] = (double)wr.tokens / wr.wall_s;
@@ -924,7 +939,7 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: synapse bench worker [-m MODEL] [--batch-model MODEL] [--jobs N]\n"
             "                            [--concurrency N] [--max-tokens N] [--batch-tokens N]\n"
-            "                            [--reps R] [-t N] [--json]\n\n"
+            "                            [--reps R] [-t N] [--only PART] [--json]\n\n"
             "Measures, in one run, what the Redis queue and the worker add to the engine. Starts\n"
             "a private redis-server and worker processes, submits jobs and reads the token events\n"
             "as a gateway does, and runs the engine in-process for reference:\n\n"
@@ -947,6 +962,7 @@ static void usage(FILE *f)
             "      --reps R            repetitions, alternating engine and worker (default 5)\n"
             "  -t, --threads N         engine threads on both sides (default: CPUs - 1, at\n"
             "                          least 1: redis-server and the consumer need a core)\n"
+            "      --only PART         run one part: hop or batching (default both)\n"
             "      --json              print one JSON object with every number\n"
             "  -h, --help              show this help\n\n"
             "Progress goes to stderr. Everything started is stopped and the temporary directory\n"
@@ -958,6 +974,7 @@ struct summary {
     double s50, s99, d50;    /* engine step (all steady steps; decode-only p50), ms */
     double g50, g99;         /* worker per-step gap at the consumer, ms */
     double a50, a99;         /* added: gap - step */
+    double b50, b99;         /* the same from the best rep of each side (least disturbed) */
     double t50, t99;         /* submission to first event, ms */
     double ej, wj, et, wt;   /* jobs/s and tokens/s, engine alone and through the worker */
     double es, ws;           /* jobs/s of 1-token jobs */
@@ -975,6 +992,8 @@ static void summarize(struct hop_result *h, struct gain_result *g, struct summar
     m->g99 = pct(&h->gaps, 0.99) * 1e3;
     m->a50 = m->g50 - m->s50;
     m->a99 = m->g99 - m->s99;
+    m->b50 = (min_of(h->gap50, h->reps) - min_of(h->step50, h->reps)) * 1e3;
+    m->b99 = (min_of(h->gap99, h->reps) - min_of(h->step99, h->reps)) * 1e3;
     m->t50 = pct(&h->ttft, 0.5) * 1e3;
     m->t99 = pct(&h->ttft, 0.99) * 1e3;
     m->ej = median_of(h->eng_jobs_s, h->reps);
@@ -1012,6 +1031,7 @@ static void print_text(const struct opts *o, const char *gain_model, const struc
 {
     printf("cpu              %s, engine threads %d\n", cpu, o->threads);
     printf("load average     %.2f at start, %.2f at end\n", la0[0], la1[0]);
+    if (!o->hop) goto batching;
     printf("queue hop        %s, %d jobs in flight, max_tokens %d, %d x %d jobs\n", o->model,
            o->concurrency, o->max_tokens, h->reps, o->jobs);
     printf("  engine step    p50 %.3f ms  p99 %.3f ms  (decode-only steps p50 %.3f ms)\n", m->s50,
@@ -1019,6 +1039,8 @@ static void print_text(const struct opts *o, const char *gain_model, const struc
     printf("  worker gap     p50 %.3f ms  p99 %.3f ms  (%zu gaps)\n", m->g50, m->g99, h->gaps.n);
     printf("  added          p50 %.3f ms  p99 %.3f ms  (target p99 < 1 ms: %s)\n", m->a50, m->a99,
            verdict_text(m->hop_ok, h->warnings));
+    printf("  added, best    p50 %.3f ms  p99 %.3f ms  (least disturbed rep of each side)\n",
+           m->b50, m->b99);
     printf("  first token    p50 %.2f ms  p99 %.2f ms  (submission to first event)\n", m->t50,
            m->t99);
     printf("  jobs/s         engine %.1f  worker %.1f  (%.0f%%)\n", m->ej, m->wj,
@@ -1027,6 +1049,8 @@ static void print_text(const struct opts *o, const char *gain_model, const struc
            100 * m->wt / m->et);
     printf("  1-token jobs/s engine %.1f  worker %.1f  (%.0f%%)\n", m->es, m->ws,
            100 * m->ws / m->es);
+batching:
+    if (!o->batching) return;
     printf("batching gain    %s, %d jobs x %d tokens, greedy, %d reps\n", gain_model, GAIN_SEQS,
            o->gain_tokens, g->reps);
     printf("  engine         batch 1 %.1f  batch %d %.1f tokens/s  gain %.2fx\n", m->e1, GAIN_SEQS,
@@ -1037,6 +1061,17 @@ static void print_text(const struct opts *o, const char *gain_model, const struc
            verdict_text(m->gain_ok, g->warnings));
 }
 
+static void print_hop_json(const struct opts *o, const struct summary *m,
+                           const struct hop_result *h);
+
+/* "name":[v0,v1,...], */
+static void json_reps(const char *name, const double *v, int n)
+{
+    printf("\"%s\":[", name);
+    for (int i = 0; i < n; i++) printf("%s%.2f", i ? "," : "", v[i]);
+    printf("],");
+}
+
 static void print_json(const struct opts *o, const char *gain_model, const struct summary *m,
                        const struct hop_result *h, const struct gain_result *g, const char *cpu,
                        const double la0[3], const double la1[3])
@@ -1045,6 +1080,36 @@ static void print_json(const struct opts *o, const char *gain_model, const struc
     json_string(stdout, cpu);
     printf(",\"threads\":%d,\"loadavg_start\":[%.2f,%.2f,%.2f],\"loadavg_end\":[%.2f,%.2f,%.2f],",
            o->threads, la0[0], la0[1], la0[2], la1[0], la1[1], la1[2]);
+    if (!o->hop)
+        printf("\"hop\":null,");
+    else
+        print_hop_json(o, m, h);
+    if (!o->batching) {
+        printf("\"batching\":null}\n");
+        return;
+    }
+    printf("\"batching\":{\"model\":");
+    json_string(stdout, gain_model);
+    printf(",\"jobs\":%d,\"max_tokens\":%d,\"temperature\":0,\"reps\":%d,", GAIN_SEQS,
+           o->gain_tokens, g->reps);
+    json_reps("engine_batch1_tokens_per_s_reps", g->eng1, g->reps);
+    json_reps("engine_batch16_tokens_per_s_reps", g->eng16, g->reps);
+    json_reps("worker_max_seqs1_tokens_per_s_reps", g->wrk1, g->reps);
+    json_reps("worker_max_seqs16_tokens_per_s_reps", g->wrk16, g->reps);
+    printf("\"engine_batch1_tokens_per_s\":%.2f,\"engine_batch16_tokens_per_s\":%.2f,"
+           "\"engine_gain\":%.4f,",
+           m->e1, m->e16, m->eg);
+    printf("\"worker_max_seqs1_tokens_per_s\":%.2f,\"worker_max_seqs16_tokens_per_s\":%.2f,"
+           "\"worker_gain\":%.4f,",
+           m->w1, m->w16, m->wg);
+    printf("\"gain_ratio\":%.4f,\"target_gain_ratio\":0.9,\"target_met\":%s,"
+           "\"worker_log_warnings\":%d}}\n",
+           m->ratio, verdict_json(m->gain_ok), g->warnings);
+}
+
+static void print_hop_json(const struct opts *o, const struct summary *m,
+                           const struct hop_result *h)
+{
     printf("\"hop\":{\"model\":");
     json_string(stdout, o->model);
     printf(",\"concurrency\":%d,\"max_tokens\":%d,\"jobs_per_rep\":%d,\"reps\":%d,", o->concurrency,
@@ -1057,24 +1122,25 @@ static void print_json(const struct opts *o, const char *gain_model, const struc
     printf("\"added_ms_p50\":%.4f,\"added_ms_p99\":%.4f,\"target_added_ms_p99\":1.0,"
            "\"target_met\":%s,\"worker_log_warnings\":%d,",
            m->a50, m->a99, verdict_json(m->hop_ok), h->warnings);
+    printf("\"added_ms_p50_best_reps\":%.4f,\"added_ms_p99_best_reps\":%.4f,", m->b50, m->b99);
     printf("\"ttft_ms_p50\":%.3f,\"ttft_ms_p99\":%.3f,", m->t50, m->t99);
     printf("\"engine_jobs_per_s\":%.2f,\"worker_jobs_per_s\":%.2f,"
            "\"engine_tokens_per_s\":%.1f,\"worker_tokens_per_s\":%.1f,"
-           "\"short_engine_jobs_per_s\":%.2f,\"short_worker_jobs_per_s\":%.2f},",
+           "\"short_engine_jobs_per_s\":%.2f,\"short_worker_jobs_per_s\":%.2f,",
            m->ej, m->wj, m->et, m->wt, m->es, m->ws);
-    printf("\"batching\":{\"model\":");
-    json_string(stdout, gain_model);
-    printf(",\"jobs\":%d,\"max_tokens\":%d,\"temperature\":0,\"reps\":%d,", GAIN_SEQS,
-           o->gain_tokens, g->reps);
-    printf("\"engine_batch1_tokens_per_s\":%.2f,\"engine_batch16_tokens_per_s\":%.2f,"
-           "\"engine_gain\":%.4f,",
-           m->e1, m->e16, m->eg);
-    printf("\"worker_max_seqs1_tokens_per_s\":%.2f,\"worker_max_seqs16_tokens_per_s\":%.2f,"
-           "\"worker_gain\":%.4f,",
-           m->w1, m->w16, m->wg);
-    printf("\"gain_ratio\":%.4f,\"target_gain_ratio\":0.9,\"target_met\":%s,"
-           "\"worker_log_warnings\":%d}}\n",
-           m->ratio, verdict_json(m->gain_ok), g->warnings);
+    json_reps("engine_jobs_per_s_reps", h->eng_jobs_s, h->reps);
+    json_reps("worker_jobs_per_s_reps", h->wrk_jobs_s, h->reps);
+    json_reps("short_engine_jobs_per_s_reps", h->eng_short_s, h->reps);
+    json_reps("short_worker_jobs_per_s_reps", h->wrk_short_s, h->reps);
+    printf("\"engine_step_ms_p50_reps\":[");
+    for (int i = 0; i < h->reps; i++) printf("%s%.3f", i ? "," : "", h->step50[i] * 1e3);
+    printf("],\"worker_gap_ms_p50_reps\":[");
+    for (int i = 0; i < h->reps; i++) printf("%s%.3f", i ? "," : "", h->gap50[i] * 1e3);
+    printf("],\"engine_step_ms_p99_reps\":[");
+    for (int i = 0; i < h->reps; i++) printf("%s%.3f", i ? "," : "", h->step99[i] * 1e3);
+    printf("],\"worker_gap_ms_p99_reps\":[");
+    for (int i = 0; i < h->reps; i++) printf("%s%.3f", i ? "," : "", h->gap99[i] * 1e3);
+    printf("]},");
 }
 
 int cmd_bench_worker(int argc, char **argv)
@@ -1088,10 +1154,11 @@ int cmd_bench_worker(int argc, char **argv)
                                           {"reps", required_argument, 0, 'r'},
                                           {"threads", required_argument, 0, 't'},
                                           {"json", no_argument, 0, 'J'},
+                                          {"only", required_argument, 0, 'O'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     static char default_model[600];
-    struct opts o = {NULL, NULL, 128, 64, 128, 96, 5, 0, 0};
+    struct opts o = {NULL, NULL, 128, 64, 128, 96, 5, 0, 0, 1, 1};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o.threads = cpus > 1 ? (int)cpus - 1 : 1;
     const char *shared = getenv("SYNAPSE_SHARED");
@@ -1132,6 +1199,14 @@ int cmd_bench_worker(int argc, char **argv)
             if (cli_parse_long(CMD, "--threads", optarg, 1, 1024, &v)) return 2;
             o.threads = (int)v;
             break;
+        case 'O':
+            if (!strcmp(optarg, "hop"))
+                o.batching = 0;
+            else if (!strcmp(optarg, "batching"))
+                o.hop = 0;
+            else
+                return cli_usage_error(CMD, "--only expects 'hop' or 'batching'");
+            break;
         case 'J':
             o.json = 1;
             break;
@@ -1143,7 +1218,7 @@ int cmd_bench_worker(int argc, char **argv)
         }
     }
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-    if (access(o.model, R_OK) != 0)
+    if (o.hop && access(o.model, R_OK) != 0)
         return cli_usage_error(CMD, "cannot read the hop model '%s' (use -m)", o.model);
     if (o.gain_model && access(o.gain_model, R_OK) != 0)
         return cli_usage_error(CMD, "cannot read the batching model '%s'", o.gain_model);
@@ -1170,13 +1245,13 @@ int cmd_bench_worker(int argc, char **argv)
     atexit(cleanup_all);
     fprintf(stderr, "bench worker: load average %.2f; temporary directory %s\n", la0[0], g_dir);
     if (start_redis(&b, &redis, err, sizeof err)) goto out;
-    if (measure_hop(&b, &o, h, err, sizeof err)) goto out;
+    if (o.hop && measure_hop(&b, &o, h, err, sizeof err)) goto out;
     const char *gain_model = o.gain_model;
-    if (!gain_model) {
+    if (o.batching && !gain_model) {
         if (make_gain_model(gain_path, sizeof gain_path, err, sizeof err)) goto out;
         gain_model = gain_path;
     }
-    if (measure_gain(&b, &o, gain_model, g, err, sizeof err)) goto out;
+    if (o.batching && measure_gain(&b, &o, gain_model, g, err, sizeof err)) goto out;
     read_loadavg(la1);
     struct summary m;
     summarize(h, g, &m);
