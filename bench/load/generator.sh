@@ -6,16 +6,20 @@
 . "$(dirname "$0")/lib.sh"
 DUR=${1:-10}
 RATES=${RATES:-"1000 2000 4000 8000"}
-for rate in $RATES; do
-    la=$(wait_quiet) || log "still busy (load $la): measuring anyway"
+
+one() {
     "$SYN" bench load --fake-server 18302 2>"$WORK/fake.log" &
-    fake=$!
+    local fake=$! i
     for i in $(seq 50); do grep -q listening "$WORK/fake.log" && break; sleep 0.1; done
-    log "generator at $rate/s, load average $la"
-    "$SYN" bench load --url http://127.0.0.1:18302 --model fake --rate "$rate" --duration "$DUR" \
-        -q --json "$OUT/generator_rate${rate}.json" >&2
-    annotate "$OUT/generator_rate${rate}.json" "load_average_before=$la" \
-        "load_average_after=$(loadavg)" "rate=$rate"
+    log "generator at $1/s"
+    "$SYN" bench load --url http://127.0.0.1:18302 --model fake --rate "$1" --duration "$DUR" \
+        -q --json "$OUT/generator_rate$1.json" >&2
     kill "$fake"
     wait "$fake" 2>/dev/null || true
+}
+
+for rate in $RATES; do
+    measure one "$rate"
+    annotate "$OUT/generator_rate${rate}.json" "load_average_before=$M_LA" \
+        "other_sessions_cpu_share=$M_OTHERS" "rate=$rate"
 done

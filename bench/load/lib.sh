@@ -115,3 +115,57 @@ for kv in sys.argv[2:]:
 json.dump(j, open(path, "w"))
 PY
 }
+
+# A snapshot of CPU time: "WALL BUSY MINE" in clock ticks, where BUSY is the whole machine's
+# busy time (/proc/stat) and MINE what this session's processes used (their own and their
+# reaped children's time). Two snapshots give the share of the cores that other sessions (the
+# other engineers on this machine) took while we measured.
+SESSION=$(ps -o sid= -p $$ | tr -d ' ')
+cpu_snapshot() {
+    python3 - "$SESSION" <<'PY'
+import os, sys, time
+sid = int(sys.argv[1])
+hz = os.sysconf("SC_CLK_TCK")
+f = open("/proc/stat").readline().split()[1:]
+busy = sum(int(x) for i, x in enumerate(f[:8]) if i not in (3, 4))
+mine = 0
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        s = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        continue
+    rest = s[s.rindex(")") + 2:].split()
+    if int(rest[3]) == sid:
+        mine += sum(int(x) for x in rest[11:15])
+print(f"{time.monotonic() * hz:.0f} {busy} {mine}")
+PY
+}
+
+# others_share "SNAP0" "SNAP1": the share of all cores (0..1) used by other sessions between
+# two snapshots.
+others_share() {
+    local a=($1) b=($2)
+    awk -v w="$((b[0] - a[0]))" -v busy="$((b[1] - a[1]))" -v mine="$((b[2] - a[2]))" \
+        -v n="$(nproc)" 'BEGIN { o = (busy - mine) / (w * n); printf "%.2f\n", (o < 0 ? 0 : o) }'
+}
+
+# measure FUNCTION ARGS...: waits for a quiet machine, runs FUNCTION, and runs it again (three
+# tries at most) when other sessions took more than 15% of the cores meanwhile. Sets M_LA (the
+# load average before the kept try) and M_OTHERS (the other sessions' share during it).
+measure() {
+    local try s0 s1
+    for try in 1 2 3; do
+        M_LA=$(wait_quiet) || log "still busy (load $M_LA): measuring anyway"
+        s0=$(cpu_snapshot)
+        "$@"
+        s1=$(cpu_snapshot)
+        M_OTHERS=$(others_share "$s0" "$s1")
+        if awk -v o="$M_OTHERS" 'BEGIN { exit !(o <= 0.15) }'; then
+            return 0
+        fi
+        log "other sessions took ${M_OTHERS} of the cores during '$*' (try $try): again"
+    done
+    log "kept '$*' with other sessions at ${M_OTHERS} of the cores"
+}

@@ -12,16 +12,20 @@ SCALE=${SCALE:-"--time-scale 0.25 --token-scale 0.1 --max-context 250 --duration
 MAXW=2
 ensure_model
 [ -f "$OUT/engine_t1_p64.json" ] || "$(dirname "$0")/engine.sh"
-[ -f "$OUT/coldstart_t1.json" ] || "$(dirname "$0")/coldstart.sh 1"
+[ -f "$OUT/coldstart_t1.json" ] || "$(dirname "$0")/coldstart.sh" 1
 
 # 1. calibration: one warm worker, 2 requests/s, 64-token prompts, 32 output tokens
-la=$(wait_quiet) || log "still busy (load $la): measuring anyway"
-log "calibration run, load average $la"
-start_up calib 18305 --min-warm 1 --max-workers 1 --worker-threads 1
-"$SYN" bench load --url http://127.0.0.1:18305 --model s15m --rate 2 --duration 30 \
-    --prompt-tokens 64 --output-tokens 32 -q --json "$OUT/validation_calibration.json" \
-    --requests >&2
-stop_up
+calibrate() {
+    log "calibration run"
+    start_up calib 18305 --min-warm 1 --max-workers 1 --worker-threads 1
+    "$SYN" bench load --url http://127.0.0.1:18305 --model s15m --rate 2 --duration 30 \
+        --prompt-tokens 64 --output-tokens 32 -q --json "$OUT/validation_calibration.json" \
+        --requests >&2
+    stop_up
+}
+measure calibrate
+annotate "$OUT/validation_calibration.json" "load_average_before=$M_LA" \
+    "other_sessions_cpu_share=$M_OTHERS"
 read -r HOP_MS OVER_MS COLD_S < <(python3 - "$OUT" <<'PY'
 import json, statistics as st, sys
 out = sys.argv[1]
@@ -48,26 +52,29 @@ for pol in $POLICIES; do
     idle=${pol##*:}
     case $pol in min-warm:*) K=$(echo "$pol" | cut -d: -f2) ;; esac
     tag=$(echo "$pol" | tr ':' '_')
-    la=$(wait_quiet) || log "still busy (load $la): measuring anyway"
-    log "real run: $pol, load average $la"
-    start_up "val_$tag" 18306 --min-warm "$K" --max-workers $MAXW --idle-timeout "$idle" \
-        --max-seqs 16 --worker-threads 1 --max-queue 4096
-    t0=$(date +%s.%N)
-    # shellcheck disable=SC2086
-    "$SYN" bench load --url http://127.0.0.1:18306 --model s15m --trace "$TRACE" $SCALE -q \
-        --json "$OUT/validation_real_$tag.json" --requests >&2
-    sleep "$(awk -v i="$idle" 'BEGIN { print i + 3 }')" # the idle workers exit
-    stop_up
-    cp "$UP_LOG" "$OUT/validation_real_$tag.log"
+    real_run() {
+        log "real run: $pol"
+        start_up "val_$tag" 18306 --min-warm "$K" --max-workers $MAXW --idle-timeout "$idle" \
+            --max-seqs 16 --worker-threads 1 --max-queue 4096
+        t0=$(date +%s.%N)
+        # shellcheck disable=SC2086
+        "$SYN" bench load --url http://127.0.0.1:18306 --model s15m --trace "$TRACE" $SCALE -q \
+            --json "$OUT/validation_real_$tag.json" --requests >&2
+        sleep "$(awk -v i="$idle" 'BEGIN { print i + 3 }')" # the idle workers exit
+        stop_up
+        cp "$UP_LOG" "$OUT/validation_real_$tag.log"
+    }
+    measure real_run
+    la=$M_LA
     # shellcheck disable=SC2086
     "$SYN" bench sim --trace "$TRACE" $SCALE --policy "$pol" --max-workers $MAXW --max-seqs 16 \
         --model-json "$OUT/engine_t1_p64.json" --model-json "$OUT/engine_t1_p256.json" \
         --cold-start "$COLD_S" --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" \
         --cpu-cores 2 --worker-threads 1 --json "$OUT/validation_sim_$tag.json" \
         --timeline "$OUT/validation_sim_$tag.timeline.csv" >&2
-    python3 - "$OUT" "$tag" "$t0" "$la" "$pol" "$HOP_MS" "$OVER_MS" "$COLD_S" <<'PY'
+    python3 - "$OUT" "$tag" "$t0" "$la" "$pol" "$HOP_MS" "$OVER_MS" "$COLD_S" "$M_OTHERS" <<'PY'
 import datetime, json, re, sys
-out, tag, t0, la, pol, hop, over, cold = sys.argv[1:]
+out, tag, t0, la, pol, hop, over, cold, others = sys.argv[1:]
 t0 = float(t0)
 real = json.load(open(f"{out}/validation_real_{tag}.json"))
 sim = json.load(open(f"{out}/validation_sim_{tag}.json"))["policies"][0]
@@ -89,6 +96,7 @@ for line in open(f"{out}/validation_real_{tag}.log"):
         ws += max(0.0, min(t_exit, end) - t0)
 res = {
     "policy": pol, "load_average_before": float(la), "t0_unix": t0,
+    "other_sessions_cpu_share": float(others),
     "calibration": {"hop_ms": float(hop), "step_overhead_ms": float(over), "cold_penalty_s": float(cold)},
     "requests": real["requests"], "real_ok": real["ok"],
     "real": {"ttft_p99_ms": real["ttft"]["p99_ms"], "ttft_p50_ms": real["ttft"]["p50_ms"],
