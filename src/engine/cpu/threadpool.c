@@ -1,20 +1,28 @@
 /*
  * The CPU backend's persistent thread pool (see threadpool.h for the contract).
  *
- * One region runs at a time. The caller publishes the region (function, context, task count)
- * and bumps a generation counter; workers notice the new generation, take tasks from a shared
- * atomic counter alongside the caller, and each reports once that it has no more to take. The
- * caller returns when every worker has reported, so the region's descriptor is never rewritten
- * while a worker might still read it.
+ * One region runs at a time. The caller publishes the region (function, context, task count),
+ * opens a claim word and bumps a generation counter; everyone, the caller included, claims
+ * tasks by compare-and-swap on the claim word, and the caller returns once as many tasks have
+ * finished as there were. The caller never waits for a worker that has not claimed anything:
+ * when the machine is oversubscribed and a worker shares the caller's core (or sleeps), the
+ * caller simply runs every task itself, instead of waiting for the scheduler to hand the worker
+ * a time slice only to have it find nothing left to do.
  *
- * Waiting: a worker that finds no new region spins (with a pause hint) for about SPIN_NS, since
- * a decode step runs its regions a few microseconds apart, then sleeps on a futex keyed on the
- * generation word. The caller only makes the wake-up system call when some worker has said it
- * is asleep, so back-to-back regions cost a few cache-line transfers and no system calls.
+ * Claims: the claim word holds (generation << 32 | next task index). Before rewriting the
+ * descriptor for a new region the caller closes the word (index CLOSED); a claim is a CAS from
+ * the exact word a worker read, made after it read the descriptor, so a CAS that succeeds
+ * proves the descriptor it read belongs to the region it claimed from (a newer descriptor would
+ * have been published after the word was closed, and acquiring it would make the CAS see that).
+ *
+ * Waiting: a worker with nothing to claim spins (with a pause hint) for about SPIN_NS, since a
+ * decode step runs its regions a few microseconds apart, then sleeps on a futex keyed on the
+ * generation. The caller only makes the wake-up system call when some worker has said it is
+ * asleep, so back-to-back regions cost a few cache-line transfers and no system calls.
  *
  * Not for: concurrent regions from several threads on one pool, or a region started from inside
  * a task. Both are detected and run serially on the calling thread instead of deadlocking.
- * Linux only (futex); other systems would need a condition variable in worker_sleep/wake_all.
+ * Linux only (futex); other systems would need a condition variable in futex_wait/wake_all.
  */
 #include "engine/cpu/threadpool.h"
 
@@ -35,23 +43,26 @@
 /* Keeps the fields that different threads write on different cache lines. */
 #define CACHE_LINE 64
 
+/* Claim-word index meaning "no tasks to hand out" (set while a descriptor is rewritten). */
+#define CLOSED 0xffffffffu
+
 struct syn_pool {
-    /* ---- written by the caller when a region starts, read by the workers ---- */
-    _Alignas(CACHE_LINE) _Atomic uint32_t gen; /* region number; a change means "new region";
-                                                  also the futex word sleepers wait on */
-    syn_pool_fn fn;                            /* the region's task function */
-    void *ctx;                                 /* its context */
-    int n_tasks;                               /* number of tasks in the region */
+    /* ---- the current region, written by the caller ---- */
+    _Alignas(CACHE_LINE) _Atomic uint32_t gen; /* bumped once per region; the futex word that
+                                                  sleeping workers wait on */
+    _Atomic(syn_pool_fn) fn;                   /* the region's task function */
+    void *_Atomic ctx;                         /* its context */
+    _Atomic int n_tasks;                       /* number of tasks in the region */
     _Atomic int stop;                          /* set by syn_pool_free: workers exit */
     int n_threads;                             /* pool size, caller included */
     pthread_t *threads;                        /* n_threads - 1 workers; from malloc() */
 
-    /* ---- shared by everyone during a region ---- */
-    _Alignas(CACHE_LINE) _Atomic int next; /* next task index to hand out */
+    /* ---- claimed and counted by everyone during a region ---- */
+    _Alignas(CACHE_LINE) _Atomic uint64_t claim; /* gen << 32 | next task index, or CLOSED */
+    _Alignas(CACHE_LINE) _Atomic int done;       /* tasks of the region that have finished */
 
     /* ---- written by the workers ---- */
-    _Alignas(CACHE_LINE) _Atomic int pending; /* workers not yet done with the current region */
-    _Atomic int sleepers;                     /* workers inside (or about to enter) futex wait */
+    _Alignas(CACHE_LINE) _Atomic int sleepers; /* workers inside (or entering) futex wait */
 
     /* ---- guards against misuse ---- */
     _Alignas(CACHE_LINE) _Atomic int busy; /* 1 while a region runs; a second caller runs
@@ -123,13 +134,26 @@ static uint32_t wait_for_region(struct syn_pool *p, uint32_t seen)
 
 /* ---- running tasks ---- */
 
-/* Takes tasks from the shared counter until none are left. */
-static void run_tasks(struct syn_pool *p, syn_pool_fn fn, void *ctx, int n_tasks, int thread)
+/* Claims and runs tasks of whatever region is open until none are left. */
+static void run_tasks(struct syn_pool *p, int thread)
 {
+    uint64_t w = atomic_load_explicit(&p->claim, memory_order_acquire);
     for (;;) {
-        int task = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
-        if (task >= n_tasks) break;
-        fn(ctx, task, thread);
+        uint32_t index = (uint32_t)w;
+        if (index == CLOSED) return;
+        /* Read the descriptor before claiming: see the file comment for why a successful CAS
+         * makes these values the claimed region's. */
+        int n = atomic_load_explicit(&p->n_tasks, memory_order_acquire);
+        syn_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_acquire);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_acquire);
+        if (index >= (uint32_t)n) return;
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &w, w + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* w now holds the current word */
+        fn(ctx, (int)index, thread);
+        /* Release: the task's writes become visible to the caller, who acquires done. */
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        w = atomic_load_explicit(&p->claim, memory_order_acquire);
     }
 }
 
@@ -147,10 +171,8 @@ static void *worker_main(void *argp)
         seen = wait_for_region(p, seen);
         if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
         tls_in_region = p;
-        run_tasks(p, p->fn, p->ctx, p->n_tasks, index);
+        run_tasks(p, index);
         tls_in_region = NULL;
-        /* Release: our task side effects become visible to the caller, who acquires. */
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
     }
     return NULL;
 }
@@ -166,13 +188,13 @@ struct syn_pool *syn_pool_new(int n_threads)
     struct syn_pool *p = aligned_alloc(CACHE_LINE, sizeof *p);
     if (!p) return NULL;
     atomic_init(&p->gen, 0);
-    p->fn = NULL;
-    p->ctx = NULL;
-    p->n_tasks = 0;
+    atomic_init(&p->fn, NULL);
+    atomic_init(&p->ctx, NULL);
+    atomic_init(&p->n_tasks, 0);
     atomic_init(&p->stop, 0);
     p->n_threads = n_threads;
-    atomic_init(&p->next, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->claim, CLOSED);
+    atomic_init(&p->done, 0);
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->busy, 0);
     p->threads = NULL;
@@ -209,7 +231,7 @@ void syn_pool_free(struct syn_pool *p)
     if (!p) return;
     if (p->n_threads > 1) {
         atomic_store_explicit(&p->stop, 1, memory_order_release);
-        atomic_fetch_add(&p->gen, 1);
+        atomic_store(&p->gen, atomic_load(&p->gen) + 1);
         futex_wake_all(&p->gen);
         for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->threads[i], NULL);
     }
@@ -233,24 +255,29 @@ void syn_pool_run(struct syn_pool *p, syn_pool_fn fn, void *ctx, int n_tasks)
         return;
     }
 
-    p->fn = fn;
-    p->ctx = ctx;
-    p->n_tasks = n_tasks;
-    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
-    /* seq_cst: orders the descriptor before gen (release) and gen before reading sleepers. */
-    atomic_fetch_add(&p->gen, 1);
+    /* Publish: close the claim word first, so that no claim can succeed against a half
+     * rewritten descriptor, then the descriptor (release: after the close), then open the word
+     * (release: after the descriptor). */
+    uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->claim, (uint64_t)g << 32 | CLOSED, memory_order_relaxed);
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_release);
+    atomic_store_explicit(&p->fn, fn, memory_order_release);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_release);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->claim, (uint64_t)g << 32, memory_order_release);
+    /* seq_cst: orders the bump before reading sleepers (see wait_for_region). */
+    atomic_store(&p->gen, g);
     if (atomic_load(&p->sleepers) > 0) futex_wake_all(&p->gen);
 
     tls_in_region = p;
-    run_tasks(p, fn, ctx, n_tasks, 0);
+    run_tasks(p, 0);
     tls_in_region = NULL;
 
-    /* The workers finish their last task and report; spin, yielding now and then in case one
-     * of them has been descheduled on an oversubscribed machine. */
-    for (unsigned i = 1; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
+    /* Only tasks that workers claimed can still be running: wait for those, yielding now and
+     * then in case their thread has been descheduled on an oversubscribed machine. */
+    for (unsigned i = 1; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; i++) {
         cpu_relax();
-        if ((i & 1023) == 0) sched_yield();
+        if ((i & 255) == 0) sched_yield();
     }
     atomic_store_explicit(&p->busy, 0, memory_order_release);
 }
