@@ -107,6 +107,9 @@ static void push_jobs(struct wio *w, struct syn_job *jobs, int n)
         *j = jobs[i];
         w->inbox[w->n_inbox++] = j;
     }
+    /* these fill slots the scheduler offered; until it publishes again, claim only the rest */
+    w->want -= n;
+    if (w->want < 0) w->want = 0;
     if (n > 0) pthread_cond_signal(&w->cv_sched);
     pthread_mutex_unlock(&w->mu);
 }
