@@ -442,3 +442,43 @@ TEST_TIMEOUT(worker_exits_when_idle, 30)
     freeReplyObject(rep);
     redisFree(c);
 }
+
+TEST_TIMEOUT(worker_never_claims_more_than_its_slots, 60)
+{
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    struct syn_qclient *q;
+    char err[256];
+    CHECK_EQ_INT(syn_qclient_new(r.url, &q, err, sizeof err), 0);
+    CHECK_EQ_INT(syn_q_ensure_groups(q, "stories"), 0);
+    enum { N = 8 };
+    struct collected cs[N];
+    memset(cs, 0, sizeof cs);
+    for (int i = 0; i < N; i++) {
+        snprintf(cs[i].id, sizeof cs[i].id, "slot-%d", i);
+        submit(q, cs[i].id, prompts[i % 6], 30, 0.0f, 1, rk("s"));
+    }
+    pid_t w = start_worker(&r, "one", "--max-seqs 1");
+    /* while it works, the entries it holds never exceed its one slot (plus one just finished
+     * and not yet acknowledged) */
+    redisContext *c = connect_redis(&r);
+    char key[160];
+    syn_q_key_jobs(key, sizeof key, "stories", 0);
+    int most = 0;
+    double t0 = now_s();
+    while (now_s() - t0 < 2.0) {
+        redisReply *rep = redisCommand(c, "XPENDING %s " SYN_Q_GROUP, key);
+        if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+            rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer > most)
+            most = (int)rep->element[0]->integer;
+        freeReplyObject(rep);
+        usleep(1000);
+    }
+    redisFree(c);
+    collect(&r, rk("s"), cs, N, 30);
+    for (int i = 0; i < N; i++) CHECK_EQ_STR(cs[i].finish, "length");
+    if (most > 2) FAIL("a worker with one slot held %d jobs at once", most);
+    syn_qclient_free(q);
+    kill(w, SIGTERM);
+    waitpid(w, NULL, 0);
+}
