@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 /* Looks up a tensor by name in whichever container the model came from. */
@@ -275,10 +276,27 @@ static int bind_weights(struct syn_model *m, int hf, char *err, size_t errlen)
     return SYN_OK;
 }
 
+/* Fills the page tables for a mapped file in one system call instead of one page fault per
+ * 4 KiB on the first forward pass (which made the first token of a 1.1B model cost ~1 s from
+ * page cache). Best effort: older kernels lack MADV_POPULATE_READ and just fault as before. */
+static void prefault(const void *base, size_t size)
+{
+#ifdef MADV_POPULATE_READ
+    uintptr_t page = 4096, start = (uintptr_t)base & ~(page - 1);
+    size_t len = size + ((uintptr_t)base - start);
+    if (madvise((void *)start, len, MADV_POPULATE_READ) != 0)
+        syn_debug("model", "MADV_POPULATE_READ not available; weights fault in on first use");
+#else
+    (void)base;
+    (void)size;
+#endif
+}
+
 static int load_gguf(const char *path, struct syn_model *m, char *err, size_t errlen)
 {
     int rc = syn_gguf_open(path, &m->gguf, err, errlen);
     if (rc) return rc;
+    prefault(syn_gguf_base(m->gguf), syn_gguf_size(m->gguf));
     if ((rc = hparams_from_gguf(m, err, errlen))) return rc;
     if ((rc = check_hparams(&m->hp, err, errlen))) return rc;
     if ((rc = bind_weights(m, 0, err, errlen))) return rc;
