@@ -93,13 +93,6 @@ TARGET INLINE void prefetch_span(const uint8_t *p, size_t n)
     for (size_t l = 0; l < n; l += 64) _mm_prefetch((const char *)p + l, _MM_HINT_T2);
 }
 
-static inline uint16_t load_u16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* ---- quantised activations ----
  *
  * One row is a sequence of groups of four blocks (128 elements), 256 bytes each:
@@ -159,17 +152,37 @@ TARGET static void quantize_row_avx512(const float *x, int K, int wtype, uint8_t
 
 /* ---- quantised weights: four blocks per step ---- */
 
-/* The f16 scales of n (1..4) blocks of bb bytes, block g in lanes 4g..4g+3, zeros for missing
- * blocks. Gathered with scalar loads, which keeps the vector units for the products. */
-TARGET INLINE __m512 load_d4(const uint8_t *blk, size_t bb, const int n)
+/* The f16 scales of n (1..4) blocks starting at blk, block g in lanes 4g..4g+3, zeros for
+ * missing blocks. The scales sit at a fixed stride (34 bytes for Q8_0, 18 for Q4_0), so one or
+ * two plain loads cover all four and a word permute picks them out; the masked loads of a
+ * partial group read no byte past its last block and leave the missing scales zero. */
+TARGET INLINE __m512 load_d4(const uint8_t *blk, const int wt, const int n)
 {
-    uint64_t h = load_u16(blk);
-    if (n > 1) h |= (uint64_t)load_u16(blk + bb) << 16;
-    if (n > 2) h |= (uint64_t)load_u16(blk + 2 * bb) << 32;
-    if (n > 3) h |= (uint64_t)load_u16(blk + 3 * bb) << 48;
-    __m128 d = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
-    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(d));
+    __m512i h;
+    if (wt == SYN_DT_Q8_0) {
+        /* Words 0, 17, 34 and 51 of the 128 bytes from blk; 32 and up index the second load. */
+        const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 51, 51,
+                                             51, 51, 34, 34, 34, 34, 17, 17, 17, 17, 0, 0, 0, 0);
+        __m512i a, b;
+        if (n == 4) {
+            a = _mm512_loadu_si512(blk);
+            b = _mm512_loadu_si512(blk + 64);
+        } else {
+            const int bytes = n * (int)sizeof(struct syn_block_q8_0); /* 34, 68 or 102 */
+            a = _mm512_maskz_loadu_epi8(bytes >= 64 ? ~(__mmask64)0 : (1ull << bytes) - 1, blk);
+            b = _mm512_maskz_loadu_epi8(bytes > 64 ? (1ull << (bytes - 64)) - 1 : 0, blk + 64);
+        }
+        h = _mm512_permutex2var_epi16(a, idx, b);
+    } else {
+        /* Words 0, 9, 18 and 27: all within the first 64 bytes. */
+        const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 27,
+                                             27, 27, 18, 18, 18, 18, 9, 9, 9, 9, 0, 0, 0, 0);
+        const int bytes = n * (int)sizeof(struct syn_block_q4_0); /* 18, 36, 54 or 72 */
+        __m512i a = bytes >= 64 ? _mm512_loadu_si512(blk)
+                                : _mm512_maskz_loadu_epi8((1ull << bytes) - 1, blk);
+        h = _mm512_permutexvar_epi16(idx, a);
+    }
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(h));
 }
 
 /* Q8_0: the quants of n (1..4) blocks split like the activations (*lo = elements 0-15 of each
@@ -233,7 +246,7 @@ TARGET INLINE void q_step(__m512 (*acc)[8], const int wt, const uint8_t *const *
             load_q8_4(blk, n, &lo, &hi);
         else
             load_q4_4(blk, n, &lo, &hi);
-        __m512 dw = load_d4(blk, bb, n);
+        __m512 dw = load_d4(blk, wt, n);
         UNROLL
         for (int i = 0; i < NT; i++) {
             const uint8_t *g = xg[i] + go;
