@@ -98,6 +98,8 @@ struct sched {
     struct syn_step_item *items; /* (max_seqs) */
     struct wjob **item_job;      /* (max_seqs) the job of each item */
     uint64_t next_order;
+    struct out_msg *out_head;      /* messages of this iteration, handed to the I/O thread */
+    struct out_msg *out_tail;      /* together in publish(): one lock and one wake-up a step */
     uint64_t jobs_done, tokens_out;
     struct wmetrics *wm; /* metrics (never NULL once running) */
 };
@@ -151,6 +153,25 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 
 /* ---- outgoing messages ---- */
 
+/* Keeps m for the next publish() (one hand-over per step instead of one per event). */
+static void queue_out(struct sched *s, struct out_msg *m)
+{
+    m->next = NULL;
+    if (s->out_tail) s->out_tail->next = m;
+    else s->out_head = m;
+    s->out_tail = m;
+}
+
+/* Appends the kept messages to the I/O thread's outbox; the caller holds s->io.mu. */
+static void splice_out_locked(struct sched *s)
+{
+    if (!s->out_head) return;
+    if (s->io.out_tail) s->io.out_tail->next = s->out_head;
+    else s->io.out_head = s->out_head;
+    s->io.out_tail = s->out_tail;
+    s->out_head = s->out_tail = NULL;
+}
+
 static void send_event(struct sched *s, struct wjob *j, const char *text, size_t len,
                        const char *finish, const char *error, const char *code)
 {
@@ -185,7 +206,7 @@ static void send_event(struct sched *s, struct wjob *j, const char *text, size_t
     ev->error_code = code;
     ev->attempt = j->job.attempt;
     j->tok_sent = j->n_gen;
-    wio_send(&s->io, m);
+    queue_out(s, m);
 }
 
 /* Sends the finishing event and the acknowledgement; frees the job's engine sequence. The job
@@ -205,7 +226,7 @@ static void finish_job(struct sched *s, struct wjob *j, const char *finish, cons
         memset(&j->job, 0, sizeof j->job); /* ownership moved */
         m->kind = OUT_ACK;
         m->job = copy;
-        wio_send(&s->io, m);
+        queue_out(s, m);
     } else {
         free(m);
         free(copy);
@@ -230,7 +251,7 @@ static void requeue_job(struct sched *s, struct wjob *j)
     wmetrics_job_done(s->wm, "requeued");
     m->kind = OUT_REQUEUE;
     m->job = copy;
-    wio_send(&s->io, m);
+    queue_out(s, m);
 }
 
 static void remove_job(struct sched *s, int i)
@@ -628,6 +649,7 @@ static void publish(struct sched *s, int accepting)
     s->io.info.tokens_out = s->tokens_out;
     if (!accepting) s->io.info.state = SYN_WORKER_DRAINING;
     int state = s->io.info.state;
+    splice_out_locked(s);
     pthread_cond_signal(&s->io.cv_io);
     pthread_mutex_unlock(&s->io.mu);
     wmetrics_state(s->wm, state, s->p->max_seqs, running, s->n_jobs - running,
@@ -845,6 +867,7 @@ out:
     /* jobs claimed but never taken go back too */
     if (s.io.started) {
         pthread_mutex_lock(&s.io.mu);
+        splice_out_locked(&s);
         int n_in = s.io.n_inbox;
         struct syn_job *in[512];
         for (int i = 0; i < n_in && i < 512; i++) in[i] = s.io.inbox[i];
