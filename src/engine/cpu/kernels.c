@@ -179,12 +179,18 @@ static void rows_task(void *ctx, int task, int thread)
  * GB/s; the same shape in F16 from 41 to 45 GB/s. */
 #define DECODE_TASK_BYTES (256 * 1024)
 
+/* Smallest batch (T > 1) task, in multiply-adds: a few microseconds of work. */
+#define BATCH_TASK_MACS (128 * 1024)
+
+/* Below this many activation elements, quantising them is quicker than starting a region. */
+#define SERIAL_QUANTISE_ELEMS 32768
+
 /* Rows per task, a multiple of 16 (of every tile width, so tiles never straddle tasks).
  * T = 1 (decode, memory-bound): tasks of about DECODE_TASK_BYTES, but at least one per thread.
  * T > 1 (compute-bound): about 16 tasks per thread for the dynamic hand-out to balance the
  * load, and at most what fits in L2, so that a task's weights are read from memory once while
  * every block of activation rows passes over them. */
-static int pick_rows_per_task(int R, int T, size_t w_row_bytes, int n_threads)
+static int pick_rows_per_task(int R, int K, int T, size_t w_row_bytes, int n_threads)
 {
     const int align = 16;
     int rpt;
@@ -199,6 +205,10 @@ static int pick_rows_per_task(int R, int T, size_t w_row_bytes, int n_threads)
         rpt = (R + want_tasks - 1) / want_tasks;
         int l2_rows = (int)(SYN_L2_WEIGHT_BYTES / w_row_bytes);
         if (rpt > l2_rows) rpt = l2_rows;
+        /* ...but no task under BATCH_TASK_MACS, where handing it out would cost more than
+         * the balance it buys. */
+        int min_rows = (int)((BATCH_TASK_MACS + (int64_t)T * K - 1) / ((int64_t)T * K));
+        if (rpt < min_rows) rpt = min_rows;
     }
     rpt = (rpt + align - 1) / align * align;
     if (rpt < align) rpt = align;
@@ -223,12 +233,15 @@ void syn_cpu_matmul(struct syn_pool *pool, const void *w, int wtype, int R, int 
     j.mm.y = y;
     /* The model loader only hands us types listed in kernels.h. */
     assert(j.mm.w_row_bytes > 0);
-    j.rows_per_task = pick_rows_per_task(R, T, j.mm.w_row_bytes, syn_pool_size(pool));
+    j.rows_per_task = pick_rows_per_task(R, K, T, j.mm.w_row_bytes, syn_pool_size(pool));
 
     if (is_quantised(wtype)) {
         j.mm.xq = scratch;
         j.mm.xq_stride = j.isa->xq_row_bytes(K);
-        syn_pool_run(pool, quantise_task, &j, T);
+        if ((size_t)T * (size_t)K <= SERIAL_QUANTISE_ELEMS)
+            for (int t = 0; t < T; t++) quantise_task(&j, t, 0);
+        else
+            syn_pool_run(pool, quantise_task, &j, T);
     }
     int n_tasks = (R + j.rows_per_task - 1) / j.rows_per_task;
     syn_pool_run(pool, rows_task, &j, n_tasks);
