@@ -108,6 +108,14 @@ TARGET INLINE void prefetch_span(const uint8_t *p, size_t n)
     for (size_t l = 0; l < n; l += 64) _mm_prefetch((const char *)p + l, _MM_HINT_T2);
 }
 
+/* Prefetches the first 4 lines of a row into L1, where the hardware prefetcher, which stops at
+ * page boundaries, has to start afresh (as on the AVX-512 path). */
+TARGET INLINE void prefetch_head(const uint8_t *row)
+{
+    UNROLL
+    for (int l = 0; l < 4; l++) _mm_prefetch((const char *)row + 64 * l, _MM_HINT_T0);
+}
+
 /* ---- float weights ---- */
 
 /* The activations are read straight from x; each step converts NR weight chunks once and uses
@@ -132,6 +140,13 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
     /* Batch tiles prefetch the next tile's rows, one tile ahead (see prefetch_span). */
     const size_t pf_step = (size_t)NR * 8 * es;
     const uint8_t *pf = w[0] + (size_t)NR * mm->w_row_bytes;
+
+    /* The decode tile only touches the head of each of the next tile's rows (prefetch_head). */
+    if (NT == 1) {
+        const uint8_t *next = w[0] + (size_t)NR * mm->w_row_bytes;
+        UNROLL
+        for (int j = 0; j < NR; j++) prefetch_head(next + (size_t)j * mm->w_row_bytes);
+    }
 
     int k = 0;
     for (; k + 8 <= K; k += 8) {
@@ -204,6 +219,12 @@ TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0,
     /* The next tile's rows follow this tile's: prefetch them one tile ahead. */
     const size_t pf_step = (size_t)NR * bb;
     const uint8_t *pf = w[0] + (size_t)NR * mm->w_row_bytes;
+
+    /* The decode tile also fetches the head of every one of those rows at once (prefetch_head). */
+    if (NT == 1) {
+        UNROLL
+        for (int j = 0; j < NR; j++) prefetch_head(pf + (size_t)j * mm->w_row_bytes);
+    }
 
     for (int b = 0; b < nb; b++) {
         prefetch_span(pf, pf_step);
