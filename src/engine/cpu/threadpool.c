@@ -15,9 +15,9 @@
  * proves the descriptor it read belongs to the region it claimed from (a newer descriptor would
  * have been published after the word was closed, and acquiring it would make the CAS see that).
  *
- * Waiting: a worker with nothing to claim spins (with a pause hint, yielding after a few
- * microseconds) for about SPIN_NS, since a decode step runs its regions a few microseconds
- * apart, then sleeps on a futex keyed on the generation. The caller only makes the wake-up system call when some worker has said it is
+ * Waiting: a worker with nothing to claim spins (with a pause hint) for about SPIN_NS, since a
+ * decode step runs its regions a few microseconds apart, then sleeps on a futex keyed on the
+ * generation; at once if it finds itself on the caller's core (see wait_for_region). The caller only makes the wake-up system call when some worker has said it is
  * asleep, so back-to-back regions cost a few cache-line transfers and no system calls.
  *
  * Not for: concurrent regions from several threads on one pool, or a region started from inside
@@ -38,9 +38,9 @@
 #include <unistd.h>
 
 /* How long an idle worker polls for the next region before it sleeps, and after how long of
- * that it starts yielding between polls. Measured on a 2-core VM with a third busy process:
- * without the yield, two threads ran a region of 2 x 5 us tasks in 21 us (the spinning worker
- * shared the caller's core); with it, in 11 us (the caller ran both). */
+ * that it starts yielding between polls. Measured on a 2-core VM, regions of 2 x 5 us tasks:
+ * with the other core idle, 6 us per region; with a third process busy on it, 11 us (the
+ * caller runs both tasks) where spinning without yields took 21 us. */
 #define SPIN_NS        50000
 #define YIELD_AFTER_NS 5000
 
@@ -58,6 +58,7 @@ struct syn_pool {
     void *_Atomic ctx;                         /* its context */
     _Atomic int n_tasks;                       /* number of tasks in the region */
     _Atomic int stop;                          /* set by syn_pool_free: workers exit */
+    _Atomic int caller_cpu;                    /* the core the caller last started a region on */
     int n_threads;                             /* pool size, caller included */
     pthread_t *threads;                        /* n_threads - 1 workers; from malloc() */
 
@@ -124,10 +125,14 @@ static uint32_t wait_for_region(struct syn_pool *p, uint32_t seen)
         /* Reading the clock every 64 polls keeps its cost out of the wake-up latency. */
         uint64_t t = now_ns();
         if (start == 0) start = t;
-        if (t - start < SPIN_NS) {
-            /* Past the first few microseconds, offer the core to anyone else runnable on it:
-             * when the machine is oversubscribed that is often our own caller, whom a spinning
-             * worker would otherwise slow to half speed. On an idle core it returns at once. */
+        /* A worker that shares the caller's core only slows the caller down: it sleeps at
+         * once, and its next wake-up lets the scheduler place it afresh (on an idle core if
+         * there is one). Elsewhere it spins, yielding between polls after YIELD_AFTER_NS, so
+         * that on a busy machine it does not take half a core from someone else to find
+         * nothing to do. It must not yield on the caller's core: a thread that keeps
+         * yielding looks idle to the load balancer, which then leaves it there for good. */
+        if (t - start < SPIN_NS &&
+            sched_getcpu() != atomic_load_explicit(&p->caller_cpu, memory_order_relaxed)) {
             if (t - start > YIELD_AFTER_NS) sched_yield();
             continue;
         }
@@ -202,6 +207,7 @@ struct syn_pool *syn_pool_new(int n_threads)
     atomic_init(&p->ctx, NULL);
     atomic_init(&p->n_tasks, 0);
     atomic_init(&p->stop, 0);
+    atomic_init(&p->caller_cpu, -1);
     p->n_threads = n_threads;
     atomic_init(&p->claim, CLOSED);
     atomic_init(&p->done, 0);
@@ -269,6 +275,7 @@ void syn_pool_run(struct syn_pool *p, syn_pool_fn fn, void *ctx, int n_tasks)
      * rewritten descriptor, then the descriptor (release: after the close), then open the word
      * (release: after the descriptor). */
     uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->caller_cpu, sched_getcpu(), memory_order_relaxed);
     atomic_store_explicit(&p->claim, (uint64_t)g << 32 | CLOSED, memory_order_relaxed);
     atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_release);
     atomic_store_explicit(&p->fn, fn, memory_order_release);
