@@ -243,7 +243,10 @@ static void model_name(const char *path, char *out, size_t cap)
     size_t l = strlen(tmp);
     while (l > 1 && tmp[l - 1] == '/') tmp[--l] = 0;
     const char *b = strrchr(tmp, '/');
-    snprintf(out, cap, "%s", b ? b + 1 : tmp);
+    const char *base = b ? b + 1 : tmp;
+    size_t n = strlen(base) < cap - 1 ? strlen(base) : cap - 1; /* names are cut, not refused */
+    memcpy(out, base, n);
+    out[n] = 0;
     char *dot = strrchr(out, '.');
     if (dot && dot != out) *dot = 0;
     for (char *c = out; *c; c++)

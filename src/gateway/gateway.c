@@ -858,7 +858,7 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
     for (int i = 0; i < g->n_models; i++)
         for (int s = 0; s < 600; s++)
             if (g->models[i].status[s]) {
-                char st[8];
+                char st[16];
                 snprintf(st, sizeof st, "%d", s);
                 gw_metric_value(o, "synapse_gateway_requests_total", "model", g->models[i].name,
                                 "status", st, (double)g->models[i].status[s]);
@@ -867,7 +867,7 @@ static void handle_metrics(struct syn_gateway *g, struct gw_http_req *h)
                      "Every HTTP response, by status.");
     for (int s = 0; s < 600; s++)
         if (g->responses[s]) {
-            char st[8];
+            char st[16];
             snprintf(st, sizeof st, "%d", s);
             gw_metric_value(o, "synapse_gateway_http_responses_total", "status", st, NULL, NULL,
                             (double)g->responses[s]);
