@@ -77,6 +77,18 @@ static void wait_ready(const struct syn_test_redis *r, const char *id)
     FAIL("worker %s did not become ready", id);
 }
 
+/* Polls XLEN of key until it reaches n events (or tries x nap_us passes). */
+static void wait_events(redisContext *c, const char *key, long long n, int tries, int nap_us)
+{
+    for (int i = 0; i < tries; i++) {
+        redisReply *rep = redisCommand(c, "XLEN %s", key);
+        long long len = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+        freeReplyObject(rep);
+        if (len >= n) return;
+        usleep((useconds_t)nap_us);
+    }
+}
+
 static void submit(struct syn_qclient *q, const char *id, const char *prompt, int max_tokens,
                    float temp, uint64_t seed, const char *reply)
 {
@@ -230,13 +242,7 @@ TEST_TIMEOUT(worker_sigkill_loses_nothing, 120)
     }
     /* let them get going, then kill the worker mid-stream */
     redisContext *c = connect_redis(&r);
-    for (int i = 0; i < 500; i++) {
-        redisReply *rep = redisCommand(c, "XLEN %s", rk("k"));
-        long long n = rep ? rep->integer : 0;
-        freeReplyObject(rep);
-        if (n > 500) break;
-        usleep(10000);
-    }
+    wait_events(c, rk("k"), 501, 500, 10000);
     redisFree(c);
     kill(w1, SIGKILL);
     waitpid(w1, NULL, 0);
@@ -324,13 +330,7 @@ TEST_TIMEOUT(worker_cancel_deadline_and_dead_letter, 90)
     struct collected cj = {.id = "cancel-me"};
     submit(q, "cancel-me", "Once upon a time", 1000, 0.8f, 3, rk("c2"));
     redisContext *c = connect_redis(&r);
-    for (int i = 0; i < 500; i++) {
-        redisReply *rep = redisCommand(c, "XLEN %s", rk("c2"));
-        long long n = rep->integer;
-        freeReplyObject(rep);
-        if (n >= 5) break;
-        usleep(2000);
-    }
+    wait_events(c, rk("c2"), 5, 500, 2000);
     CHECK_EQ_INT(syn_q_cancel(q, "cancel-me"), 0);
     collect(&r, rk("c2"), &cj, 1, 20);
     CHECK_EQ_STR(cj.finish, "cancelled");
@@ -388,13 +388,7 @@ TEST_TIMEOUT(worker_new_job_joins_running_batch, 90)
     submit(q, "long", "Once upon a time", 1500, 0.9f, 9, rk("cb"));
     /* wait until the long job is generating */
     redisContext *c = connect_redis(&r);
-    for (int i = 0; i < 500; i++) {
-        redisReply *rep = redisCommand(c, "XLEN %s", rk("cb"));
-        long long n = rep->integer;
-        freeReplyObject(rep);
-        if (n >= 3) break;
-        usleep(2000);
-    }
+    wait_events(c, rk("cb"), 3, 500, 2000);
     submit(q, "short", "The little dog", 5, 0.0f, 1, rk("cb"));
     struct collected cs[2] = {{.id = "long"}, {.id = "short"}};
     /* the short job must finish while the long one is still running */
