@@ -15,10 +15,12 @@
  * proves the descriptor it read belongs to the region it claimed from (a newer descriptor would
  * have been published after the word was closed, and acquiring it would make the CAS see that).
  *
- * Waiting: a worker with nothing to claim spins (with a pause hint) for about SPIN_NS, since a
- * decode step runs its regions a few microseconds apart, then sleeps on a futex keyed on the
- * generation; at once if it finds itself on the caller's core (see wait_for_region). The caller only makes the wake-up system call when some worker has said it is
- * asleep, so back-to-back regions cost a few cache-line transfers and no system calls.
+ * Waiting: a worker with nothing to claim spins (with a pause hint, yielding after a few
+ * microseconds) for about SPIN_NS, since a decode step runs its regions a few microseconds
+ * apart, then sleeps on a futex keyed on the generation; it sleeps at once if it finds itself on
+ * the caller's core (see wait_for_region). The caller only makes the wake-up system call when
+ * some worker has said it is asleep, so back-to-back regions cost a few cache-line transfers
+ * and no system calls.
  *
  * Not for: concurrent regions from several threads on one pool, or a region started from inside
  * a task. Both are detected and run serially on the calling thread instead of deadlocking.
