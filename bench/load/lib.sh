@@ -35,10 +35,16 @@ cpu_busy() {
 
 # Waits until the 1-minute load average is below ${1:-1.5} and the cores are mostly idle right
 # now (under 25% busy over 3 s: other engineers share these cores and their benchmarks come
-# and go), checking every 10 s for at most ${2:-1800} s. Prints the load average it starts
-# at; returns 1 if it never got quiet (the caller decides whether to go on and say so).
+# and go), checking every 10 s for at most ${2:-1800} s, and for at most a minute once
+# QUIET_DEADLINE (epoch seconds; all.sh sets it 30 minutes after it starts) has passed. Prints
+# the load average it starts at; returns 1 if it never got quiet (the caller goes on and says
+# so).
 wait_quiet() {
     local max=${1:-${LOAD_MAX:-1.5}} limit=${2:-${LOAD_WAIT:-1800}} waited=0 la busy
+    if [ "${QUIET_DEADLINE:-0}" -gt 0 ] && [ "$(date +%s)" -gt "$QUIET_DEADLINE" ] &&
+        [ "$limit" -gt 60 ]; then
+        limit=60
+    fi
     while :; do
         la=$(loadavg)
         if awk -v a="$la" -v m="$max" 'BEGIN { exit !(a < m) }'; then
@@ -151,12 +157,12 @@ others_share() {
         -v n="$(nproc)" 'BEGIN { o = (busy - mine) / (w * n); printf "%.2f\n", (o < 0 ? 0 : o) }'
 }
 
-# measure FUNCTION ARGS...: waits for a quiet machine, runs FUNCTION, and runs it again (three
+# measure FUNCTION ARGS...: waits for a quiet machine, runs FUNCTION, and runs it again (two
 # tries at most) when other sessions took more than 15% of the cores meanwhile. Sets M_LA (the
 # load average before the kept try) and M_OTHERS (the other sessions' share during it).
 measure() {
     local try s0 s1
-    for try in 1 2 3; do
+    for try in 1 2; do
         M_LA=$(wait_quiet) || log "still busy (load $M_LA): measuring anyway"
         s0=$(cpu_snapshot)
         "$@"

@@ -7,6 +7,7 @@
 #   bench/load/traces.sh                     -> results/traces_NAME_coldC.json (+ timelines)
 . "$(dirname "$0")/lib.sh"
 PRICE=${PRICE:-0.10}
+SIM_BIN=${SIM_BIN:-$SYN}
 COLDS=${COLDS:-"measured 10 60"}
 POLICIES=(always-on:1 always-on:2 scale-to-zero:5 scale-to-zero:30 scale-to-zero:120
     min-warm:1:30 predictive:0:30 predictive:1:30)
@@ -20,7 +21,7 @@ for name in code conv; do
         c=$cold
         [ "$cold" = measured ] && c=$measured
         log "sim: $name trace, cold start $c s"
-        "$SYN" bench sim --trace "$TRACES/AzureLLMInferenceTrace_$name.csv" --token-scale 0.1 \
+        "$SIM_BIN" bench sim --trace "$TRACES/AzureLLMInferenceTrace_$name.csv" --token-scale 0.1 \
             --max-context 250 --max-workers 4 --max-seqs 16 --price-per-hour "$PRICE" \
             --model-json "$OUT/engine_t2_p64.json" --model-json "$OUT/engine_t2_p256.json" \
             --cold-start "$c" "${args[@]}" --json "$OUT/traces_${name}_cold${cold}.json" \

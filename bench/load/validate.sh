@@ -4,8 +4,11 @@
 # are compared. The simulator's inputs are measured separately, never fitted to the runs it is
 # compared with: step times from `bench engine` (engine.sh), the cold-start penalty from
 # coldstart.sh, and the per-step overhead and request hop from a calibration run at 2 req/s.
-#   bench/load/validate.sh                   -> results/validation.json
+# SIM_ONLY=1 reruns only the simulations and the comparison on the saved real runs; SIM_BIN
+# names the binary that simulates (default: $SYN).
+#   bench/load/validate.sh                   -> results/validation_*.json
 . "$(dirname "$0")/lib.sh"
+SIM_BIN=${SIM_BIN:-$SYN}
 POLICIES=${POLICIES:-"scale-to-zero:10 min-warm:1:10"}
 TRACE=${TRACE:-$TRACES/AzureLLMInferenceTrace_code.csv}
 SCALE=${SCALE:-"--time-scale 0.25 --token-scale 0.1 --max-context 250 --duration 240"}
@@ -23,9 +26,11 @@ calibrate() {
         --requests >&2
     stop_up
 }
-measure calibrate
-annotate "$OUT/validation_calibration.json" "load_average_before=$M_LA" \
-    "other_sessions_cpu_share=$M_OTHERS"
+if [ -z "${SIM_ONLY:-}" ]; then
+    measure calibrate
+    annotate "$OUT/validation_calibration.json" "load_average_before=$M_LA" \
+        "other_sessions_cpu_share=$M_OTHERS"
+fi
 read -r HOP_MS OVER_MS COLD_S < <(python3 - "$OUT" <<'PY'
 import json, statistics as st, sys
 out = sys.argv[1]
@@ -56,7 +61,7 @@ for pol in $POLICIES; do
         log "real run: $pol"
         start_up "val_$tag" 18306 --min-warm "$K" --max-workers $MAXW --idle-timeout "$idle" \
             --max-seqs 16 --worker-threads 1 --max-queue 4096
-        t0=$(date +%s.%N)
+        date +%s.%N >"$OUT/validation_real_$tag.t0"
         # shellcheck disable=SC2086
         "$SYN" bench load --url http://127.0.0.1:18306 --model s15m --trace "$TRACE" $SCALE -q \
             --json "$OUT/validation_real_$tag.json" --requests >&2
@@ -64,15 +69,19 @@ for pol in $POLICIES; do
         stop_up
         cp "$UP_LOG" "$OUT/validation_real_$tag.log"
     }
-    measure real_run
-    la=$M_LA
+    if [ -z "${SIM_ONLY:-}" ]; then
+        measure real_run
+        echo "$M_LA $M_OTHERS" >"$OUT/validation_real_$tag.machine"
+    fi
+    read -r la others <"$OUT/validation_real_$tag.machine"
+    t0=$(cat "$OUT/validation_real_$tag.t0")
     # shellcheck disable=SC2086
-    "$SYN" bench sim --trace "$TRACE" $SCALE --policy "$pol" --max-workers $MAXW --max-seqs 16 \
+    "$SIM_BIN" bench sim --trace "$TRACE" $SCALE --policy "$pol" --max-workers $MAXW --max-seqs 16 \
         --model-json "$OUT/engine_t1_p64.json" --model-json "$OUT/engine_t1_p256.json" \
         --cold-start "$COLD_S" --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" \
         --cpu-cores 2 --worker-threads 1 --json "$OUT/validation_sim_$tag.json" \
         --timeline "$OUT/validation_sim_$tag.timeline.csv" >&2
-    python3 - "$OUT" "$tag" "$t0" "$la" "$pol" "$HOP_MS" "$OVER_MS" "$COLD_S" "$M_OTHERS" <<'PY'
+    python3 - "$OUT" "$tag" "$t0" "$la" "$pol" "$HOP_MS" "$OVER_MS" "$COLD_S" "$others" <<'PY'
 import datetime, json, re, sys
 out, tag, t0, la, pol, hop, over, cold, others = sys.argv[1:]
 t0 = float(t0)

@@ -19,38 +19,37 @@
 
 struct syn_sim_model syn_sim_default_model(void)
 {
-    /* round figures of the order `synapse bench engine` gives for the stories15m shape, F16,
-     * 2 threads; for tests and for runs without --model-json */
+    /* round figures of the order `synapse bench engine -t 1` gives for the stories15m shape,
+     * F16; for tests and for runs without --model-json */
     struct syn_sim_model m = {
-        .n_points = 4,
-        .rows = {1, 4, 16, 128},
-        .secs = {1.0 / 400, 4.0 / 1000, 16.0 / 2000, 128.0 / 3000},
+        .decode = {4, {1, 4, 16, 32}, {1.0 / 1000, 4.0 / 2500, 16.0 / 3500, 32.0 / 3500}},
+        .prefill = {2, {64, 256}, {64.0 / 7000, 256.0 / 5000}},
         .step_overhead_s = 0.0005,
         .hop_s = 0.002,
         .cold_start_s = 0.3,
         .max_batched_tokens = 256,
-        .threads = 2,
+        .threads = 1,
     };
     return m;
 }
 
-static void add_point(struct syn_sim_model *m, double rows, double secs)
+static void add_point(struct syn_sim_curve *c, double x, double y)
 {
-    if (!(rows > 0) || !(secs > 0)) return;
-    for (int i = 0; i < m->n_points; i++)
-        if (m->rows[i] == rows) { /* the same row count measured twice: the mean */
-            m->secs[i] = 0.5 * (m->secs[i] + secs);
+    if (!(x > 0) || !(y > 0)) return;
+    for (int i = 0; i < c->n; i++)
+        if (c->x[i] == x) { /* measured twice: the mean */
+            c->y[i] = 0.5 * (c->y[i] + y);
             return;
         }
-    if (m->n_points >= SYN_SIM_MAX_POINTS) return;
-    int i = m->n_points++;
-    while (i > 0 && m->rows[i - 1] > rows) {
-        m->rows[i] = m->rows[i - 1];
-        m->secs[i] = m->secs[i - 1];
+    if (c->n >= SYN_SIM_MAX_POINTS) return;
+    int i = c->n++;
+    while (i > 0 && c->x[i - 1] > x) {
+        c->x[i] = c->x[i - 1];
+        c->y[i] = c->y[i - 1];
         i--;
     }
-    m->rows[i] = rows;
-    m->secs[i] = secs;
+    c->x[i] = x;
+    c->y[i] = y;
 }
 
 /* Adds the points of one `bench engine --json` object; with fresh, also takes its cold start
@@ -68,7 +67,7 @@ static int model_json(const char *text, struct syn_sim_model *m, int fresh, char
                         je.text, je.line);
         goto out;
     }
-    int before = m->n_points;
+    int before = m->decode.n + m->prefill.n;
     json_t *dec = json_object_get(root, "decode");
     size_t i;
     json_t *row;
@@ -76,16 +75,17 @@ static int model_json(const char *text, struct syn_sim_model *m, int fresh, char
     {
         double b = json_number_value(json_object_get(row, "batch"));
         double tps = json_number_value(json_object_get(row, "tokens_per_s"));
-        if (b > 0 && tps > 0) add_point(m, b, b / tps);
+        if (b > 0 && tps > 0) add_point(&m->decode, b, b / tps);
     }
     double pt = json_number_value(json_object_get(root, "prompt_tokens"));
     double ptps = json_number_value(json_object_get(root, "prefill_tokens_per_s"));
-    if (pt > 0 && ptps > 0) add_point(m, pt, pt / ptps);
-    if (m->n_points < 2 || m->n_points == before) {
+    if (pt > 0 && ptps > 0) add_point(&m->prefill, pt, pt / ptps);
+    if (m->decode.n < 1 || m->prefill.n < 1 || m->decode.n + m->prefill.n == before) {
         rc = syn_seterr(err, errlen, SYN_EFORMAT,
                         "sim: the engine benchmark needs decode[].batch/tokens_per_s and "
-                        "prompt_tokens/prefill_tokens_per_s; found %d usable points",
-                        m->n_points - before);
+                        "prompt_tokens/prefill_tokens_per_s; found %d decode and %d prefill "
+                        "points",
+                        m->decode.n, m->prefill.n);
         goto out;
     }
     if (fresh) {
@@ -102,7 +102,7 @@ out:
 int syn_sim_model_from_json(const char *text, struct syn_sim_model *m, char *err, size_t errlen)
 {
     *m = syn_sim_default_model();
-    m->n_points = 0;
+    m->decode.n = m->prefill.n = 0;
     return model_json(text, m, 1, err, errlen);
 }
 
@@ -111,22 +111,47 @@ int syn_sim_model_add_json(const char *text, struct syn_sim_model *m, char *err,
     return model_json(text, m, 0, err, errlen);
 }
 
-double syn_sim_step_time(const struct syn_sim_model *m, int rows)
+/* The curve at x: linear between points, through the origin below the first, along the last
+ * segment above the last, and never below a point to its left. */
+static double curve_at(const struct syn_sim_curve *c, double x)
 {
-    if (rows <= 0 || m->n_points == 0) return 0;
-    double r = rows;
-    if (m->n_points == 1) return m->secs[0] * r / m->rows[0];
+    if (c->n == 0 || x <= 0) return 0;
+    double best = 0, y;
     int i = 0;
-    /* the segment holding r, or the first/last one to extrapolate along */
-    while (i < m->n_points - 2 && r > m->rows[i + 1]) i++;
-    double x0 = m->rows[i], x1 = m->rows[i + 1], y0 = m->secs[i], y1 = m->secs[i + 1];
-    if (r < x0) {
-        /* below the first point: proportional to rows from the origin's side, but never below
-         * what the first point costs per step at batch 1 (reading the weights dominates) */
-        return y0;
+    while (i < c->n && c->x[i] < x) best = c->y[i] > best ? c->y[i] : best, i++;
+    if (i == 0) {
+        y = c->y[0] * x / c->x[0];
+    } else if (i < c->n) {
+        y = c->y[i - 1] + (c->y[i] - c->y[i - 1]) * (x - c->x[i - 1]) / (c->x[i] - c->x[i - 1]);
+    } else if (c->n >= 2) {
+        double sl = (c->y[c->n - 1] - c->y[c->n - 2]) / (c->x[c->n - 1] - c->x[c->n - 2]);
+        if (sl < c->y[c->n - 1] / c->x[c->n - 1]) sl = c->y[c->n - 1] / c->x[c->n - 1];
+        y = c->y[c->n - 1] + sl * (x - c->x[c->n - 1]);
+    } else {
+        y = c->y[0] * x / c->x[0];
     }
-    double y = y0 + (y1 - y0) * (r - x0) / (x1 - x0);
-    return y > 0 ? y : y0;
+    return y > best ? y : best;
+}
+
+double syn_sim_step_time(const struct syn_sim_model *m, int decode_rows, int prefill_rows)
+{
+    if (decode_rows <= 0 && prefill_rows <= 0) return 0;
+    /* one pass over the weights: a decode step of one */
+    double w = m->decode.n ? curve_at(&m->decode, 1) : 0;
+    const struct syn_sim_curve *pc = m->prefill.n ? &m->prefill : &m->decode;
+    const struct syn_sim_curve *dc = m->decode.n ? &m->decode : &m->prefill;
+    double d = curve_at(dc, decode_rows), p = curve_at(pc, prefill_rows);
+    double t = d + p;
+    if (decode_rows > 0 && prefill_rows > 0) {
+        /* d + p - min(w, d, p), written so that the smallest term cancels exactly */
+        if (p <= w && p <= d)
+            t = d;
+        else if (d <= w && d <= p)
+            t = p;
+        else
+            t = d + (p - w);
+    }
+    return t > w ? t : w;
 }
 
 /* ---- policies ---- */
@@ -349,7 +374,7 @@ static int start_step(struct sim *s, int id, double now)
 {
     struct worker *w = &s->w[id];
     const struct syn_sim_model *m = &s->p->model;
-    int budget = m->max_batched_tokens > 0 ? m->max_batched_tokens : 256, rows = 0;
+    int budget = m->max_batched_tokens > 0 ? m->max_batched_tokens : 256, n_dec = 0, n_pre = 0;
     w->n_items = 0;
     /* decode tokens first, then prefill chunks with what budget is left (worker.c step()) */
     for (int pass = 0; pass < 2 && budget > 0; pass++)
@@ -364,7 +389,10 @@ static int start_step(struct sim *s, int id, double now)
                 pass == 0 ? 1 : (prompt - q->prefilled < budget ? prompt - q->prefilled : budget);
             w->items[w->n_items++] = (struct item){ri, take, pass == 0};
             budget -= take;
-            rows += take;
+            if (pass == 0)
+                n_dec += take;
+            else
+                n_pre += take;
         }
     if (w->n_items == 0) {
         w->in_step = 0;
@@ -375,7 +403,7 @@ static int start_step(struct sim *s, int id, double now)
         return 0;
     }
     w->in_step = 1;
-    double dt = syn_sim_step_time(m, rows) + m->step_overhead_s;
+    double dt = syn_sim_step_time(m, n_dec, n_pre) + m->step_overhead_s;
     if (s->p->cpu_cores > 0) {
         double load =
             (double)busy_workers(s) * (m->threads > 0 ? m->threads : 1) / (double)s->p->cpu_cores;
@@ -473,7 +501,8 @@ static double service_prior(const struct sim *s)
     P /= (double)n;
     O /= (double)n;
     const struct syn_sim_model *m = &s->p->model;
-    return syn_sim_step_time(m, (int)P) + O * (syn_sim_step_time(m, s->slots) + m->step_overhead_s);
+    return syn_sim_step_time(m, 0, (int)P) +
+           O * (syn_sim_step_time(m, s->slots, 0) + m->step_overhead_s);
 }
 
 static int on_tick(struct sim *s, double now)
@@ -549,7 +578,7 @@ int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, cha
     *out = NULL;
     const struct syn_trace *t = p->trace;
     if (!t) return syn_seterr(err, errlen, SYN_EINVAL, "sim: no trace");
-    if (p->model.n_points < 1)
+    if (p->model.decode.n + p->model.prefill.n < 1)
         return syn_seterr(err, errlen, SYN_EINVAL, "sim: the service model has no points");
     struct sim s;
     memset(&s, 0, sizeof s);

@@ -17,9 +17,10 @@
  *     order with what is left of max_batched_tokens; a sequence's first token comes at the end
  *     of the step that finishes its prompt. Queued jobs go to an idle ready worker at once, to
  *     a busy one at its next step (they are claimed while the step runs).
- *   - service time: a step of R rows (decode tokens + prefill tokens) takes the time measured by
- *     `synapse bench engine` for that many rows, interpolated (decode at each batch size gives
- *     points (b, b / tokens_per_s), prefill gives (P, P / prefill_tokens_per_s)), plus a fixed
+ *   - service time: from `synapse bench engine --json`: decode at each batch size gives the
+ *     decode curve (b, b / tokens_per_s), prefill runs give the prefill curve (P, P /
+ *     prefill_tokens_per_s); a step with d decode and p prefill rows takes the sum of the two,
+ *     less the one pass over the weights they share (see syn_sim_step_time), plus a fixed
  *     per-step overhead; the gateway/Redis round trip adds hop_s to every first and last token.
  *     With cpu_cores set, workers on one machine share it: a step is slowed by (busy workers x
  *     threads per worker / cores) when that exceeds 1.
@@ -38,20 +39,28 @@
 
 #define SYN_SIM_MAX_POINTS 32
 
-/* The service-time model of one worker. */
-struct syn_sim_model {
-    int n_points;
-    double rows[SYN_SIM_MAX_POINTS]; /* rows in a step, ascending */
-    double secs[SYN_SIM_MAX_POINTS]; /* its time, seconds */
-    double step_overhead_s;          /* added to every step (sampling, events, scheduling) */
-    double hop_s;           /* gateway -> Redis -> worker -> gateway, per first/last token */
-    double cold_start_s;    /* start to ready */
-    int max_batched_tokens; /* rows per step at most (the worker's default 256) */
-    int threads;            /* engine threads per worker (for cpu_cores sharing) */
+/* A measured curve: x ascending, y its time in seconds. */
+struct syn_sim_curve {
+    int n;
+    double x[SYN_SIM_MAX_POINTS];
+    double y[SYN_SIM_MAX_POINTS];
 };
 
-/* A model for the stories15m shape in F16 on 2 cores, for when no measurement is given (tests).
- * Its numbers are round figures, not a measurement. */
+/* The service-time model of one worker. Decode and prefill rows are priced apart: a decode row
+ * also computes a row of logits (for the stories15m shape the output matrix is a third of the
+ * weights), a prefill row computes none unless it ends its prompt. */
+struct syn_sim_model {
+    struct syn_sim_curve decode;  /* batch b -> seconds of one decode step (b / tokens_per_s) */
+    struct syn_sim_curve prefill; /* P tokens of one prompt -> seconds (P / prefill_tokens_per_s) */
+    double step_overhead_s;       /* added to every step (sampling, events, scheduling) */
+    double hop_s;                 /* gateway -> Redis -> worker -> gateway, per first/last token */
+    double cold_start_s;          /* start to ready */
+    int max_batched_tokens;       /* rows per step at most (the worker's default 256) */
+    int threads;                  /* engine threads per worker (for cpu_cores sharing) */
+};
+
+/* A model for the stories15m shape in F16 on one thread, for when no measurement is given
+ * (tests). Its numbers are round figures, not a measurement. */
 struct syn_sim_model syn_sim_default_model(void);
 
 /* Fits the model from `synapse bench engine --json` output: the decode points, the prefill
@@ -63,8 +72,11 @@ int syn_sim_model_from_json(const char *json, struct syn_sim_model *m, char *err
  * the cold start and threads stay. Returns 0 or SYN_EFORMAT. */
 int syn_sim_model_add_json(const char *json, struct syn_sim_model *m, char *err, size_t errlen);
 
-/* Seconds one step of rows rows takes (without the overhead). */
-double syn_sim_step_time(const struct syn_sim_model *m, int rows);
+/* Seconds one engine step takes (without the overhead) with decode_rows decode tokens and
+ * prefill_rows prompt tokens: each curve interpolated (through the origin, extrapolated along
+ * its last segment, never decreasing), summed, less one pass over the weights when a step has
+ * both (they are read once), and never less than that one pass (the batch-1 decode time). */
+double syn_sim_step_time(const struct syn_sim_model *m, int decode_rows, int prefill_rows);
 
 struct syn_sim_policy {
     char name[64];                 /* the spec it came from, for reports */

@@ -335,12 +335,13 @@ int cmd_bench_sim(int argc, char **argv)
     if (fr) fprintf(fr, "policy,t,ttft_s,tpot_s,e2e_s\n");
     FILE *txt = fj == stdout ? stderr : stdout;
     fprintf(txt,
-            "trace: %zu requests over %.1f s; model: %d points, cold start %.3f s, hop %.1f ms; "
+            "trace: %zu requests over %.1f s; model: %d decode + %d prefill points, cold start "
+            "%.3f s, hop %.1f ms, step overhead %.2f ms; "
             "%d slots/worker, at most %d workers; $%.4g per worker-hour; SLO TTFT %.0f ms, "
             "TPOT %.0f ms\n",
-            t->n, t->span_s, p.model.n_points, p.model.cold_start_s, 1e3 * p.model.hop_s,
-            base.slots_per_worker, base.max_workers, p.price_per_hour, 1e3 * p.slo_ttft_s,
-            1e3 * p.slo_tpot_s);
+            t->n, t->span_s, p.model.decode.n, p.model.prefill.n, p.model.cold_start_s,
+            1e3 * p.model.hop_s, 1e3 * p.model.step_overhead_s, base.slots_per_worker,
+            base.max_workers, p.price_per_hour, 1e3 * p.slo_ttft_s, 1e3 * p.slo_tpot_s);
     fprintf(txt, "%-22s %7s %10s %10s %10s %7s %9s %9s %9s %7s\n", "policy", "starts", "worker-s",
             "cost $", "$/Mtok", "SLO %", "TTFT p50", "TTFT p99", "TPOT p99", "cold rq");
     if (fj) fprintf(fj, "{\"requests\":%zu,\"span_s\":%.3f,\"policies\":[", t->n, t->span_s);

@@ -147,18 +147,33 @@ TEST(sim_model_from_engine_json)
     struct syn_sim_model m;
     char err[256];
     CHECK_EQ_INT(syn_sim_model_from_json(json, &m, err, sizeof err), 0);
-    CHECK_EQ_INT(m.n_points, 3);
+    CHECK_EQ_INT(m.decode.n, 2);
+    CHECK_EQ_INT(m.prefill.n, 1);
+    CHECK_EQ_INT(m.threads, 2);
     CHECK_NEAR(m.cold_start_s, 0.25, 1e-12);
-    CHECK_NEAR(syn_sim_step_time(&m, 1), 0.002, 1e-12);
-    CHECK_NEAR(syn_sim_step_time(&m, 16), 0.008, 1e-12);
-    CHECK_NEAR(syn_sim_step_time(&m, 128), 0.04, 1e-12);
-    /* between points: interpolated, and more rows never cost less */
+    /* at the measured points: the measurement */
+    CHECK_NEAR(syn_sim_step_time(&m, 1, 0), 0.002, 1e-12);
+    CHECK_NEAR(syn_sim_step_time(&m, 16, 0), 0.008, 1e-12);
+    CHECK_NEAR(syn_sim_step_time(&m, 0, 128), 0.04, 1e-12);
+    /* a short prefill still reads every weight once */
+    CHECK_NEAR(syn_sim_step_time(&m, 0, 2), 0.002, 1e-12);
+    /* decode and prefill in one step: the weights are read once, not twice */
+    CHECK_NEAR(syn_sim_step_time(&m, 16, 128), 0.008 + 0.04 - 0.002, 1e-12);
+    /* more rows of either kind never cost less */
     double prev = 0;
     for (int r = 1; r <= 512; r++) {
-        double s = syn_sim_step_time(&m, r);
+        double s = syn_sim_step_time(&m, r, 0), t = syn_sim_step_time(&m, 4, r);
         CHECK(s >= prev);
+        CHECK(t >= syn_sim_step_time(&m, 4, r - 1));
         prev = s;
     }
+    /* a second run adds its points */
+    const char *more = "{\"prompt_tokens\":512,\"prefill_tokens_per_s\":2560.0,"
+                       "\"decode\":[{\"batch\":32,\"tokens_per_s\":2000}]}";
+    CHECK_EQ_INT(syn_sim_model_add_json(more, &m, err, sizeof err), 0);
+    CHECK_EQ_INT(m.prefill.n, 2);
+    CHECK_NEAR(syn_sim_step_time(&m, 0, 512), 0.2, 1e-12);
+    CHECK_NEAR(syn_sim_step_time(&m, 32, 0), 0.016, 1e-12);
     CHECK(syn_sim_model_from_json("{\"decode\":[]}", &m, err, sizeof err) == SYN_EFORMAT);
     CHECK(syn_sim_model_from_json("not json", &m, err, sizeof err) == SYN_EFORMAT);
 }
