@@ -3,6 +3,8 @@
 # machine itself (lib.sh wait_quiet). SYN=/path/to/synapse pins the binary for the whole run.
 . "$(dirname "$0")/lib.sh"
 D=$(dirname "$0")
+# wait for quiet up to 30 minutes in all; after that each measurement waits a minute at most
+export QUIET_DEADLINE=${QUIET_DEADLINE:-$(($(date +%s) + 1800))}
 "$D/engine.sh"
 "$D/coldstart.sh" 1
 "$D/coldstart.sh" 2
