@@ -150,7 +150,7 @@ static void *io_main(void *arg)
             /* sleep briefly unless there is work; shorter while jobs are held */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            long wait_ms = w->n_runs > 0 ? 2 : (w->want > 0 ? 0 : 20);
+            long wait_ms = (w->n_runs > 0 || w->held > 0) ? 2 : (w->want > 0 ? 0 : 20);
             ts.tv_nsec += wait_ms * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
@@ -252,7 +252,14 @@ static void *io_main(void *arg)
             }
         }
         if (want > 0) {
-            int block = (n_runs == 0 && !list) ? 50 : 0;
+            /* Block (the connection is synchronous: nothing is flushed meanwhile) only when
+             * nothing is held and nothing waits to go out, looked at now rather than at the
+             * top of the loop: jobs pushed a moment ago are being prefilled, and their first
+             * events must not wait for the block to time out. */
+            pthread_mutex_lock(&w->mu);
+            int idle = w->held == 0 && w->n_inbox == 0 && !w->out_head && !list;
+            pthread_mutex_unlock(&w->mu);
+            int block = idle ? 50 : 0;
             int n = syn_q_claim(c, w->model, info.id, want, block, claimed);
             if (n > 0) push_jobs(w, claimed, n);
         }

@@ -54,6 +54,9 @@ struct wio {
     int want;             /* jobs the scheduler can take now */
     struct run_ref *runs; /* (max_seqs * 2) jobs held: running or waiting */
     int n_runs;
+    int held; /* jobs the scheduler holds: set when it takes the inbox, before the first step
+               * publishes runs, so that the I/O thread never blocks in Redis while events may
+               * be coming */
     int stop; /* finish the outbox, unregister, exit */
 
     /* I/O -> scheduler */

@@ -385,6 +385,7 @@ static void take_inbox(struct sched *s)
     int n_in = 0;
     while (s->io.n_inbox > 0 && n_in < 512 && s->n_jobs + n_in < cap)
         in[n_in++] = s->io.inbox[--s->io.n_inbox];
+    s->io.held = s->n_jobs + n_in;
     for (int c = 0; c < s->io.n_cancelled; c++)
         for (int i = 0; i < s->n_jobs; i++)
             if (!strcmp(s->jobs[i]->job.id, s->io.cancelled[c])) s->jobs[i]->cancel = 1;
@@ -636,6 +637,7 @@ static void publish(struct sched *s, int accepting)
     s->io.want = accepting ? s->p->max_seqs - held : 0;
     if (s->io.want < 0) s->io.want = 0;
     s->io.n_runs = 0;
+    s->io.held = s->n_jobs;
     for (int i = 0; i < s->n_jobs; i++) {
         struct run_ref *r = &s->io.runs[s->io.n_runs++];
         memcpy(r->id, s->jobs[i]->job.id, sizeof r->id);

@@ -476,3 +476,67 @@ TEST_TIMEOUT(worker_never_claims_more_than_its_slots, 60)
     kill(w, SIGTERM);
     waitpid(w, NULL, 0);
 }
+
+/* Events go out step by step, not held back: the I/O thread must not sit in a blocking claim
+ * while jobs it just handed over are being run. On the stories15m shape (a step takes a
+ * millisecond or more, tens under a sanitizer) the first event is sent before the tenth step
+ * has run; when the I/O thread blocked on the queue for its 50 ms, the first tens of events
+ * left together in one pipeline, at one millisecond. */
+TEST_TIMEOUT(worker_streams_events_step_by_step, 120)
+{
+    char model[512];
+    snprintf(model, sizeof model, "%s/s15m.gguf", syn_test_tmpdir());
+    CHECK_EQ_INT(syn_test_sh(NULL, "%s model random --shape stories15m --dtype q8_0 -o %s "
+                                   ">/dev/null 2>&1",
+                             syn_test_bin(), model),
+                 0);
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "exec %s worker --model %s --redis %s --name stories --id st --threads 1 "
+             ">>%s/worker-st.log 2>&1",
+             syn_test_bin(), model, r.url, syn_test_tmpdir());
+    pid_t w = fork();
+    if (w == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    wait_ready(&r, "st");
+    struct syn_qclient *q;
+    char err[256];
+    CHECK_EQ_INT(syn_qclient_new(r.url, &q, err, sizeof err), 0);
+    for (int round = 0; round < 3; round++) { /* from idle each time */
+        char id[32];
+        snprintf(id, sizeof id, "step-%d", round);
+        submit(q, id, "Once upon a time", 40, 0.0f, 1, rk("st"));
+        struct collected cs = {0};
+        snprintf(cs.id, sizeof cs.id, "%s", id);
+        collect(&r, rk("st"), &cs, 1, 60);
+        CHECK_EQ_INT(cs.gaps, 0);
+        CHECK(cs.completion_tokens >= 10);
+        /* the entry ids' milliseconds of this job's first and tenth token events */
+        redisContext *c = connect_redis(&r);
+        redisReply *rep = redisCommand(c, "XRANGE %s - +", rk("st"));
+        long long first_ms = -1, tenth_ms = -1;
+        for (size_t e = 0; rep && e < rep->elements; e++) {
+            struct syn_event ev;
+            if (syn_event_decode(rep->element[e]->element[1], &ev, err, sizeof err) != 0 ||
+                strcmp(ev.job, id) != 0)
+                continue;
+            long long ms = strtoll(rep->element[e]->element[0]->str, NULL, 10);
+            if (ev.pos == 0) first_ms = ms;
+            if (ev.pos <= 9 && ev.pos + ev.n_tokens > 9) tenth_ms = ms;
+        }
+        freeReplyObject(rep);
+        redisFree(c);
+        CHECK(first_ms > 0 && tenth_ms > 0);
+        if (tenth_ms <= first_ms)
+            FAIL("round %d: the first and the tenth token went out together (at %lld ms)",
+                 round, first_ms);
+        usleep(200 * 1000);
+    }
+    syn_qclient_free(q);
+    kill(w, SIGTERM);
+    waitpid(w, NULL, 0);
+}
