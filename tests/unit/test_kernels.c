@@ -545,6 +545,50 @@ TEST(kernels_large_batch_uses_every_block)
     syn_pool_free(pool);
 }
 
+TEST(kernels_multi_matches_single)
+{
+    /* Three products sharing their activations, as one region, give every element bit for bit
+     * what each product gives alone, on every ISA, batch sizes 1 and 37, with 2 threads. */
+    struct syn_pool *pool = syn_pool_new(2);
+    CHECK(pool);
+    const int K = 320, Rs[3] = {300, 40, 77}, Ts[2] = {1, 37};
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        if (syn_cpu_kernels_force(isas[i]) != 0) continue;
+        for (size_t ti = 0; ti < sizeof all_types / sizeof all_types[0]; ti++) {
+            int type = all_types[ti];
+            struct wmat m[3];
+            for (int p = 0; p < 3; p++) wmat_make(&m[p], type, Rs[p], K);
+            for (int tc = 0; tc < 2; tc++) {
+                const int T = Ts[tc];
+                float *x = malloc(sizeof(float) * (size_t)T * K);
+                CHECK(x);
+                fill_random(x, (size_t)T * K);
+                struct syn_cpu_mm_part parts[3];
+                float *alone[3];
+                for (int p = 0; p < 3; p++) {
+                    alone[p] = run_matmul(pool, &m[p], x, T);
+                    parts[p] = (struct syn_cpu_mm_part){m[p].data, Rs[p],
+                                                        malloc(sizeof(float) * (size_t)T * Rs[p])};
+                    CHECK(parts[p].y);
+                }
+                void *scratch = scratch_for(type, K, T);
+                syn_cpu_matmul_multi(pool, type, K, x, T, parts, 3, scratch);
+                for (int p = 0; p < 3; p++) {
+                    if (memcmp(parts[p].y, alone[p], sizeof(float) * (size_t)T * Rs[p]) != 0)
+                        FAIL("%s %s T=%d: part %d differs from the same product alone", isas[i],
+                             syn_dtype_name(type), T, p);
+                    free(parts[p].y);
+                    free(alone[p]);
+                }
+                free(scratch);
+                free(x);
+            }
+            for (int p = 0; p < 3; p++) wmat_free(&m[p]);
+        }
+    }
+    syn_pool_free(pool);
+}
+
 /* ---- thread pool ---- */
 
 /* A region's bookkeeping: how often each task ran, and on which threads. */

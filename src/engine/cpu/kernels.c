@@ -147,29 +147,35 @@ static size_t row_bytes(int wtype, int K)
     }
 }
 
-/* A matmul as the pool tasks see it. */
+/* A matmul as the pool tasks see it: one or more products sharing their activations, each cut
+ * into tasks of whole tiles; task numbers run through the parts in order. */
 struct mm_job {
-    struct syn_mm mm;              /* the product */
+    struct syn_mm mm[SYN_CPU_MM_MAX_PARTS];  /* the products */
+    int rows_per_task[SYN_CPU_MM_MAX_PARTS]; /* weight rows per task (a part's last may have
+                                                fewer) */
+    int first_task[SYN_CPU_MM_MAX_PARTS + 1]; /* part i has tasks first_task[i] .. [i+1]-1 */
+    int n_parts;
     const struct syn_cpu_isa *isa; /* kernels to use, fixed for the whole call */
-    int rows_per_task;             /* weight rows per task (the last task may have fewer) */
 };
 
 static void quantise_task(void *ctx, int t, int thread)
 {
     (void)thread;
     struct mm_job *j = ctx;
-    j->isa->quantize_row(j->mm.x + (size_t)t * j->mm.K, j->mm.K, j->mm.wtype,
-                         (uint8_t *)j->mm.xq + (size_t)t * j->mm.xq_stride);
+    j->isa->quantize_row(j->mm[0].x + (size_t)t * j->mm[0].K, j->mm[0].K, j->mm[0].wtype,
+                         (uint8_t *)j->mm[0].xq + (size_t)t * j->mm[0].xq_stride);
 }
 
 static void rows_task(void *ctx, int task, int thread)
 {
     (void)thread;
     struct mm_job *j = ctx;
-    int r0 = task * j->rows_per_task;
-    int r1 = r0 + j->rows_per_task;
-    if (r1 > j->mm.R) r1 = j->mm.R;
-    j->isa->rows(&j->mm, r0, r1);
+    int p = 0;
+    while (task >= j->first_task[p + 1]) p++;
+    int r0 = (task - j->first_task[p]) * j->rows_per_task[p];
+    int r1 = r0 + j->rows_per_task[p];
+    if (r1 > j->mm[p].R) r1 = j->mm[p].R;
+    j->isa->rows(&j->mm[p], r0, r1);
 }
 
 /* Weight bytes per task at T = 1. Each task starts its row streams cold (the prefetching runs
@@ -178,7 +184,6 @@ static void rows_task(void *ctx, int task, int thread)
  * 2 threads: Q8_0 256 x 2048 went from 16 tasks of 35 KB to 2 of 278 KB and from 26 to 36
  * GB/s; the same shape in F16 from 41 to 45 GB/s. */
 #define DECODE_TASK_BYTES (256 * 1024)
-
 /* Smallest batch (T > 1) task, in multiply-adds: a few microseconds of work. */
 #define BATCH_TASK_MACS (128 * 1024)
 
@@ -215,34 +220,55 @@ static int pick_rows_per_task(int R, int K, int T, size_t w_row_bytes, int n_thr
     return rpt;
 }
 
-void syn_cpu_matmul(struct syn_pool *pool, const void *w, int wtype, int R, int K, const float *x,
-                    int T, float *y, void *scratch)
+void syn_cpu_matmul_multi(struct syn_pool *pool, int wtype, int K, const float *x, int T,
+                          const struct syn_cpu_mm_part *parts, int n, void *scratch)
 {
-    if (R <= 0 || T <= 0) return;
+    if (T <= 0 || n <= 0) return;
+    assert(n <= SYN_CPU_MM_MAX_PARTS);
     struct mm_job j;
     j.isa = isa();
-    j.mm.w = w;
-    j.mm.w_row_bytes = row_bytes(wtype, K);
-    j.mm.wtype = wtype;
-    j.mm.R = R;
-    j.mm.K = K;
-    j.mm.T = T;
-    j.mm.x = x;
-    j.mm.xq = NULL;
-    j.mm.xq_stride = 0;
-    j.mm.y = y;
+    j.n_parts = n;
+    const size_t w_row_bytes = row_bytes(wtype, K);
     /* The model loader only hands us types listed in kernels.h. */
-    assert(j.mm.w_row_bytes > 0);
-    j.rows_per_task = pick_rows_per_task(R, K, T, j.mm.w_row_bytes, syn_pool_size(pool));
-
+    assert(w_row_bytes > 0);
+    const uint8_t *xq = NULL;
+    size_t xq_stride = 0;
     if (is_quantised(wtype)) {
-        j.mm.xq = scratch;
-        j.mm.xq_stride = j.isa->xq_row_bytes(K);
+        xq = scratch;
+        xq_stride = j.isa->xq_row_bytes(K);
+    }
+    const int n_threads = syn_pool_size(pool);
+    j.first_task[0] = 0;
+    for (int p = 0; p < n; p++) {
+        struct syn_mm *mm = &j.mm[p];
+        mm->w = parts[p].w;
+        mm->w_row_bytes = w_row_bytes;
+        mm->wtype = wtype;
+        mm->R = parts[p].R > 0 ? parts[p].R : 0;
+        mm->K = K;
+        mm->T = T;
+        mm->x = x;
+        mm->xq = xq;
+        mm->xq_stride = xq_stride;
+        mm->y = parts[p].y;
+        j.rows_per_task[p] = pick_rows_per_task(mm->R, K, T, w_row_bytes, n_threads);
+        j.first_task[p + 1] =
+            j.first_task[p] + (mm->R + j.rows_per_task[p] - 1) / j.rows_per_task[p];
+    }
+    if (j.first_task[n] == 0) return;
+
+    if (xq) {
         if ((size_t)T * (size_t)K <= SERIAL_QUANTISE_ELEMS)
             for (int t = 0; t < T; t++) quantise_task(&j, t, 0);
         else
             syn_pool_run(pool, quantise_task, &j, T);
     }
-    int n_tasks = (R + j.rows_per_task - 1) / j.rows_per_task;
-    syn_pool_run(pool, rows_task, &j, n_tasks);
+    syn_pool_run(pool, rows_task, &j, j.first_task[n]);
+}
+
+void syn_cpu_matmul(struct syn_pool *pool, const void *w, int wtype, int R, int K, const float *x,
+                    int T, float *y, void *scratch)
+{
+    const struct syn_cpu_mm_part part = {w, R, y};
+    syn_cpu_matmul_multi(pool, wtype, K, x, T, &part, 1, scratch);
 }

@@ -28,6 +28,21 @@ size_t syn_cpu_matmul_scratch_bytes(int wtype, int K, int T);
 void syn_cpu_matmul(struct syn_pool *pool, const void *w, int wtype, int R, int K, const float *x,
                     int T, float *y, void *scratch);
 
+/* One of several products that share their activations (syn_cpu_matmul_multi). */
+struct syn_cpu_mm_part {
+    const void *w; /* R rows of K elements of the shared wtype */
+    int R;         /* weight rows = output columns */
+    float *y;      /* T rows of R floats */
+};
+
+/* The n products x . parts[i].w^T (n <= SYN_CPU_MM_MAX_PARTS), all of type wtype and width K, as
+ * one parallel region: the activations are quantised once, and the threads balance their work
+ * across all the parts instead of waiting for each other at the end of every one. Each output
+ * element is computed exactly as syn_cpu_matmul computes it. scratch as for syn_cpu_matmul. */
+#define SYN_CPU_MM_MAX_PARTS 4
+void syn_cpu_matmul_multi(struct syn_pool *pool, int wtype, int K, const float *x, int T,
+                          const struct syn_cpu_mm_part *parts, int n, void *scratch);
+
 /* Which instruction set the kernels chose ("avx512", "avx2", "scalar"). */
 const char *syn_cpu_kernels_isa(void);
 
