@@ -240,8 +240,56 @@ __attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, con
 }
 #endif
 
+/* g[i] = silu(g[i]) * u[i]. */
+static void swiglu_scalar(float *g, const float *u, int n)
+{
+    for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+#if FWD_X86
+/* exp(v) for 16 floats: v = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two so that r is
+ * exact to f32 precision), e^r by its Taylor polynomial to degree 7 (error under 1e-7
+ * relative), times 2^n by scalef, which gives inf above ~88.7 and 0 below ~-103 as expf does.
+ * Within 2 ulp of expf; a given input always gives the same output, so batch invariance holds. */
+__attribute__((target("avx512f"))) static __m512 exp16(__m512 v)
+{
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 ln2_hi = _mm512_set1_ps(0.693145751953125f);
+    const __m512 ln2_lo = _mm512_set1_ps(1.428606765330187045e-06f);
+    v = _mm512_max_ps(_mm512_min_ps(v, _mm512_set1_ps(128.0f)), _mm512_set1_ps(-128.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, log2e), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(n, ln2_hi, v);
+    r = _mm512_fnmadd_ps(n, ln2_lo, r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Every element, the last partial vector included (masked), goes through exp16, so an
+ * element's result never depends on where the row's chunks were cut. */
+__attribute__((target("avx512f"))) static void swiglu_avx512(float *g, const float *u, int n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(m, g + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        __m512 y = _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)),
+                                 _mm512_maskz_loadu_ps(m, u + i));
+        _mm512_mask_storeu_ps(g + i, m, y);
+    }
+}
+#endif
+
 static float (*g_dot)(const float *, const float *, int) = dot_scalar;
 static void (*g_axpy)(float *, float, const float *, int) = axpy_scalar;
+static void (*g_swiglu)(float *, const float *, int) = swiglu_scalar;
 
 static void pick_attention_isa(void)
 {
@@ -251,6 +299,7 @@ static void pick_attention_isa(void)
     if (!strcmp(isa, "avx512") && __builtin_cpu_supports("avx512f")) {
         g_dot = dot_avx512;
         g_axpy = axpy_avx512;
+        g_swiglu = swiglu_avx512;
     } else if (strcmp(isa, "scalar") != 0 && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma")) {
         g_dot = dot_avx2;
@@ -420,17 +469,23 @@ static void task_attention(void *arg, int task, int thread)
     }
 }
 
+/* SwiGLU in chunks of SWIGLU_CHUNK columns (a multiple of 16) of one row, so that a single
+ * token's 5632 columns still spread over the threads. */
+#define SWIGLU_CHUNK 1024
+
+static int n_swiglu_chunks(const struct syn_engine *e)
+{
+    return (e->model.hp.ffn_dim + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
+}
+
 static void task_swiglu(void *arg, int task, int thread)
 {
     (void)thread;
     struct step_ctx *c = arg;
-    const int f = c->e->model.hp.ffn_dim;
-    for (int t = task * ROWS_PER_TASK; t < c->plan->n_tokens && t < (task + 1) * ROWS_PER_TASK;
-         t++) {
-        float *g = c->s->hb + (size_t)t * f;
-        const float *u = c->s->hb2 + (size_t)t * f;
-        for (int i = 0; i < f; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    }
+    const int f = c->e->model.hp.ffn_dim, nc = n_swiglu_chunks(c->e);
+    const int t = task / nc, i0 = task % nc * SWIGLU_CHUNK;
+    const int n = f - i0 < SWIGLU_CHUNK ? f - i0 : SWIGLU_CHUNK;
+    g_swiglu(c->s->hb + (size_t)t * f + i0, c->s->hb2 + (size_t)t * f + i0, n);
 }
 
 static void task_final_norm(void *arg, int task, int thread)
@@ -446,6 +501,24 @@ static void task_final_norm(void *arg, int task, int thread)
 static void matmul(struct cpu_state *s, const struct syn_weight *w, const float *x, int T, float *y)
 {
     syn_cpu_matmul(s->pool, w->data, w->type, w->rows, w->cols, x, T, y, s->scratch);
+}
+
+/* Two or three products of the same input x (q, k, v; gate, up) as one parallel region when
+ * their weights share a type and width, which all files seen so far do; separately otherwise. */
+static void matmul_shared(struct cpu_state *s, const struct syn_weight *const *w, float *const *y,
+                          int n, const float *x, int T)
+{
+    struct syn_cpu_mm_part parts[SYN_CPU_MM_MAX_PARTS];
+    int same = 1;
+    for (int i = 0; i < n; i++) {
+        parts[i] = (struct syn_cpu_mm_part){w[i]->data, w[i]->rows, y[i]};
+        if (w[i]->type != w[0]->type || w[i]->cols != w[0]->cols) same = 0;
+    }
+    if (same) {
+        syn_cpu_matmul_multi(s->pool, w[0]->type, w[0]->cols, x, T, parts, n, s->scratch);
+        return;
+    }
+    for (int i = 0; i < n; i++) matmul(s, w[i], x, T, y[i]);
 }
 
 static void add_rows(float *x, const float *y, size_t n)
@@ -466,9 +539,9 @@ static int cpu_forward(struct syn_engine *e, const struct syn_step_plan *plan)
         const struct syn_layer *L = &e->model.layers[l];
         c.layer = l;
         syn_pool_run(s->pool, task_attn_norm, &c, rt);
-        matmul(s, &L->wq, s->xb, T, s->q);
-        matmul(s, &L->wk, s->xb, T, s->k);
-        matmul(s, &L->wv, s->xb, T, s->v);
+        const struct syn_weight *qkv_w[] = {&L->wq, &L->wk, &L->wv};
+        float *const qkv_y[] = {s->q, s->k, s->v};
+        matmul_shared(s, qkv_w, qkv_y, 3, s->xb, T);
         syn_pool_run(s->pool, task_rope_store, &c, rt);
         syn_pool_run(s->pool, task_attention, &c, T * hp->n_head);
         /* the attention output is in xb (T, q_dim); project it into hb2 as scratch, add */
@@ -476,9 +549,10 @@ static int cpu_forward(struct syn_engine *e, const struct syn_step_plan *plan)
         add_rows(s->x, s->hb2, (size_t)T * hp->dim);
 
         syn_pool_run(s->pool, task_ffn_norm, &c, rt);
-        matmul(s, &L->w_gate, s->xb, T, s->hb);
-        matmul(s, &L->w_up, s->xb, T, s->hb2);
-        syn_pool_run(s->pool, task_swiglu, &c, rt);
+        const struct syn_weight *ffn_w[] = {&L->w_gate, &L->w_up};
+        float *const ffn_y[] = {s->hb, s->hb2};
+        matmul_shared(s, ffn_w, ffn_y, 2, s->xb, T);
+        syn_pool_run(s->pool, task_swiglu, &c, T * n_swiglu_chunks(e));
         matmul(s, &L->w_down, s->hb, T, s->xb);
         add_rows(s->x, s->xb, (size_t)T * hp->dim);
     }
