@@ -157,12 +157,12 @@ others_share() {
         -v n="$(nproc)" 'BEGIN { o = (busy - mine) / (w * n); printf "%.2f\n", (o < 0 ? 0 : o) }'
 }
 
-# measure FUNCTION ARGS...: waits for a quiet machine, runs FUNCTION, and runs it again (two
-# tries at most) when other sessions took more than 15% of the cores meanwhile. Sets M_LA (the
+# measure FUNCTION ARGS...: waits for a quiet machine, runs FUNCTION, and runs it again (up to
+# MEASURE_TRIES tries, default 2) when other sessions took more than 15% of the cores meanwhile. Sets M_LA (the
 # load average before the kept try) and M_OTHERS (the other sessions' share during it).
 measure() {
     local try s0 s1
-    for try in 1 2; do
+    for try in $(seq "${MEASURE_TRIES:-2}"); do
         M_LA=$(wait_quiet) || log "still busy (load $M_LA): measuring anyway"
         s0=$(cpu_snapshot)
         "$@"
