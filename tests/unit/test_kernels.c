@@ -210,7 +210,7 @@ static void quantise_like_kernels(const float *x, int K, double *out)
 
 static void *scratch_for(int type, int K, int T)
 {
-    size_t n = syn_cpu_matmul_scratch_bytes(type, K, T);
+    size_t n = syn_cpu_matmul_scratch_bytes(type, K, T, 2); /* pools here have 1 or 2 threads */
     void *p = aligned_alloc(64, n ? (n + 63) / 64 * 64 : 64);
     CHECK(p);
     memset(p, 0, n);

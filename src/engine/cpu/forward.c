@@ -132,11 +132,12 @@ static int cpu_init(struct syn_engine *e, char *err, size_t errlen)
         const struct syn_weight *lw[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
                                          &L->w_gate, &L->w_up, &L->w_down};
         for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
-            size_t b = syn_cpu_matmul_scratch_bytes(lw[i]->type, lw[i]->cols, (int)T);
+            size_t b = syn_cpu_matmul_scratch_bytes(lw[i]->type, lw[i]->cols, (int)T, s->n_threads);
             if (b > scratch) scratch = b;
         }
     }
-    size_t b = syn_cpu_matmul_scratch_bytes(e->model.output.type, hp->dim, e->max_logit_rows);
+    size_t b = syn_cpu_matmul_scratch_bytes(e->model.output.type, hp->dim, e->max_logit_rows,
+                                            s->n_threads);
     if (b > scratch) scratch = b;
 
     s->kv = alloc_aligned(kv_floats * sizeof(float));
@@ -280,8 +281,8 @@ __attribute__((target("avx512f"))) static void swiglu_avx512(float *g, const flo
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
         __m512 x = _mm512_maskz_loadu_ps(m, g + i);
         __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
-        __m512 y = _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)),
-                                 _mm512_maskz_loadu_ps(m, u + i));
+        __m512 y =
+            _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(m, u + i));
         _mm512_mask_storeu_ps(g + i, m, y);
     }
 }

@@ -116,17 +116,37 @@ static int is_quantised(int wtype)
     return wtype == SYN_DT_Q8_0 || wtype == SYN_DT_Q4_0;
 }
 
-size_t syn_cpu_matmul_scratch_bytes(int wtype, int K, int T)
+static size_t round64(size_t n)
 {
-    if (!is_quantised(wtype) || K <= 0 || T <= 0) return 0;
-    /* Enough for any instruction set's arrangement, so that a path forced after the caller
-     * sized its buffers still fits. */
-    size_t row = syn_cpu_isa_scalar.xq_row_bytes(K);
-    if (cpu_has_avx2() && syn_cpu_isa_avx2.xq_row_bytes(K) > row)
-        row = syn_cpu_isa_avx2.xq_row_bytes(K);
-    if (cpu_has_avx512() && syn_cpu_isa_avx512.xq_row_bytes(K) > row)
-        row = syn_cpu_isa_avx512.xq_row_bytes(K);
-    return row * (size_t)T;
+    return (n + 63) & ~(size_t)63;
+}
+
+/* The instruction sets this CPU can run, which syn_cpu_kernels_force may switch between. */
+static int runnable_isas(const struct syn_cpu_isa **out)
+{
+    int n = 0;
+    out[n++] = &syn_cpu_isa_scalar;
+    if (cpu_has_avx2()) out[n++] = &syn_cpu_isa_avx2;
+    if (cpu_has_avx512()) out[n++] = &syn_cpu_isa_avx512;
+    return n;
+}
+
+/* Scratch: the quantised activations (T rows of the ISA's xq_row_bytes), then one work area per
+ * thread. Sized for the largest of every runnable ISA, so that a path forced after the caller
+ * sized its buffers still fits. */
+size_t syn_cpu_matmul_scratch_bytes(int wtype, int K, int T, int n_threads)
+{
+    if (K <= 0 || T <= 0) return 0;
+    if (n_threads < 1) n_threads = 1;
+    const struct syn_cpu_isa *isas[3];
+    int n = runnable_isas(isas);
+    size_t xq = 0, work = 0;
+    for (int i = 0; i < n; i++) {
+        if (is_quantised(wtype) && isas[i]->xq_row_bytes(K) > xq) xq = isas[i]->xq_row_bytes(K);
+        size_t w = isas[i]->work_bytes ? isas[i]->work_bytes(wtype, K, T) : 0;
+        if (w > work) work = w;
+    }
+    return round64(xq * (size_t)T) + round64(work) * (size_t)n_threads;
 }
 
 /* Bytes per weight row, for the types the kernels read. */
@@ -150,12 +170,14 @@ static size_t row_bytes(int wtype, int K)
 /* A matmul as the pool tasks see it: one or more products sharing their activations, each cut
  * into tasks of whole tiles; task numbers run through the parts in order. */
 struct mm_job {
-    struct syn_mm mm[SYN_CPU_MM_MAX_PARTS];  /* the products */
-    int rows_per_task[SYN_CPU_MM_MAX_PARTS]; /* weight rows per task (a part's last may have
+    struct syn_mm mm[SYN_CPU_MM_MAX_PARTS];   /* the products */
+    int rows_per_task[SYN_CPU_MM_MAX_PARTS];  /* weight rows per task (a part's last may have
                                                 fewer) */
     int first_task[SYN_CPU_MM_MAX_PARTS + 1]; /* part i has tasks first_task[i] .. [i+1]-1 */
     int n_parts;
     const struct syn_cpu_isa *isa; /* kernels to use, fixed for the whole call */
+    uint8_t *work;                 /* per-thread work areas in the scratch, or NULL */
+    size_t work_stride;            /* bytes between two threads' work areas */
 };
 
 static void quantise_task(void *ctx, int t, int thread)
@@ -168,14 +190,13 @@ static void quantise_task(void *ctx, int t, int thread)
 
 static void rows_task(void *ctx, int task, int thread)
 {
-    (void)thread;
     struct mm_job *j = ctx;
     int p = 0;
     while (task >= j->first_task[p + 1]) p++;
     int r0 = (task - j->first_task[p]) * j->rows_per_task[p];
     int r1 = r0 + j->rows_per_task[p];
     if (r1 > j->mm[p].R) r1 = j->mm[p].R;
-    j->isa->rows(&j->mm[p], r0, r1);
+    j->isa->rows(&j->mm[p], r0, r1, j->work ? j->work + (size_t)thread * j->work_stride : NULL);
 }
 
 /* Weight bytes per task at T = 1. Each task starts its row streams cold (the prefetching runs
@@ -238,6 +259,9 @@ void syn_cpu_matmul_multi(struct syn_pool *pool, int wtype, int K, const float *
         xq_stride = j.isa->xq_row_bytes(K);
     }
     const int n_threads = syn_pool_size(pool);
+    const size_t work = j.isa->work_bytes ? j.isa->work_bytes(wtype, K, T) : 0;
+    j.work = work ? (uint8_t *)scratch + round64(xq_stride * (size_t)T) : NULL;
+    j.work_stride = round64(work);
     j.first_task[0] = 0;
     for (int p = 0; p < n; p++) {
         struct syn_mm *mm = &j.mm[p];

@@ -18,13 +18,15 @@
 struct syn_pool;
 
 /* Bytes of scratch syn_cpu_matmul needs for T activation rows of K elements against weights of
- * type wtype (e.g. the activations quantised to Q8 blocks for Q8_0/Q4_0 weights). */
-size_t syn_cpu_matmul_scratch_bytes(int wtype, int K, int T);
+ * type wtype, on a pool of n_threads (the quantised activations for Q8_0/Q4_0 weights, and
+ * per-thread work space for packing weights); enough for any smaller T or pool too. */
+size_t syn_cpu_matmul_scratch_bytes(int wtype, int K, int T, int n_threads);
 
 /* y[t*R + r] = sum_k W[r][k] * x[t*K + k], for t < T, r < R.
  * w: R rows of K elements of type wtype, rows contiguous (row bytes = syn_dtype_row_bytes).
  * x: T rows of K floats. y: T rows of R floats. K must be a whole number of blocks of wtype.
- * scratch: syn_cpu_matmul_scratch_bytes(wtype, K, T) bytes, 64-byte aligned. */
+ * scratch: syn_cpu_matmul_scratch_bytes(wtype, K, T, n) bytes, 64-byte aligned, n at least the
+ * pool's size (syn_pool_size). */
 void syn_cpu_matmul(struct syn_pool *pool, const void *w, int wtype, int R, int K, const float *x,
                     int T, float *y, void *scratch);
 

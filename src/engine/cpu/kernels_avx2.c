@@ -330,8 +330,9 @@ static void run_block(tile_fn *tile, const struct syn_mm *mm, int rs, int re, in
     }
 }
 
-static void rows_avx2(const struct syn_mm *mm, int r0, int r1)
+static void rows_avx2(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
+    (void)work;
     tile_fn *tile;
     switch (mm->wtype) {
     case SYN_DT_F32:
@@ -372,6 +373,6 @@ const struct syn_cpu_isa syn_cpu_isa_avx2 = {
 
 #else /* !SYN_HAVE_X86_SIMD */
 
-const struct syn_cpu_isa syn_cpu_isa_avx2 = {"avx2", NULL, NULL, NULL};
+const struct syn_cpu_isa syn_cpu_isa_avx2 = {.name = "avx2"};
 
 #endif

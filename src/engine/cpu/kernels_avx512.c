@@ -15,6 +15,13 @@
  *
  * Quantised activations are arranged for the four-block steps (xq_row_bytes_avx512 below), so
  * that the inner loops use them straight from memory with no shuffling.
+ *
+ * With more than one activation row, quantised weights take another road to the same steps:
+ * each thread unpacks an L2-sized block of weight rows once into its work area (the packed
+ * layout below), then runs every tile of activation rows against it, activation-row tile by
+ * tile so that the tile's activations stay in L1 while the packed rows stream past from L2.
+ * The unpacked values are the ones the decode tiles compute in registers, and both roads share
+ * the arithmetic (q_pairs), so packing changes no bit.
  */
 #include "engine/cpu/kernels_impl.h"
 
@@ -30,8 +37,11 @@
 #define INLINE   static inline __attribute__((always_inline))
 #define NOINLINE static __attribute__((noinline))
 /* Tile loops must be fully unrolled so that the accumulators live in registers. */
-#define UNROLL    _Pragma("GCC unroll 8")
+#define UNROLL    _Pragma("GCC unroll 16")
 #define UNROLL_16 _Pragma("GCC unroll 16")
+#define WIDE      8 /* weight rows per decode tile */
+/* The most weight rows any tile takes (its accumulator arrays are this wide). */
+#define MAX_NR (WIDE > 8 ? WIDE : 8)
 
 /* ---- helpers ---- */
 
@@ -65,7 +75,7 @@ TARGET INLINE __m128 hsum16x4(__m512 a, __m512 b, __m512 c, __m512 d)
 }
 
 /* Stores the sums of NT x NR accumulators into y, four at a time where the row allows. */
-TARGET INLINE void store_sums(const struct syn_mm *mm, __m512 (*acc)[8], int t0, int r0,
+TARGET INLINE void store_sums(const struct syn_mm *mm, __m512 (*acc)[MAX_NR], int t0, int r0,
                               const int NT, const int NR)
 {
     UNROLL
@@ -242,33 +252,72 @@ TARGET INLINE void load_q4_4(const uint8_t *blk, const int n, __m512i *lo, __m51
     *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
 }
 
-/* One step of n blocks for an NT x NR tile: weight row by weight row, each row's unpacked
- * blocks meeting every activation row's group straight from memory. */
-TARGET INLINE void q_step(__m512 (*acc)[8], const int wt, const uint8_t *const *w,
+/* The batch tiles' step for one group, once the NR weight rows' quants (lo, hi) and scales
+ * (dw) are in registers: activation row by activation row, its four vectors loaded once and
+ * used for every weight row, each pair then costing its two dpbusd, the conversion, the scale
+ * and the FMA. The packed and unpacked batch tiles share it, so they agree bit for bit. */
+TARGET INLINE void q_pairs(__m512 (*acc)[MAX_NR], const __m512i *lo, const __m512i *hi,
+                           const __m512 *dw, const uint8_t *const *xg, size_t go, const int NT,
+                           const int NR)
+{
+    UNROLL
+    for (int i = 0; i < NT; i++) {
+        const uint8_t *g = xg[i] + go;
+        const __m512i xl = _mm512_loadu_si512(g), xh = _mm512_loadu_si512(g + 64);
+        const __m512i bias = _mm512_loadu_si512(g + 128);
+        const __m512 dx = _mm512_loadu_ps(g + 192);
+        UNROLL
+        for (int j = 0; j < NR; j++) {
+            __m512i s = _mm512_dpbusd_epi32(bias, lo[j], xl);
+            s = _mm512_dpbusd_epi32(s, hi[j], xh);
+            __m512 sc = _mm512_mul_ps(dw[j], dx);
+            acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[i][j]);
+        }
+    }
+}
+
+/* One step of n blocks for an NT x NR tile. The decode tile (NT = 1) takes weight row by weight
+ * row, each row's unpacked blocks meeting the activations straight from memory. The batch tiles
+ * unpack all NR rows first and then take activation row by activation row, its four vectors
+ * loaded once into registers and used for every weight row: each pair then costs its two
+ * dpbusd, the conversion, the scale and the FMA, and no loads. */
+TARGET INLINE void q_step(__m512 (*acc)[MAX_NR], const int wt, const uint8_t *const *w,
                           const uint8_t *const *xg, int b, const int n, const int NT, const int NR)
 {
     const size_t bb =
         wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
     const size_t go = (size_t)(b / GROUP) * GROUP_BYTES;
-    UNROLL
-    for (int j = 0; j < NR; j++) {
-        const uint8_t *blk = w[j] + (size_t)b * bb;
-        __m512i lo, hi;
-        if (wt == SYN_DT_Q8_0)
-            load_q8_4(blk, n, &lo, &hi);
-        else
-            load_q4_4(blk, n, &lo, &hi);
-        __m512 dw = load_d4(blk, wt, n);
+    if (NT == 1) {
         UNROLL
-        for (int i = 0; i < NT; i++) {
-            const uint8_t *g = xg[i] + go;
+        for (int j = 0; j < NR; j++) {
+            const uint8_t *blk = w[j] + (size_t)b * bb;
+            __m512i lo, hi;
+            if (wt == SYN_DT_Q8_0)
+                load_q8_4(blk, n, &lo, &hi);
+            else
+                load_q4_4(blk, n, &lo, &hi);
+            __m512 dw = load_d4(blk, wt, n);
+            const uint8_t *g = xg[0] + go;
             __m512i s = _mm512_loadu_si512(g + 128);
             s = _mm512_dpbusd_epi32(s, lo, _mm512_loadu_si512(g));
             s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512(g + 64));
             __m512 sc = _mm512_mul_ps(dw, _mm512_loadu_ps(g + 192));
-            acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[i][j]);
+            acc[0][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[0][j]);
         }
+        return;
     }
+    __m512i lo[MAX_NR], hi[MAX_NR];
+    __m512 dw[MAX_NR];
+    UNROLL
+    for (int j = 0; j < NR; j++) {
+        const uint8_t *blk = w[j] + (size_t)b * bb;
+        if (wt == SYN_DT_Q8_0)
+            load_q8_4(blk, n, &lo[j], &hi[j]);
+        else
+            load_q4_4(blk, n, &lo[j], &hi[j]);
+        dw[j] = load_d4(blk, wt, n);
+    }
+    q_pairs(acc, lo, hi, dw, xg, go, NT, NR);
 }
 
 TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
@@ -277,8 +326,8 @@ TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0,
     const int nb = mm->K / SYN_QBLOCK;
     const size_t bb =
         wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
-    const uint8_t *w[8], *xg[8];
-    __m512 acc[8][8];
+    const uint8_t *w[MAX_NR], *xg[8];
+    __m512 acc[8][MAX_NR];
     UNROLL
     for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
     UNROLL
@@ -319,6 +368,124 @@ TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0,
     store_sums(mm, acc, t0, r0, NT, NR);
 }
 
+/* ---- packed quantised weights, for the batch tiles ----
+ *
+ * With many activation rows, a block of weight rows is unpacked once into the thread's work area
+ * (what load_q8_4 / load_q4_4 and load_d4 give, stored as they are) and every batch tile then
+ * loads its registers from there with three plain loads per row and group, instead of unpacking
+ * the same rows again for every tile of activation rows. Per row and group of four blocks:
+ *
+ *     int8_t lo[64], hi[64]   the quants as the dpbusd steps take them
+ *     float  dw[16]           the block scales, block g in lanes 4g..4g+3
+ */
+
+#define PACK_GROUP_BYTES 192
+
+static int n_groups(int K)
+{
+    return (K / SYN_QBLOCK + GROUP - 1) / GROUP;
+}
+
+/* Weight rows per L2-resident block, a multiple of 8 so that tiles stay whole. */
+static int block_rows(size_t w_row_bytes)
+{
+    int sub = (int)(SYN_L2_WEIGHT_BYTES / w_row_bytes) & ~7;
+    return sub < 8 ? 8 : sub;
+}
+
+static size_t q_row_bytes(int wtype, int K)
+{
+    const size_t bb =
+        wtype == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
+    return (size_t)(K / SYN_QBLOCK) * bb;
+}
+
+static size_t work_bytes_avx512(int wtype, int K, int T)
+{
+    if (T <= 1 || (wtype != SYN_DT_Q8_0 && wtype != SYN_DT_Q4_0)) return 0;
+    return (size_t)block_rows(q_row_bytes(wtype, K)) * (size_t)n_groups(K) * PACK_GROUP_BYTES;
+}
+
+TARGET INLINE void pack_group(const uint8_t *blk, const int wt, const int n, uint8_t *dst)
+{
+    __m512i lo, hi;
+    if (wt == SYN_DT_Q8_0)
+        load_q8_4(blk, n, &lo, &hi);
+    else
+        load_q4_4(blk, n, &lo, &hi);
+    _mm512_store_si512(dst, lo);
+    _mm512_store_si512(dst + 64, hi);
+    _mm512_store_ps(dst + 128, load_d4(blk, wt, n));
+}
+
+/* Packs weight rows [rs, re) into dst, row after row of n_groups(K) groups. */
+TARGET INLINE void pack_rows(const struct syn_mm *mm, const int wt, int rs, int re, uint8_t *dst)
+{
+    const int nb = mm->K / SYN_QBLOCK, ng = n_groups(mm->K);
+    const size_t bb =
+        wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
+    for (int r = rs; r < re; r++) {
+        const uint8_t *w = mm->w + (size_t)r * mm->w_row_bytes;
+        uint8_t *d = dst + (size_t)(r - rs) * ng * PACK_GROUP_BYTES;
+        int b = 0;
+        for (; b + GROUP <= nb; b += GROUP, d += PACK_GROUP_BYTES)
+            pack_group(w + (size_t)b * bb, wt, GROUP, d);
+        switch (nb - b) {
+        case 1:
+            pack_group(w + (size_t)b * bb, wt, 1, d);
+            break;
+        case 2:
+            pack_group(w + (size_t)b * bb, wt, 2, d);
+            break;
+        case 3:
+            pack_group(w + (size_t)b * bb, wt, 3, d);
+            break;
+        }
+    }
+}
+
+TARGET NOINLINE void pack_q8_0(const struct syn_mm *mm, int rs, int re, uint8_t *dst)
+{
+    pack_rows(mm, SYN_DT_Q8_0, rs, re, dst);
+}
+
+TARGET NOINLINE void pack_q4_0(const struct syn_mm *mm, int rs, int re, uint8_t *dst)
+{
+    pack_rows(mm, SYN_DT_Q4_0, rs, re, dst);
+}
+
+/* An NT x NR tile over packed rows: mm->w is the work area (rows of n_groups(K) groups), r0
+ * counts from its first row, and mm->y starts at that row's column. */
+TARGET INLINE void tile_qp(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
+                           const int NR)
+{
+    (void)wt;
+    const int ng = n_groups(mm->K);
+    const uint8_t *w[MAX_NR], *xg[8];
+    __m512 acc[8][MAX_NR];
+    UNROLL
+    for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
+    UNROLL
+    for (int i = 0; i < NT; i++) {
+        xg[i] = mm->xq + (size_t)(t0 + i) * mm->xq_stride;
+        UNROLL
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    }
+    for (int G = 0; G < ng; G++) {
+        __m512i lo[MAX_NR], hi[MAX_NR];
+        __m512 dw[MAX_NR];
+        UNROLL
+        for (int j = 0; j < NR; j++) {
+            const uint8_t *p = w[j] + (size_t)G * PACK_GROUP_BYTES;
+            lo[j] = _mm512_load_si512(p);
+            hi[j] = _mm512_load_si512(p + 64);
+            dw[j] = _mm512_load_ps(p + 128);
+        }
+        q_pairs(acc, lo, hi, dw, xg, (size_t)G * GROUP_BYTES, NT, NR);
+    }
+    store_sums(mm, acc, t0, r0, NT, NR);
+}
+
 /* ---- float weights ---- */
 
 /* 16 weights of a float type from element k of row w, as f32. */
@@ -345,9 +512,9 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
                           const int NR)
 {
     const int K = mm->K;
-    const uint8_t *w[8];
+    const uint8_t *w[MAX_NR];
     const float *x[8];
-    __m512 acc[8][8];
+    __m512 acc[8][MAX_NR];
     UNROLL
     for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
     UNROLL
@@ -371,7 +538,7 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
 
     int k = 0;
     for (; k + 16 <= K; k += 16) {
-        __m512 wv[8];
+        __m512 wv[MAX_NR];
         if (NT > 1) {
             prefetch_span(pf, pf_step);
             pf += pf_step;
@@ -387,7 +554,7 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
     }
     if (k < K) {
         __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
-        __m512 wv[8];
+        __m512 wv[MAX_NR];
         UNROLL
         for (int j = 0; j < NR; j++) wv[j] = load_wf_mask(w[j], wt, k, m);
         UNROLL
@@ -407,8 +574,6 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
  * against many weight rows, which is what streams the weights fastest), the batch tile
  * MT x MR, and the leftovers n x MR and n x 1 for n < MT at the edges of T and R. */
 
-#define WIDE 8 /* weight rows per decode tile */
-
 /* The batch tiles, MT activation rows x MR weight rows. The float tiles convert each weight
  * chunk once per tile, so they take many activation rows; the quantised tiles read the
  * activations from memory and take a square tile. */
@@ -417,7 +582,7 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
 #define MT_Q 4
 #define MR_Q 4
 
-/* Every tile shape a type's driver asks for: 1 x WIDE, n x MR and n x 1 for n = 1..MT (MT <= 6;
+/* Every tile shape a type's driver asks for: 1 x WIDE, n x MR and n x 1 for n = 1..MT (MT <= 8;
  * shapes beyond MT compile to nothing). */
 /* clang-format off */
 #define TILE_CASES(body, m, wt, t, r, nt, nr, MT, MR)                                              \
@@ -429,12 +594,16 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
     case 0x40 + MR: if (MT >= 4) body(m, wt, t, r, 4, MR); break;                                  \
     case 0x50 + MR: if (MT >= 5) body(m, wt, t, r, 5, MR); break;                                  \
     case 0x60 + MR: if (MT >= 6) body(m, wt, t, r, 6, MR); break;                                  \
+    case 0x70 + MR: if (MT >= 7) body(m, wt, t, r, 7, MR); break;                                  \
+    case 0x80 + MR: if (MT >= 8) body(m, wt, t, r, 8, MR); break;                                  \
     case 0x11: body(m, wt, t, r, 1, 1); break;                                                     \
     case 0x21: if (MT >= 2) body(m, wt, t, r, 2, 1); break;                                        \
     case 0x31: if (MT >= 3) body(m, wt, t, r, 3, 1); break;                                        \
     case 0x41: if (MT >= 4) body(m, wt, t, r, 4, 1); break;                                        \
     case 0x51: if (MT >= 5) body(m, wt, t, r, 5, 1); break;                                        \
     case 0x61: if (MT >= 6) body(m, wt, t, r, 6, 1); break;                                        \
+    case 0x71: if (MT >= 7) body(m, wt, t, r, 7, 1); break;                                        \
+    case 0x81: if (MT >= 8) body(m, wt, t, r, 8, 1); break;                                        \
     }
 /* clang-format on */
 
@@ -455,6 +624,37 @@ TARGET NOINLINE void tiles_q8_0(const struct syn_mm *m, int t, int r, int nt, in
 TARGET NOINLINE void tiles_q4_0(const struct syn_mm *m, int t, int r, int nt, int nr)
 {
     TILE_CASES(tile_q, m, SYN_DT_Q4_0, t, r, nt, nr, MT_Q, MR_Q)
+}
+
+/* Every packed tile shape: n x MR and n x 1 for n = 1..MT. */
+/* clang-format off */
+#define PACKED_CASES(body, m, wt, t, r, nt, nr, MT, MR)                                            \
+    switch ((nt) * 16 + (nr)) {                                                                    \
+    case 0x10 + MR: body(m, wt, t, r, 1, MR); break;                                               \
+    case 0x20 + MR: if (MT >= 2) body(m, wt, t, r, 2, MR); break;                                  \
+    case 0x30 + MR: if (MT >= 3) body(m, wt, t, r, 3, MR); break;                                  \
+    case 0x40 + MR: if (MT >= 4) body(m, wt, t, r, 4, MR); break;                                  \
+    case 0x50 + MR: if (MT >= 5) body(m, wt, t, r, 5, MR); break;                                  \
+    case 0x60 + MR: if (MT >= 6) body(m, wt, t, r, 6, MR); break;                                  \
+    case 0x70 + MR: if (MT >= 7) body(m, wt, t, r, 7, MR); break;                                  \
+    case 0x80 + MR: if (MT >= 8) body(m, wt, t, r, 8, MR); break;                                  \
+    case 0x11: body(m, wt, t, r, 1, 1); break;                                                     \
+    case 0x21: if (MT >= 2) body(m, wt, t, r, 2, 1); break;                                        \
+    case 0x31: if (MT >= 3) body(m, wt, t, r, 3, 1); break;                                        \
+    case 0x41: if (MT >= 4) body(m, wt, t, r, 4, 1); break;                                        \
+    case 0x51: if (MT >= 5) body(m, wt, t, r, 5, 1); break;                                        \
+    case 0x61: if (MT >= 6) body(m, wt, t, r, 6, 1); break;                                        \
+    case 0x71: if (MT >= 7) body(m, wt, t, r, 7, 1); break;                                        \
+    case 0x81: if (MT >= 8) body(m, wt, t, r, 8, 1); break;                                        \
+    }
+/* clang-format on */
+
+TARGET NOINLINE void tiles_q8_0p(const struct syn_mm *m, int t, int r, int nt, int nr){
+    PACKED_CASES(tile_qp, m, SYN_DT_Q8_0, t, r, nt, nr, MT_Q, MR_Q)}
+
+TARGET NOINLINE void tiles_q4_0p(const struct syn_mm *m, int t, int r, int nt, int nr)
+{
+    PACKED_CASES(tile_qp, m, SYN_DT_Q4_0, t, r, nt, nr, MT_Q, MR_Q)
 }
 
 /* A weight type's tiles and the batch tile shape they were compiled for. */
@@ -487,8 +687,47 @@ static void run_block(const struct tile_set *set, const struct syn_mm *mm, int r
     }
 }
 
-static void rows_avx512(const struct syn_mm *mm, int r0, int r1)
+/* The same, activation-row tile by tile: for the quantised batch tiles, whose activations
+ * (256 bytes per 128 elements) outweigh the weights (136 or 72 bytes), so that a tile's
+ * activation rows stay in L1 while the block's weight rows stream past them from L2. */
+static void run_block_t_major(const struct tile_set *set, const struct syn_mm *mm, int rs, int re,
+                              int ts, int te)
 {
+    const int mt = set->mt, mr = set->mr;
+    for (int t = ts; t < te; t += mt) {
+        const int nt = te - t < mt ? te - t : mt;
+        int r = rs;
+        for (; r + mr <= re; r += mr) set->fn(mm, t, r, nt, mr);
+        for (; r < re; r++) set->fn(mm, t, r, nt, 1);
+    }
+}
+
+/* The quantised batch path with packing: block by block of rows, pack, then every tile. */
+static void rows_packed(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
+{
+    static const struct tile_set q8 = {tiles_q8_0p, MT_Q, MR_Q}, q4 = {tiles_q4_0p, MT_Q, MR_Q};
+    const struct tile_set *set = mm->wtype == SYN_DT_Q8_0 ? &q8 : &q4;
+    const int sub = block_rows(mm->w_row_bytes);
+    struct syn_mm pm = *mm;
+    pm.w = work;
+    pm.w_row_bytes = (size_t)n_groups(mm->K) * PACK_GROUP_BYTES;
+    for (int rs = r0; rs < r1; rs += sub) {
+        int re = rs + sub < r1 ? rs + sub : r1;
+        if (mm->wtype == SYN_DT_Q8_0)
+            pack_q8_0(mm, rs, re, work);
+        else
+            pack_q4_0(mm, rs, re, work);
+        pm.y = mm->y + rs;
+        run_block_t_major(set, &pm, 0, re - rs, 0, mm->T);
+    }
+}
+
+static void rows_avx512(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
+{
+    if (work && mm->T > 1 && (mm->wtype == SYN_DT_Q8_0 || mm->wtype == SYN_DT_Q4_0)) {
+        rows_packed(mm, r0, r1, work);
+        return;
+    }
     static const struct tile_set f32 = {tiles_f32, MT_F, MR_F}, f16 = {tiles_f16, MT_F, MR_F},
                                  bf16 = {tiles_bf16, MT_F, MR_F}, q8 = {tiles_q8_0, MT_Q, MR_Q},
                                  q4 = {tiles_q4_0, MT_Q, MR_Q};
@@ -514,10 +753,15 @@ static void rows_avx512(const struct syn_mm *mm, int r0, int r1)
     }
     /* Rows per sub-block: as many as keep their weights in L2 while every block of activation
      * rows passes over them (a multiple of 8 so tiles stay whole). */
-    int sub = (int)(SYN_L2_WEIGHT_BYTES / mm->w_row_bytes) & ~7;
-    if (sub < 8) sub = 8;
+    int sub = block_rows(mm->w_row_bytes);
+    if (mm->T == 1) sub = r1 - r0; /* nothing to reuse: one pass of decode tiles */
+    const int t_major = mm->T > 1 && (mm->wtype == SYN_DT_Q8_0 || mm->wtype == SYN_DT_Q4_0);
     for (int rs = r0; rs < r1; rs += sub) {
         int re = rs + sub < r1 ? rs + sub : r1;
+        if (t_major) {
+            run_block_t_major(set, mm, rs, re, 0, mm->T);
+            continue;
+        }
         for (int ts = 0; ts < mm->T; ts += SYN_T_BLOCK) {
             int te = ts + SYN_T_BLOCK < mm->T ? ts + SYN_T_BLOCK : mm->T;
             run_block(set, mm, rs, re, ts, te);
@@ -529,11 +773,12 @@ const struct syn_cpu_isa syn_cpu_isa_avx512 = {
     .name = "avx512",
     .xq_row_bytes = xq_row_bytes_avx512,
     .quantize_row = quantize_row_avx512,
+    .work_bytes = work_bytes_avx512,
     .rows = rows_avx512,
 };
 
 #else /* !SYN_HAVE_X86_SIMD */
 
-const struct syn_cpu_isa syn_cpu_isa_avx512 = {"avx512", NULL, NULL, NULL};
+const struct syn_cpu_isa syn_cpu_isa_avx512 = {.name = "avx512"};
 
 #endif

@@ -53,8 +53,12 @@ struct syn_cpu_isa {
     size_t (*xq_row_bytes)(int K);
     /* Quantises one activation row of K floats into dst, arranged for weights of wtype. */
     void (*quantize_row)(const float *x, int K, int wtype, uint8_t *dst);
-    /* Computes y[t][r] for every t < T and r0 <= r < r1. */
-    void (*rows)(const struct syn_mm *mm, int r0, int r1);
+    /* Bytes of per-thread work space rows() needs for weights of wtype, K elements per row and
+     * T activation rows (0 if none), a multiple of 64. Optional (NULL: none). */
+    size_t (*work_bytes)(int wtype, int K, int T);
+    /* Computes y[t][r] for every t < T and r0 <= r < r1; work: the calling thread's
+     * work_bytes(...) bytes, 64-byte aligned (NULL if work_bytes is NULL or gave 0). */
+    void (*rows)(const struct syn_mm *mm, int r0, int r1, uint8_t *work);
 };
 
 extern const struct syn_cpu_isa syn_cpu_isa_scalar;

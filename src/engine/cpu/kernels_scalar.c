@@ -136,8 +136,9 @@ static float dot_q4_0(const uint8_t *w, const uint8_t *xq, int K)
     return s;
 }
 
-static void rows_scalar(const struct syn_mm *mm, int r0, int r1)
+static void rows_scalar(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
+    (void)work;
     for (int t = 0; t < mm->T; t++) {
         const float *x = mm->x + (size_t)t * mm->K;
         const uint8_t *xq = mm->xq ? mm->xq + (size_t)t * mm->xq_stride : NULL;
