@@ -196,6 +196,12 @@ int syn_q_touch_owned(struct syn_qclient *c, const char *model, const char *cons
 /* Acknowledges and deletes a finished job's entry. */
 int syn_q_ack(struct syn_qclient *c, const char *model, const struct syn_job *j);
 
+/* syn_q_ack for n jobs (0 ... SYN_Q_ACK_BATCH) in one pipelined round trip, in order. On an
+ * error some may have been acknowledged already; acknowledging again is harmless. */
+#define SYN_Q_ACK_BATCH 256
+int syn_q_ack_many(struct syn_qclient *c, const char *model, const struct syn_job *const *jobs,
+                   int n);
+
 /* Hands an unfinished job back (draining on SIGTERM): re-adds it to its stream with the same id
  * and attempt, then acknowledges the old entry. */
 int syn_q_requeue(struct syn_qclient *c, const char *model, const struct syn_job *j);

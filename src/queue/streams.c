@@ -737,6 +737,44 @@ int syn_q_ack(struct syn_qclient *c, const char *model, const struct syn_job *j)
     return rc;
 }
 
+/* Up to SYN_Q_ACK_BATCH jobs' XACK + XDEL in one pipelined round trip. */
+static int ack_many_once(struct syn_qclient *c, const char *model, const struct syn_job *const *jobs,
+                         int n)
+{
+    char key[160];
+    redisReply *r[2 * SYN_Q_ACK_BATCH] = {0};
+    int rc = qc_begin(c);
+    if (rc) return rc;
+    for (int k = 0; k < n; k++) {
+        syn_q_key_jobs(key, sizeof key, model, jobs[k]->priority);
+        const char *ack[] = {"XACK", key, SYN_Q_GROUP, jobs[k]->entry, NULL};
+        const char *del[] = {"XDEL", key, jobs[k]->entry, NULL};
+        if ((rc = append_strs(c, ack)) || (rc = append_strs(c, del))) return rc;
+    }
+    if ((rc = qc_collect(c, 2 * n, r))) return rc;
+    for (int i = 0; i < 2 * n && rc == SYN_OK; i++)
+        if (r[i]->type != REDIS_REPLY_INTEGER)
+            rc = qc_reply_error(c, r[i], i % 2 ? "XDEL" : "XACK");
+    qc_free_replies(r, 2 * n);
+    return rc;
+}
+
+int syn_q_ack_many(struct syn_qclient *c, const char *model, const struct syn_job *const *jobs,
+                   int n)
+{
+    if (!c || !syn_q_name_ok(model) || n < 0 || n > SYN_Q_ACK_BATCH || (n && !jobs))
+        return SYN_EINVAL;
+    for (int k = 0; k < n; k++)
+        if (!jobs[k] || !entry_ok(jobs[k]->entry) ||
+            (jobs[k]->priority != SYN_PRIO_NORMAL && jobs[k]->priority != SYN_PRIO_HIGH))
+            return SYN_EINVAL;
+    if (n == 0) return SYN_OK;
+    /* XACK and XDEL of an entry already gone answer 0: a retried batch changes nothing twice */
+    int rc = ack_many_once(c, model, jobs, n);
+    if (qc_retry(c, rc)) rc = ack_many_once(c, model, jobs, n);
+    return rc;
+}
+
 static int requeue_once(struct syn_qclient *c, const char *model, const struct syn_job *j)
 {
     redisReply *r[5] = {0};

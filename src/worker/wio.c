@@ -59,12 +59,35 @@ static void requeue_front(struct wio *w, struct out_msg *head)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Moves the events of the list's head, up to its first requeue, before its acks, keeping the
+ * order of each kind. A job's finishing event still goes out before its ack (the protocol's one
+ * ordering rule), and a step that finished many jobs costs two round trips, not two per job. */
+static struct out_msg *events_first(struct out_msg *list)
+{
+    struct out_msg *evs = NULL, **ev_tail = &evs, *acks = NULL, **ack_tail = &acks, *m = list;
+    while (m && m->kind != OUT_REQUEUE) {
+        struct out_msg *nx = m->next;
+        if (m->kind == OUT_EVENT) {
+            *ev_tail = m;
+            ev_tail = &m->next;
+        } else {
+            *ack_tail = m;
+            ack_tail = &m->next;
+        }
+        m = nx;
+    }
+    *ack_tail = m;
+    *ev_tail = acks;
+    return evs;
+}
+
 /* Sends a batch of outgoing messages in order. Returns the unsent remainder (NULL if all went). */
 static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_msg *list)
 {
     enum { BATCH = 256 };
     struct syn_event evs[BATCH];
     const char *keys[BATCH];
+    list = events_first(list);
     while (list) {
         if (list->kind == OUT_EVENT) {
             int n = 0;
@@ -81,9 +104,21 @@ static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_ms
             }
             continue;
         }
-        int rc = list->kind == OUT_ACK ? syn_q_ack(c, w->model, list->job)
-                                       : syn_q_requeue(c, w->model, list->job);
-        if (rc != 0) return list;
+        if (list->kind == OUT_ACK) {
+            /* a step that finishes many jobs acknowledges them in one round trip, not one each */
+            const struct syn_job *jobs[SYN_Q_ACK_BATCH];
+            int n = 0;
+            struct out_msg *m = list;
+            for (; m && m->kind == OUT_ACK && n < SYN_Q_ACK_BATCH; m = m->next) jobs[n++] = m->job;
+            if (syn_q_ack_many(c, w->model, jobs, n) != 0) return list;
+            while (list != m) {
+                struct out_msg *nx = list->next;
+                free_msg(list);
+                list = nx;
+            }
+            continue;
+        }
+        if (syn_q_requeue(c, w->model, list->job) != 0) return list;
         struct out_msg *nx = list->next;
         free_msg(list);
         list = nx;

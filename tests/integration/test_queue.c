@@ -226,6 +226,60 @@ TEST(queue_submit_claim_ack_leaves_streams_empty)
     syn_qclient_free(c);
 }
 
+/* total_reads_processed from INFO stats: how many socket reads the server has done. */
+static long long server_reads(redisContext *x)
+{
+    redisReply *r = cmd(x, "INFO stats");
+    const char *p = strstr(r->str, "total_reads_processed:");
+    CHECK(p);
+    long long n = atoll(p + strlen("total_reads_processed:"));
+    freeReplyObject(r);
+    return n;
+}
+
+TEST(queue_ack_many_acks_both_streams_in_one_round_trip)
+{
+    enum { N = 40 };
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    struct syn_qclient *c = client(&r);
+    redisContext *x = raw(&r);
+    for (int i = 0; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "j%d", i);
+        submit(c, id, i % 3 ? SYN_PRIO_NORMAL : SYN_PRIO_HIGH);
+    }
+    struct syn_job jobs[N];
+    int n = 0;
+    while (n < N) {
+        int k = syn_q_claim(c, MODEL, "w1", N - n, 0, jobs + n);
+        CHECK(k > 0);
+        n += k;
+    }
+    const struct syn_job *p[N];
+    for (int i = 0; i < N; i++) p[i] = &jobs[i];
+    long long before = server_reads(x);
+    CHECK_EQ_INT(syn_q_ack_many(c, MODEL, p, N), SYN_OK);
+    long long reads = server_reads(x) - before - 1; /* minus the second INFO itself */
+    if (reads > 2) FAIL("acking %d jobs took %lld server reads (one round trip expected)", N, reads);
+    CHECK_EQ_INT(icmd(x, "XLEN syn:{tiny}:jobs"), 0);
+    CHECK_EQ_INT(icmd(x, "XLEN syn:{tiny}:jobs:hi"), 0);
+    CHECK_EQ_INT(pending_count(x, "syn:{tiny}:jobs"), 0);
+    CHECK_EQ_INT(pending_count(x, "syn:{tiny}:jobs:hi"), 0);
+    /* again: harmless; nothing: nothing; a bad entry or too many: refused before sending */
+    CHECK_EQ_INT(syn_q_ack_many(c, MODEL, p, N), SYN_OK);
+    CHECK_EQ_INT(syn_q_ack_many(c, MODEL, p, 0), SYN_OK);
+    CHECK_EQ_INT(syn_q_ack_many(c, MODEL, p, SYN_Q_ACK_BATCH + 1), SYN_EINVAL);
+    char saved[sizeof jobs[0].entry];
+    memcpy(saved, jobs[1].entry, sizeof saved);
+    snprintf(jobs[1].entry, sizeof jobs[1].entry, "not-an-id");
+    CHECK_EQ_INT(syn_q_ack_many(c, MODEL, p, 2), SYN_EINVAL);
+    memcpy(jobs[1].entry, saved, sizeof saved);
+    release_all(jobs, N);
+    redisFree(x);
+    syn_qclient_free(c);
+}
+
 TEST(queue_two_consumers_never_get_the_same_job)
 {
     enum { N = 300 };
@@ -577,17 +631,6 @@ TEST(queue_requeue_hands_a_job_back)
 }
 
 /* ---- events and cancellation ---- */
-
-/* total_reads_processed from INFO stats: how many socket reads the server has done. */
-static long long server_reads(redisContext *x)
-{
-    redisReply *r = cmd(x, "INFO stats");
-    const char *p = strstr(r->str, "total_reads_processed:");
-    CHECK(p);
-    long long n = atoll(p + strlen("total_reads_processed:"));
-    freeReplyObject(r);
-    return n;
-}
 
 TEST(queue_post_events_in_order_in_one_round_trip)
 {
