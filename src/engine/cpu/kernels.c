@@ -1,7 +1,8 @@
 /*
  * The CPU kernels' front door (kernels.h): picks the instruction set once per process, sizes the
- * scratch, quantises the activations when the weights are quantised, and splits a matrix product
- * into thread-pool tasks over blocks of weight rows. The arithmetic itself lives in
+ * scratch (quantised activations, then one work area per thread for an ISA that packs weights),
+ * quantises the activations when the weights are quantised, and splits one or several matrix
+ * products of the same activations into thread-pool tasks over blocks of weight rows. The arithmetic itself lives in
  * kernels_scalar.c, kernels_avx2.c and kernels_avx512.c, behind struct syn_cpu_isa.
  *
  * Batch invariance rests on two things done here: the ISA never changes behind the caller's back

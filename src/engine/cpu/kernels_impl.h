@@ -76,7 +76,8 @@ extern const struct syn_cpu_isa syn_cpu_isa_avx512;
  * while every block of activation rows passes over them. */
 #define SYN_L2_WEIGHT_BYTES (192 * 1024)
 
-/* Activation rows processed together against one L2-resident block of weight rows. */
+/* Activation rows processed together against one L2-resident block of weight rows (the float
+ * batch tiles; the AVX-512 quantised ones take every row against a packed block instead). */
 #define SYN_T_BLOCK 32
 
 #endif
