@@ -25,7 +25,7 @@
 # Environment: SYNAPSE (default ./synapse), OUT (default build/bench/gateway), MODEL (default
 # ../shared/models/stories260K.gguf), MODELS (default /tmp), DURATION (default 10 s per wrk run),
 # WRK_CONNS (default 64), RATES (default "1000 3000"), CONNS (default "1000 5000"),
-# COLD_N (default 5), PORT (default 18480). Needs redis-server, wrk, python3, cc.
+# COLD_N (default 5), PORT (default 18480), GW_NOFILE (conns: the gateway's open-file limit). Needs redis-server, wrk, python3, cc.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -81,7 +81,9 @@ stop_redis() {
 }
 # start_gateway [args...]: sets GW_PID
 start_gateway() {
-    "$SYN" gateway --redis "$REDIS" --model "$NAME" --port "$PORT" "$@" >"$WORK/gateway.log" 2>&1 &
+    # GW_NOFILE: run the gateway under this open-file limit (soft and hard), e.g. 1024
+    ${GW_NOFILE:+prlimit --nofile="$GW_NOFILE:$GW_NOFILE" --} \
+        "$SYN" gateway --redis "$REDIS" --model "$NAME" --port "$PORT" "$@" >"$WORK/gateway.log" 2>&1 &
     GW_PID=$!
     PIDS+=("$GW_PID")
     for _ in $(seq 100); do grep -q listening "$WORK/gateway.log" && return 0; sleep 0.05; done
@@ -206,7 +208,8 @@ async def main():
     print(f"rss_kb after_close {la()} {rss()}", flush=True)
 asyncio.run(main())
 PY
-    curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^synapse_gateway_connections' | tee -a "$res" >&2 || true
+    curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^synapse_gateway_(connections|listener)' | tee -a "$res" >&2 || true
+    grep -m3 -E "open-file|connections open|accept" "$WORK/gateway.log" | tee -a "$res" >&2 || true
     kill "$WK_PID" "$GW_PID"; wait "$WK_PID" "$GW_PID" 2>/dev/null || true
     stop_redis
 }

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -190,6 +191,31 @@ static void fill_random(void *buf, size_t n)
         memcpy(p, &r, k);
         p += k, n -= k;
     }
+}
+
+/* Every connection is a descriptor. Raises the soft open-file limit towards max_connections plus
+ * a reserve (Redis, the pool, logs); where the hard limit is lower, serves fewer connections so
+ * that the listener pauses at the limit (clients wait in the backlog) instead of accept failing
+ * with EMFILE, and says so once. Process-wide: `synapse up` runs the gateway in-process. */
+static int fit_fd_limit(int max_connections)
+{
+    enum { RESERVE = 256 };
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return max_connections;
+    rlim_t want = (rlim_t)max_connections + RESERVE;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return max_connections;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) return max_connections;
+    int fit = rl.rlim_cur > 2 * RESERVE ? (int)(rl.rlim_cur - RESERVE) : (int)(rl.rlim_cur / 2);
+    if (fit < 1) fit = 1;
+    syn_warn(LOG, "the open-file limit is %llu (hard %llu): serving at most %d connections at "
+                  "once, not %d",
+             (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, fit,
+             max_connections);
+    return fit;
 }
 
 static void random_name(char *out, size_t len)
@@ -1194,6 +1220,7 @@ int syn_gateway_new(const struct syn_gateway_params *p, struct syn_gateway **out
     hc.max_body_bytes = p->max_body_bytes;
     if (p->max_header_bytes) hc.max_header_bytes = p->max_header_bytes;
     if (p->max_connections > 0) hc.max_connections = p->max_connections;
+    hc.max_connections = fit_fd_limit(hc.max_connections);
     if (p->read_timeout_ms > 0) hc.read_timeout_ms = p->read_timeout_ms;
     if (p->write_timeout_ms > 0) hc.write_timeout_ms = p->write_timeout_ms;
     if ((rc = gw_http_new(g->base, &hc, on_http, g, &g->http, err, errlen))) goto fail;
