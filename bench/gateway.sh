@@ -25,7 +25,7 @@
 # Environment: SYNAPSE (default ./synapse), OUT (default build/bench/gateway), MODEL (default
 # ../shared/models/stories260K.gguf), MODELS (default /tmp), DURATION (default 10 s per wrk run),
 # WRK_CONNS (default 64), RATES (default "1000 3000"), CONNS (default "1000 5000"),
-# COLD_N (default 5), PORT (default 18480), GW_NOFILE (conns: the gateway's open-file limit). Needs redis-server, wrk, python3, cc.
+# COLD_N (default 5), COLD_TL (0: stories260K only), PORT (default 18480), GW_NOFILE (conns: the gateway's open-file limit). Needs redis-server, wrk, python3, cc.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -254,12 +254,14 @@ coldstart_model() { # MODEL_PATH NAME THREADS
         echo "warm $i $(up) ttft_e2e $(python3 -c "$ttft_py" "$PORT" "$n")" | tee -a "$res" >&2
     done
     kill "$up_pid"; wait "$up_pid" 2>/dev/null || true
+    cp "$WORK/up-$n.log" "$OUT/"
     grep -ho "ready [0-9.]* s after it was started" "$WORK/up-$n.log" | sed 's/^/pool /' | tee -a "$res" >&2 || true
     cat "$WORK/cold-$n"/*.log 2>/dev/null | grep -o "cold start [0-9.]* s" | sed 's/^/worker /' | tee -a "$res" >&2 || true
     echo "bench_engine $(up) $("$SYN" bench engine -m "$m" --batch 1 --prompt 4 --gen 1 --reps 1 -t "$t" --json 2>/dev/null | python3 -c 'import json,sys; j=json.load(sys.stdin); print(json.dumps({k: v for k, v in j.items() if k in ("load_s", "first_token_s", "membw_gbs", "weight_bytes")}))')" | tee -a "$res" >&2
 }
 coldstart() {
     coldstart_model "$MODEL" stories260K 1
+    [ "${COLD_TL:-1}" = 1 ] || return 0
     local tl=$MODELS/tl-q8.gguf
     [ -s "$tl" ] || "$SYN" model random --shape tinyllama-1.1b --dtype q8_0 -o "$tl" >&2
     coldstart_model "$tl" tl-q8 2

@@ -27,9 +27,9 @@ struct syn_gateway;
  * with 503 at once. With them, the gateway asks instead. Both are called on the loop thread
  * and must not block. */
 struct syn_gateway_pool_hooks {
-    /* A request for model arrived (called once per admitted request, before it is queued), so
-     * that a scaler can start a worker from zero; the request then waits for it within its
-     * deadline. May be NULL. */
+    /* A request for model arrived (called once per admitted request, once its job is in the
+     * stream, so that a scaler reading the backlog sees it), so that a scaler can start a
+     * worker from zero; the request then waits for it within its deadline. May be NULL. */
     void (*on_demand)(void *ud, const char *model);
     /* 1 if model has a worker or the pool could start one; 0 means 503 for new requests and
      * not ready in /readyz. May be NULL (then the registry decides, as without hooks). */
