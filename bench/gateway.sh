@@ -179,7 +179,8 @@ async def one(opened, release):
         w.write(req); await w.drain()
         opened.append(1)
         data = b""
-        while not data.endswith(b"data: [DONE]\n\n") and b"\r\n\r\n0\r\n\r\n" not in data:
+        # the answer ends with [DONE] (and, chunked, the last chunk): the connection stays open
+        while not (b"data: [DONE]" in data and (data.endswith(b"\n0\r\n\r\n") or data.endswith(b"[DONE]\n\n"))):
             chunk = await r.read(65536)
             if not chunk: break
             data += chunk
@@ -200,10 +201,15 @@ async def main():
         while len(opened) < n and time.time() - t0 < 120: await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)  # let the gateway read and queue them all
         print(f"rss_kb {n} {la()} {rss()} opened {len(opened)} finished_early {results['done'] + results['bad']}", flush=True)
+    def cpu(p):
+        f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    pids = {"gateway": gw, "worker": wk}
+    c0 = {k: cpu(v) for k, v in pids.items()}
     t1 = time.time()
     os.kill(wk, signal.SIGCONT)
     await asyncio.wait_for(asyncio.gather(*tasks), 300)
-    print(f"served {la()} done {results['done']} bad {results['bad']} in {time.time() - t1:.2f} s", flush=True)
+    print(f"served {la()} done {results['done']} bad {results['bad']} in {time.time() - t1:.2f} s, cpu s " + " ".join(f"{k} {cpu(v) - c0[k]:.2f}" for k, v in pids.items()), flush=True)
     await asyncio.sleep(1.0)
     print(f"rss_kb after_close {la()} {rss()}", flush=True)
 asyncio.run(main())
