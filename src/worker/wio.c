@@ -185,7 +185,7 @@ static void *io_main(void *arg)
             /* sleep briefly unless there is work; shorter while jobs are held */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            long wait_ms = (w->n_runs > 0 || w->held > 0) ? 2 : (w->want > 0 ? 0 : 20);
+            long wait_ms = w->held > 0 ? 2 : (w->want > 0 ? 0 : 20);
             ts.tv_nsec += wait_ms * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;

@@ -582,12 +582,10 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
 #define MT_Q 4
 #define MR_Q 4
 
-/* Every tile shape a type's driver asks for: 1 x WIDE, n x MR and n x 1 for n = 1..MT (MT <= 8;
- * shapes beyond MT compile to nothing). */
+/* The case labels of the batch tile shapes: n x MR and n x 1 for n = 1..MT (MT <= 8; shapes
+ * beyond MT compile to nothing). */
 /* clang-format off */
-#define TILE_CASES(body, m, wt, t, r, nt, nr, MT, MR)                                              \
-    switch ((nt) * 16 + (nr)) {                                                                    \
-    case 0x10 + WIDE: body(m, wt, t, r, 1, WIDE); break;                                           \
+#define BATCH_TILE_CASES(body, m, wt, t, r, MT, MR)                                                \
     case 0x10 + MR: body(m, wt, t, r, 1, MR); break;                                               \
     case 0x20 + MR: if (MT >= 2) body(m, wt, t, r, 2, MR); break;                                  \
     case 0x30 + MR: if (MT >= 3) body(m, wt, t, r, 3, MR); break;                                  \
@@ -603,7 +601,13 @@ TARGET INLINE void tile_f(const struct syn_mm *mm, const int wt, int t0, int r0,
     case 0x51: if (MT >= 5) body(m, wt, t, r, 5, 1); break;                                        \
     case 0x61: if (MT >= 6) body(m, wt, t, r, 6, 1); break;                                        \
     case 0x71: if (MT >= 7) body(m, wt, t, r, 7, 1); break;                                        \
-    case 0x81: if (MT >= 8) body(m, wt, t, r, 8, 1); break;                                        \
+    case 0x81: if (MT >= 8) body(m, wt, t, r, 8, 1); break;
+
+/* Every tile shape a type's driver asks for: 1 x WIDE and the batch shapes. */
+#define TILE_CASES(body, m, wt, t, r, nt, nr, MT, MR)                                              \
+    switch ((nt) * 16 + (nr)) {                                                                    \
+    case 0x10 + WIDE: body(m, wt, t, r, 1, WIDE); break;                                           \
+    BATCH_TILE_CASES(body, m, wt, t, r, MT, MR)                                                    \
     }
 /* clang-format on */
 
@@ -621,33 +625,14 @@ TARGET NOINLINE void tiles_bf16(const struct syn_mm *m, int t, int r, int nt, in
 TARGET NOINLINE void tiles_q8_0(const struct syn_mm *m, int t, int r, int nt, int nr){
     TILE_CASES(tile_q, m, SYN_DT_Q8_0, t, r, nt, nr, MT_Q, MR_Q)}
 
-TARGET NOINLINE void tiles_q4_0(const struct syn_mm *m, int t, int r, int nt, int nr)
-{
-    TILE_CASES(tile_q, m, SYN_DT_Q4_0, t, r, nt, nr, MT_Q, MR_Q)
-}
+TARGET NOINLINE void tiles_q4_0(const struct syn_mm *m, int t, int r, int nt, int nr){
+    TILE_CASES(tile_q, m, SYN_DT_Q4_0, t, r, nt, nr, MT_Q, MR_Q)}
 
-/* Every packed tile shape: n x MR and n x 1 for n = 1..MT. */
-/* clang-format off */
+/* Every packed tile shape: the batch shapes only. */
 #define PACKED_CASES(body, m, wt, t, r, nt, nr, MT, MR)                                            \
-    switch ((nt) * 16 + (nr)) {                                                                    \
-    case 0x10 + MR: body(m, wt, t, r, 1, MR); break;                                               \
-    case 0x20 + MR: if (MT >= 2) body(m, wt, t, r, 2, MR); break;                                  \
-    case 0x30 + MR: if (MT >= 3) body(m, wt, t, r, 3, MR); break;                                  \
-    case 0x40 + MR: if (MT >= 4) body(m, wt, t, r, 4, MR); break;                                  \
-    case 0x50 + MR: if (MT >= 5) body(m, wt, t, r, 5, MR); break;                                  \
-    case 0x60 + MR: if (MT >= 6) body(m, wt, t, r, 6, MR); break;                                  \
-    case 0x70 + MR: if (MT >= 7) body(m, wt, t, r, 7, MR); break;                                  \
-    case 0x80 + MR: if (MT >= 8) body(m, wt, t, r, 8, MR); break;                                  \
-    case 0x11: body(m, wt, t, r, 1, 1); break;                                                     \
-    case 0x21: if (MT >= 2) body(m, wt, t, r, 2, 1); break;                                        \
-    case 0x31: if (MT >= 3) body(m, wt, t, r, 3, 1); break;                                        \
-    case 0x41: if (MT >= 4) body(m, wt, t, r, 4, 1); break;                                        \
-    case 0x51: if (MT >= 5) body(m, wt, t, r, 5, 1); break;                                        \
-    case 0x61: if (MT >= 6) body(m, wt, t, r, 6, 1); break;                                        \
-    case 0x71: if (MT >= 7) body(m, wt, t, r, 7, 1); break;                                        \
-    case 0x81: if (MT >= 8) body(m, wt, t, r, 8, 1); break;                                        \
+    switch ((nt)*16 + (nr)) {                                                                      \
+        BATCH_TILE_CASES(body, m, wt, t, r, MT, MR)                                                \
     }
-/* clang-format on */
 
 TARGET NOINLINE void tiles_q8_0p(const struct syn_mm *m, int t, int r, int nt, int nr){
     PACKED_CASES(tile_qp, m, SYN_DT_Q8_0, t, r, nt, nr, MT_Q, MR_Q)}
