@@ -69,8 +69,10 @@ static int parse_batches(const char *s, int *out)
         if (end == s || v < 1 || v > 4096) return -1;
         out[n++] = (int)v;
         s = end;
-        if (*s == ',') s++;
-        else if (*s) return -1;
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
     }
     return *s ? -1 : n;
 }
@@ -123,18 +125,23 @@ static int time_prefill(struct syn_engine *e, int n, double *tps)
 
 static int bench_engine(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"batch", required_argument, 0, 'b'},
-        {"prompt", required_argument, 0, 'p'}, {"gen", required_argument, 0, 'g'},
-        {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
-        {"json", no_argument, 0, 'j'},        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"prompt", required_argument, 0, 'p'},
+                                         {"gen", required_argument, 0, 'g'},
+                                         {"reps", required_argument, 0, 'r'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *cmd = "bench engine", *model = NULL;
     int batches[MAX_BATCHES] = {1, 4, 16}, nb = 3, json = 0, c;
     long prompt = 128, gen = 32, reps = 3, threads = 0;
     while ((c = cli_getopt(cmd, argc, argv, "m:t:h", opts)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
+        case 'm':
+            model = optarg;
+            break;
         case 'b':
             nb = parse_batches(optarg, batches);
             if (nb < 1) return cli_usage_error(cmd, "--batch expects a list like 1,4,16");
@@ -151,9 +158,14 @@ static int bench_engine(int argc, char **argv)
         case 't':
             if (cli_parse_long(cmd, "--threads", optarg, 0, 1024, &threads)) return 2;
             break;
-        case 'j': json = 1; break;
-        case 'h': engine_usage(stdout); return 0;
-        default: return 2;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            engine_usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
@@ -211,8 +223,8 @@ static int bench_engine(int argc, char **argv)
                model, n_threads, syn_cpu_kernels_isa(), (unsigned long long)wb, gbs, floor_tps,
                t_load, t_first, prompt, pf_med, gen);
         for (int i = 0; i < nb; i++)
-            printf("%s{\"batch\":%d,\"tokens_per_s\":%.2f%s", i ? "," : "", batches[i],
-                   dec_med[i], "}");
+            printf("%s{\"batch\":%d,\"tokens_per_s\":%.2f%s", i ? "," : "", batches[i], dec_med[i],
+                   "}");
         printf("]");
         if (b1 > 0) printf(",\"batch1_floor_ratio\":%.4f", b1 / floor_tps);
         printf("}\n");

@@ -211,8 +211,9 @@ static int fit_fd_limit(int max_connections)
     if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) return max_connections;
     int fit = rl.rlim_cur > 2 * RESERVE ? (int)(rl.rlim_cur - RESERVE) : (int)(rl.rlim_cur / 2);
     if (fit < 1) fit = 1;
-    syn_warn(LOG, "the open-file limit is %llu (hard %llu): serving at most %d connections at "
-                  "once, not %d",
+    syn_warn(LOG,
+             "the open-file limit is %llu (hard %llu): serving at most %d connections at "
+             "once, not %d",
              (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, fit,
              max_connections);
     return fit;

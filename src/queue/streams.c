@@ -738,8 +738,8 @@ int syn_q_ack(struct syn_qclient *c, const char *model, const struct syn_job *j)
 }
 
 /* Up to SYN_Q_ACK_BATCH jobs' XACK + XDEL in one pipelined round trip. */
-static int ack_many_once(struct syn_qclient *c, const char *model, const struct syn_job *const *jobs,
-                         int n)
+static int ack_many_once(struct syn_qclient *c, const char *model,
+                         const struct syn_job *const *jobs, int n)
 {
     char key[160];
     redisReply *r[2 * SYN_Q_ACK_BATCH] = {0};

@@ -98,8 +98,8 @@ struct sched {
     struct syn_step_item *items; /* (max_seqs) */
     struct wjob **item_job;      /* (max_seqs) the job of each item */
     uint64_t next_order;
-    struct out_msg *out_head;      /* messages of this iteration, handed to the I/O thread */
-    struct out_msg *out_tail;      /* together in publish(): one lock and one wake-up a step */
+    struct out_msg *out_head; /* messages of this iteration, handed to the I/O thread */
+    struct out_msg *out_tail; /* together in publish(): one lock and one wake-up a step */
     uint64_t jobs_done, tokens_out;
     struct wmetrics *wm; /* metrics (never NULL once running) */
 };
@@ -157,8 +157,10 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 static void queue_out(struct sched *s, struct out_msg *m)
 {
     m->next = NULL;
-    if (s->out_tail) s->out_tail->next = m;
-    else s->out_head = m;
+    if (s->out_tail)
+        s->out_tail->next = m;
+    else
+        s->out_head = m;
     s->out_tail = m;
 }
 
@@ -166,8 +168,10 @@ static void queue_out(struct sched *s, struct out_msg *m)
 static void splice_out_locked(struct sched *s)
 {
     if (!s->out_head) return;
-    if (s->io.out_tail) s->io.out_tail->next = s->out_head;
-    else s->io.out_head = s->out_head;
+    if (s->io.out_tail)
+        s->io.out_tail->next = s->out_head;
+    else
+        s->io.out_head = s->out_head;
     s->io.out_tail = s->out_tail;
     s->out_head = s->out_tail = NULL;
 }

@@ -261,7 +261,8 @@ TEST(queue_ack_many_acks_both_streams_in_one_round_trip)
     long long before = server_reads(x);
     CHECK_EQ_INT(syn_q_ack_many(c, MODEL, p, N), SYN_OK);
     long long reads = server_reads(x) - before - 1; /* minus the second INFO itself */
-    if (reads > 2) FAIL("acking %d jobs took %lld server reads (one round trip expected)", N, reads);
+    if (reads > 2)
+        FAIL("acking %d jobs took %lld server reads (one round trip expected)", N, reads);
     CHECK_EQ_INT(icmd(x, "XLEN syn:{tiny}:jobs"), 0);
     CHECK_EQ_INT(icmd(x, "XLEN syn:{tiny}:jobs:hi"), 0);
     CHECK_EQ_INT(pending_count(x, "syn:{tiny}:jobs"), 0);

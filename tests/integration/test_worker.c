@@ -486,8 +486,9 @@ TEST_TIMEOUT(worker_streams_events_step_by_step, 120)
 {
     char model[512];
     snprintf(model, sizeof model, "%s/s15m.gguf", syn_test_tmpdir());
-    CHECK_EQ_INT(syn_test_sh(NULL, "%s model random --shape stories15m --dtype q8_0 -o %s "
-                                   ">/dev/null 2>&1",
+    CHECK_EQ_INT(syn_test_sh(NULL,
+                             "%s model random --shape stories15m --dtype q8_0 -o %s "
+                             ">/dev/null 2>&1",
                              syn_test_bin(), model),
                  0);
     struct syn_test_redis r;
@@ -532,8 +533,8 @@ TEST_TIMEOUT(worker_streams_events_step_by_step, 120)
         redisFree(c);
         CHECK(first_ms > 0 && tenth_ms > 0);
         if (tenth_ms <= first_ms)
-            FAIL("round %d: the first and the tenth token went out together (at %lld ms)",
-                 round, first_ms);
+            FAIL("round %d: the first and the tenth token went out together (at %lld ms)", round,
+                 first_ms);
         usleep(200 * 1000);
     }
     syn_qclient_free(q);
