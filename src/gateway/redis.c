@@ -11,7 +11,6 @@
 #include "synapse/log.h"
 
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -161,6 +160,131 @@ int gw_redis_parse_url(const char *url, int *is_unix, char *host, size_t hostcap
     return parse_hostport(url, strlen(url), host, hostcap, port);
 }
 
+/* ---- the event-loop adapter ----
+ *
+ * hiredis's stock libevent adapter costs two epoll_ctl per command batch and two per reply:
+ * its read event is not persistent (removed from epoll when it fires, added back by hiredis
+ * after the read) and every batch of commands registers for writability, waits a loop turn for
+ * it and unregisters again, though a socket to Redis is nearly always writable. This one keeps
+ * a persistent read event, and runs a write at the end of the current loop turn (so that the
+ * commands of every request read in this turn go out in one write) straight to the socket;
+ * only when the socket's buffer is full, or while connecting, does it wait for writability.
+ * Same contract for hiredis: the hooks are idempotent and cleanup frees everything. */
+
+struct radapter {
+    redisAsyncContext *ac;
+    struct event *rev;   /* EV_READ | EV_PERSIST on the socket; owned */
+    struct event *wev;   /* EV_WRITE: wait for writability (buffer full, or connecting); owned */
+    struct event *flush; /* no fd: the write at the end of this loop turn; owned */
+    int reading;         /* rev is added */
+    int waiting;         /* wev is added */
+};
+
+/* The adapter whose redisAsyncHandleWrite is running: a write that hiredis cannot finish asks
+ * for more through addWrite from inside it, and that must wait for writability, not loop. */
+static _Thread_local struct radapter *writing_now;
+
+static void ra_write(struct radapter *a)
+{
+    writing_now = a;
+    redisAsyncHandleWrite(a->ac); /* may free a (cleanup clears writing_now) */
+    writing_now = NULL;
+}
+
+static void ra_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct radapter *a = arg;
+    redisAsyncHandleRead(a->ac);
+}
+
+static void ra_on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct radapter *a = arg;
+    a->waiting = 0; /* not persistent: no longer added */
+    ra_write(a);
+}
+
+static void ra_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct radapter *a = arg;
+    if (!a->waiting) ra_write(a);
+}
+
+static void ra_add_read(void *p)
+{
+    struct radapter *a = p;
+    if (!a->reading && event_add(a->rev, NULL) == 0) a->reading = 1;
+}
+
+static void ra_del_read(void *p)
+{
+    struct radapter *a = p;
+    if (a->reading) event_del(a->rev);
+    a->reading = 0;
+}
+
+static void ra_add_write(void *p)
+{
+    struct radapter *a = p;
+    if (a->waiting) return;
+    if (writing_now == a || !(a->ac->c.flags & REDIS_CONNECTED)) {
+        if (event_add(a->wev, NULL) == 0) a->waiting = 1;
+    } else {
+        event_active(a->flush, EV_WRITE, 0);
+    }
+}
+
+static void ra_del_write(void *p)
+{
+    struct radapter *a = p;
+    if (a->waiting) event_del(a->wev);
+    a->waiting = 0;
+}
+
+static void ra_cleanup(void *p)
+{
+    struct radapter *a = p;
+    if (writing_now == a) writing_now = NULL;
+    event_free(a->rev);
+    event_free(a->wev);
+    event_free(a->flush);
+    free(a);
+}
+
+static int ra_attach(redisAsyncContext *ac, struct event_base *base)
+{
+    if (ac->ev.data) return REDIS_ERR;
+    struct radapter *a = calloc(1, sizeof *a);
+    if (!a) return REDIS_ERR;
+    a->ac = ac;
+    a->rev = event_new(base, ac->c.fd, EV_READ | EV_PERSIST, ra_on_read, a);
+    a->wev = event_new(base, ac->c.fd, EV_WRITE, ra_on_writable, a);
+    a->flush = event_new(base, -1, 0, ra_on_flush, a);
+    if (!a->rev || !a->wev || !a->flush) {
+        if (a->rev) event_free(a->rev);
+        if (a->wev) event_free(a->wev);
+        if (a->flush) event_free(a->flush);
+        free(a);
+        return REDIS_ERR;
+    }
+    ac->ev.addRead = ra_add_read;
+    ac->ev.delRead = ra_del_read;
+    ac->ev.addWrite = ra_add_write;
+    ac->ev.delWrite = ra_del_write;
+    ac->ev.cleanup = ra_cleanup;
+    ac->ev.data = a;
+    /* as the stock adapter: readable and writable both complete the connect */
+    ra_add_read(a);
+    ra_add_write(a);
+    return REDIS_OK;
+}
+
 /* ---- connections ---- */
 
 static void rconn_connect(struct rconn *c);
@@ -293,7 +417,7 @@ static void rconn_connect(struct rconn *c)
         return;
     }
     ac->data = c;
-    if (redisLibeventAttach(ac, r->base) != REDIS_OK) {
+    if (ra_attach(ac, r->base) != REDIS_OK) {
         redisAsyncFree(ac);
         schedule_retry(c);
         return;
