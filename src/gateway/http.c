@@ -15,7 +15,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -27,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +34,10 @@
 
 /* Bytes of a chunk-size line (with extensions) we are willing to look at. */
 #define CHUNK_LINE_MAX 1024
+/* Bytes taken from the socket per read(2); a request head is a few hundred. */
+#define READ_CHUNK 16384
+/* Buffers of output passed to one sendmsg(2). */
+#define WRITE_IOV 16
 
 struct gw_http_config gw_http_default_config(void)
 {
@@ -62,10 +66,24 @@ enum conn_state {
     C_CLOSING,    /* flushing the last response, then closing */
 };
 
+/* The socket is ours, not a bufferevent's: a bufferevent asks the kernel how much there is to
+ * read (ioctl FIONREAD) before each read, and registers for writability (epoll_ctl), waits a
+ * loop turn and unregisters for each response, though the socket nearly always has room. Here
+ * input is read with one read(2) per readiness, and output is written straight to the socket at
+ * the end of the response (or of the loop turn, for stream chunks); only what the kernel does
+ * not take waits for writability, under the write timeout. */
 struct conn {
     struct gw_http *h;
     struct conn *prev, *next; /* h->conns list */
-    struct bufferevent *bev;  /* the socket; owned (closes the fd) */
+    evutil_socket_t fd;       /* the socket; owned */
+    struct evbuffer *in;      /* read, not yet consumed; owned */
+    struct evbuffer *out;     /* response bytes the kernel has not taken yet; owned */
+    struct event *rev;        /* EV_READ | EV_PERSIST; owned */
+    struct event *wev;        /* EV_WRITE with the write timeout, while out waits; owned */
+    struct event *flush;      /* writes out at the end of this loop turn; owned */
+    int reading;              /* rev is added */
+    int no_read;              /* reading stopped for good (closing, or timed out) */
+    int waiting;              /* wev is added: out waits for the socket */
     struct event *timer;      /* the read deadline; owned */
     struct event *kick;       /* deferred work (next pipelined request, close); owned */
     enum conn_state state;
@@ -408,7 +426,12 @@ static void conn_free(struct conn *c)
     else
         h->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    bufferevent_free(c->bev);
+    event_free(c->rev);
+    event_free(c->wev);
+    event_free(c->flush);
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    evutil_closesocket(c->fd);
     event_free(c->timer);
     event_free(c->kick);
     free(c);
@@ -427,6 +450,77 @@ static void arm_read_timer(struct conn *c)
 static void conn_kick(struct conn *c)
 {
     event_active(c->kick, EV_TIMEOUT, 0);
+}
+
+/* ---- socket I/O ---- */
+
+/* Input beyond a head's worth waits in the kernel while a request is being handled. */
+static size_t read_limit(const struct gw_http *h)
+{
+    return h->cfg.max_header_bytes + 65536;
+}
+
+/* Reads while there is room for input and reading has not been stopped. */
+static void conn_want_read(struct conn *c)
+{
+    int want = !c->no_read && evbuffer_get_length(c->in) < read_limit(c->h);
+    if (want && !c->reading) {
+        if (event_add(c->rev, NULL) == 0) c->reading = 1;
+    } else if (!want && c->reading) {
+        event_del(c->rev);
+        c->reading = 0;
+    }
+}
+
+static void conn_stop_reading(struct conn *c)
+{
+    c->no_read = 1;
+    conn_want_read(c);
+}
+
+/* Writes what the kernel takes of c->out now; the rest waits for writability. On a write
+ * error the connection is scheduled to close (never freed here: handlers call this). */
+static void conn_flush(struct conn *c)
+{
+    if (c->waiting) return; /* wev writes when the socket has room */
+    while (evbuffer_get_length(c->out) > 0) {
+        struct evbuffer_iovec v[WRITE_IOV];
+        struct iovec iov[WRITE_IOV];
+        int nv = evbuffer_peek(c->out, -1, NULL, v, WRITE_IOV);
+        if (nv > WRITE_IOV) nv = WRITE_IOV;
+        for (int i = 0; i < nv; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+        }
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)nv};
+        ssize_t n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        if (n > 0) {
+            evbuffer_drain(c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct timeval tv = {c->h->cfg.write_timeout_ms / 1000,
+                                 (c->h->cfg.write_timeout_ms % 1000) * 1000};
+            if (event_add(c->wev, &tv) == 0) c->waiting = 1;
+            return;
+        }
+        syn_debug(LOG, "%s: write: %s", c->peer, n < 0 ? strerror(errno) : "no progress");
+        c->abort = 1;
+        conn_kick(c);
+        return;
+    }
+}
+
+/* Stream chunks are written together at the end of the loop turn. */
+static void conn_flush_later(struct conn *c)
+{
+    if (!c->waiting) event_active(c->flush, EV_WRITE, 0);
+}
+
+static void conn_add(struct conn *c, const void *data, size_t len)
+{
+    evbuffer_add(c->out, data, len);
 }
 
 /* Hands the request to the handler. */
@@ -582,15 +676,25 @@ static void start_request(struct conn *c, struct evbuffer *in, size_t n)
         dispatch(c);
         return;
     }
-    if (r->expect_continue && evbuffer_get_length(in) == 0)
-        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    if (r->expect_continue && evbuffer_get_length(in) == 0) {
+        conn_add(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        conn_flush(c);
+    }
 }
 
-/* Runs the state machine over whatever input there is. */
+static void conn_run(struct conn *c);
+
+/* Runs the state machine over whatever input there is, then reads again if it made room. */
 static void conn_process(struct conn *c)
 {
+    conn_run(c);
+    conn_want_read(c);
+}
+
+static void conn_run(struct conn *c)
+{
     struct gw_http *h = c->h;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = c->in;
     char *line;
     size_t n;
     for (;;) {
@@ -721,30 +825,62 @@ static void conn_process(struct conn *c)
     }
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
-    (void)bev;
-    conn_process(arg);
+    (void)what;
+    struct conn *c = arg;
+    size_t got = 0;
+    for (;;) {
+        size_t have = evbuffer_get_length(c->in), limit = read_limit(c->h);
+        if (have >= limit) break;
+        char buf[READ_CHUNK];
+        size_t want = limit - have < sizeof buf ? limit - have : sizeof buf;
+        ssize_t n = recv(fd, buf, want, 0);
+        if (n > 0) {
+            evbuffer_add(c->in, buf, (size_t)n);
+            got += (size_t)n;
+            if ((size_t)n < want) break; /* the kernel had no more */
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        /* end of input or an error: the client is gone (a request being handled is told) */
+        conn_free(c);
+        return;
+    }
+    conn_want_read(c);
+    if (got) conn_process(c);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+/* The output is written: a closing connection goes. */
+static void after_write(struct conn *c)
 {
-    (void)bev;
-    struct conn *c = arg;
-    /* the output buffer drained */
-    if (c->state == C_CLOSING) conn_free(c);
+    if (evbuffer_get_length(c->out) == 0 && c->state == C_CLOSING && !c->abort) conn_free(c);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
-    (void)bev;
+    (void)fd;
     struct conn *c = arg;
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+    c->waiting = 0; /* not persistent: no longer added */
+    if (what & EV_TIMEOUT) {
         c->h->st.write_timeouts++;
         syn_info(LOG, "%s: response write made no progress for %d ms: closing", c->peer,
                  c->h->cfg.write_timeout_ms);
+        conn_free(c);
+        return;
     }
-    conn_free(c);
+    conn_flush(c);
+    after_write(c);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    conn_flush(c);
+    after_write(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -752,8 +888,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    if (c->state == C_HEAD && evbuffer_get_length(in) == 0 && !c->req) {
+    if (c->state == C_HEAD && evbuffer_get_length(c->in) == 0 && !c->req) {
         conn_free(c); /* an idle keep-alive connection */
         return;
     }
@@ -761,7 +896,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     c->h->st.read_timeouts++;
     syn_info(LOG, "%s: the request did not arrive within %d ms: closing", c->peer,
              c->h->cfg.read_timeout_ms);
-    bufferevent_disable(c->bev, EV_READ);
+    conn_stop_reading(c);
     char msg[128];
     snprintf(msg, sizeof msg, "the request did not arrive in full within %d ms",
              c->h->cfg.read_timeout_ms);
@@ -778,7 +913,8 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->state == C_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_free(c);
+        conn_flush(c); /* normally a no-op: the response was written when it ended */
+        if (!c->abort && evbuffer_get_length(c->out) == 0) conn_free(c);
         return;
     }
     if (c->state == C_HEAD) conn_process(c);
@@ -800,16 +936,21 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     c->h = h;
-    c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->fd = fd;
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    c->rev = event_new(h->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->wev = event_new(h->base, fd, EV_WRITE, on_writable, c);
+    c->flush = event_new(h->base, -1, 0, on_flush, c);
     c->timer = event_new(h->base, -1, 0, on_timer, c);
     c->kick = event_new(h->base, -1, 0, on_kick, c);
-    if (!c->bev || !c->timer || !c->kick) {
-        if (c->bev)
-            bufferevent_free(c->bev);
-        else
-            evutil_closesocket(fd);
-        if (c->timer) event_free(c->timer);
-        if (c->kick) event_free(c->kick);
+    if (!c->in || !c->out || !c->rev || !c->wev || !c->flush || !c->timer || !c->kick) {
+        if (c->in) evbuffer_free(c->in);
+        if (c->out) evbuffer_free(c->out);
+        struct event *evs[] = {c->rev, c->wev, c->flush, c->timer, c->kick};
+        for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
+            if (evs[i]) event_free(evs[i]);
+        evutil_closesocket(fd);
         free(c);
         return;
     }
@@ -833,12 +974,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     h->conns = c;
     h->st.connections++;
     h->st.accepted++;
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    /* input beyond a head's worth waits in the kernel while a request is being handled */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, h->cfg.max_header_bytes + 65536);
-    struct timeval wtv = {h->cfg.write_timeout_ms / 1000, (h->cfg.write_timeout_ms % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, NULL, &wtv);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    conn_want_read(c);
     arm_read_timer(c);
     listener_update(h);
 }
@@ -891,7 +1027,7 @@ static void finish(struct gw_http_req *r)
         arm_read_timer(c);
     } else {
         c->state = C_CLOSING;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_stop_reading(c);
     }
     conn_kick(c);
 }
@@ -899,7 +1035,7 @@ static void finish(struct gw_http_req *r)
 static void write_head(struct gw_http_req *r, int status, const char *content_type,
                        const char *extra, long long length)
 {
-    struct evbuffer *out = bufferevent_get_output(r->c->bev);
+    struct evbuffer *out = r->c->out;
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: synapse\r\n", status,
                         gw_http_reason(status), date_header(r->c->h));
     if (content_type) evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
@@ -925,7 +1061,8 @@ void gw_http_respond(struct gw_http_req *r, int status, const char *content_type
         return;
     }
     write_head(r, status, content_type, extra_headers, (long long)len);
-    if (!r->is_head && len) bufferevent_write(c->bev, body, len);
+    if (!r->is_head && len) conn_add(c, body, len);
+    conn_flush(c);
     finish(r);
 }
 
@@ -936,6 +1073,7 @@ void gw_http_stream_begin(struct gw_http_req *r, int status, const char *content
     r->chunked_out = r->head.minor >= 1 && !r->is_head;
     if (r->c->abort) return;
     write_head(r, status, content_type, extra_headers, r->is_head ? 0 : -1);
+    conn_flush_later(r->c);
 }
 
 int gw_http_stream_write(struct gw_http_req *r, const char *data, size_t len)
@@ -943,7 +1081,7 @@ int gw_http_stream_write(struct gw_http_req *r, const char *data, size_t len)
     struct conn *c = r->c;
     if (c->abort) return -1;
     if (r->is_head || len == 0) return 0;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     if (evbuffer_get_length(out) + len > c->h->cfg.max_output_bytes) {
         c->h->st.write_timeouts++;
         syn_info(LOG, "%s: more than %zu response bytes waiting for a slow reader: closing",
@@ -955,6 +1093,7 @@ int gw_http_stream_write(struct gw_http_req *r, const char *data, size_t len)
     if (r->chunked_out) evbuffer_add_printf(out, "%zx\r\n", len);
     evbuffer_add(out, data, len);
     if (r->chunked_out) evbuffer_add(out, "\r\n", 2);
+    conn_flush_later(c);
     return 0;
 }
 
@@ -966,7 +1105,8 @@ void gw_http_stream_end(struct gw_http_req *r)
         req_free(r);
         return;
     }
-    if (r->chunked_out) bufferevent_write(c->bev, "0\r\n\r\n", 5);
+    if (r->chunked_out) conn_add(c, "0\r\n\r\n", 5);
+    conn_flush(c);
     finish(r);
 }
 

@@ -1,6 +1,7 @@
 /*
- * The gateway's HTTP/1.1 server: a small server of our own on libevent bufferevents, so that
- * every limit is ours to enforce and every refusal can be answered in the API's error shape.
+ * The gateway's HTTP/1.1 server: a small server of our own on libevent (its loop, listener and
+ * buffers; the socket reads and writes are ours, see struct conn in http.c), so that every
+ * limit is ours to enforce and every refusal can be answered in the API's error shape.
  * (evhttp, in libevent 2.1, answers an oversized body or a malformed head with its own HTML
  * page and gives no way to learn that a client went away while its request is being served;
  * both matter here.)
