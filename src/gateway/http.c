@@ -84,6 +84,7 @@ struct conn {
     int reading;              /* rev is added */
     int no_read;              /* reading stopped for good (closing, or timed out) */
     int waiting;              /* wev is added: out waits for the socket */
+    int held;                 /* the next request waits until the last response is written */
     struct event *timer;      /* the read deadline; owned */
     struct event *kick;       /* deferred work (next pipelined request, close); owned */
     enum conn_state state;
@@ -700,6 +701,9 @@ static void conn_run(struct conn *c)
     for (;;) {
         switch (c->state) {
         case C_HEAD: {
+            /* a client that sends requests and does not read the answers gets no more
+             * answered (and buffered here) than one response beyond what the kernel holds */
+            if (c->held) return;
             /* blank lines before a request line are allowed (RFC 9112 2.2) */
             unsigned char lead[2];
             while (evbuffer_copyout(in, lead, 2) >= 1 &&
@@ -852,10 +856,17 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (got) conn_process(c);
 }
 
-/* The output is written: a closing connection goes. */
+/* The output is written: a closing connection goes; a held one reads its next request. */
 static void after_write(struct conn *c)
 {
-    if (evbuffer_get_length(c->out) == 0 && c->state == C_CLOSING && !c->abort) conn_free(c);
+    if (evbuffer_get_length(c->out) || c->abort) return;
+    if (c->state == C_CLOSING) {
+        conn_free(c);
+    } else if (c->held) {
+        c->held = 0;
+        arm_read_timer(c);
+        conn_kick(c);
+    }
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
@@ -1024,7 +1035,11 @@ static void finish(struct gw_http_req *r)
     req_free(r);
     if (keep && !c->h->stopping) {
         c->state = C_HEAD;
-        arm_read_timer(c);
+        /* the read deadline runs from when the response is written */
+        if (c->waiting)
+            c->held = 1;
+        else
+            arm_read_timer(c);
     } else {
         c->state = C_CLOSING;
         conn_stop_reading(c);

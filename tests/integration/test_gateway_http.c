@@ -6,6 +6,7 @@
 
 #include "gateway_test.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <strings.h>
@@ -429,6 +430,54 @@ TEST_TIMEOUT(gateway_slow_clients_are_cut_off, 60)
     struct gwt_resp m = gwt_request(g.port, "GET", "/metrics", "", NULL, 5000);
     CHECK(strstr(m.body, "synapse_gateway_http_read_timeouts_total 3\n"));
     gwt_resp_free(&m);
+    gwt_stop(g.pid, g.log, 15);
+}
+
+/* A client that pipelines requests and never reads the answers: the gateway stops taking its
+ * requests once one answer waits for the socket (it buffers no more than that), cuts it off
+ * after the write timeout, and serves others meanwhile. */
+TEST_TIMEOUT(gateway_pipelining_reader_that_never_reads, 60)
+{
+    struct gw g;
+    const char *extra[] = {"--write-timeout-ms", "1500", NULL};
+    gw_start(&g, extra);
+    int fd = gwt_connect(g.port);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    enum { BATCH = 1024, LIMIT = 64 << 20 };
+    char *buf = malloc(sizeof req * BATCH);
+    size_t blen = 0;
+    for (int i = 0; i < BATCH; i++, blen += sizeof req - 1) memcpy(buf + blen, req, sizeof req - 1);
+    /* send until the gateway stops reading (nothing goes for 500 ms) or LIMIT bytes went */
+    size_t sent = 0, off = 0;
+    double idle_since = gwt_now();
+    while (sent < LIMIT && gwt_now() - idle_since < 0.5) {
+        ssize_t w = send(fd, buf + off, blen - off, MSG_NOSIGNAL);
+        if (w > 0) {
+            sent += (size_t)w;
+            off = (off + (size_t)w) % blen;
+            idle_since = gwt_now();
+        } else {
+            gwt_sleep_ms(5);
+        }
+    }
+    free(buf);
+    /* kernel buffers on both sides and the gateway's read limit: a few MB at most */
+    if (sent >= 16 << 20) FAIL("the gateway took %zu bytes of requests it could not answer", sent);
+    /* others are served while it is stuck */
+    double t = gwt_now();
+    gwt_expect_healthy(g.port, "a client that does not read");
+    CHECK(gwt_now() - t < 0.5);
+    /* the write timeout closes it */
+    gwt_sleep_ms(2500);
+    struct gwt_resp m = gwt_request(g.port, "GET", "/metrics", "", NULL, 5000);
+    CHECK(strstr(m.body, "synapse_gateway_http_write_timeouts_total 1\n"));
+    CHECK(strstr(m.body, "synapse_gateway_connections 1\n") ||
+          strstr(m.body, "synapse_gateway_connections 0\n"));
+    gwt_resp_free(&m);
+    close(fd);
     gwt_stop(g.pid, g.log, 15);
 }
 
