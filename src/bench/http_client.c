@@ -239,15 +239,26 @@ static void reset_response(struct hc_conn *cn)
     cn->has_data = 0;
 }
 
-/* Puts call k on connection cn and starts writing. */
+/* Puts call k on connection cn and starts writing: on a connected socket straight away (a
+ * request nearly always fits in the socket's buffer, and waiting a loop turn for writability
+ * costs two epoll_ctl and a wake-up per request, which shows in the send lag at thousands of
+ * requests/s); whatever is left, or any error, is left to the write event, so that on_done is
+ * never called from inside hc_request. */
 static void conn_start(struct hc_conn *cn, struct hc_call *k)
 {
     cn->call = k;
     k->conn = cn;
     cn->req_off = 0;
     reset_response(cn);
-    event_add(cn->ev_w, NULL);
     event_add(cn->ev_r, NULL);
+    while (!cn->connecting && cn->req_off < k->req_len) {
+        ssize_t w = send(cn->fd, k->req + cn->req_off, k->req_len - cn->req_off, MSG_NOSIGNAL);
+        if (w > 0)
+            cn->req_off += (size_t)w;
+        else if (!(w < 0 && errno == EINTR))
+            break;
+    }
+    if (cn->connecting || cn->req_off < k->req_len) event_add(cn->ev_w, NULL);
 }
 
 /* The connection failed with the call on it: retry on a fresh connection when that is safe,
