@@ -9,7 +9,8 @@
 #            - the engine in-process (bench/gateway_engine.c: tokenize, prefill, sample one
 #              token, detokenize; one request after another): requests/s, latency p50/p99;
 #            - wrk, one connection (closed loop): unloaded latency p50/p99 through the stack;
-#            - wrk, WRK_CONNS connections: the stack's request ceiling;
+#            - wrk at each of WRK_CONNS connections (closed loop): requests/s against latency,
+#              up to the stack's request ceiling;
 #            - `synapse bench load` open loop (streaming) at RATES: e2e p50/p99 at a given rate.
 #            Added latency = stack - engine at the same percentile.
 # conns      CONNS (default 1000,5000) streaming requests held open while the worker is stopped
@@ -22,15 +23,20 @@
 #            random tinyllama-1.1b Q8_0 (generated into $MODELS), the latter with its pages in
 #            the page cache and evicted (posix_fadvise DONTNEED on that file only).
 #
-# Environment: SYNAPSE (default ./synapse), OUT (default build/bench/gateway), MODEL (default
-# ../shared/models/stories260K.gguf), MODELS (default /tmp), DURATION (default 10 s per wrk run),
-# WRK_CONNS (default 64), RATES (default "1000 3000"), CONNS (default "1000 5000"),
+# Environment: SYNAPSE (default ./synapse), WORKER_SYNAPSE (the binary that runs the worker,
+# default SYNAPSE: an A/B of two gateways keeps the same worker), LIB (the libsynapse.a the
+# in-process baseline links, default build/libsynapse.a), OUT (default build/bench/gateway),
+# MODEL (default ../shared/models/stories260K.gguf), MODELS (default /tmp), DURATION (default
+# 10 s per wrk run), WRK_CONNS (default 64; a list, e.g. "4 8 16 64"), RATES (default
+# "1000 3000"), CONNS (default "1000 5000"),
 # COLD_N (default 5), COLD_TL (0: stories260K only), PORT (default 18480), GW_NOFILE (conns: the gateway's open-file limit). Needs redis-server, wrk, python3, cc.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SYN=${SYNAPSE:-./synapse}
+WSYN=${WORKER_SYNAPSE:-$SYN}
+LIB=${LIB:-build/libsynapse.a}
 OUT=${OUT:-build/bench/gateway}
 MODEL=${MODEL:-../shared/models/stories260K.gguf}
 MODELS=${MODELS:-/tmp}
@@ -48,6 +54,8 @@ OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d /tmp/synapse-gwbench.XXXXXX)
 cp "$SYN" "$WORK/synapse" # a private copy: the tree is shared and may be rebuilt meanwhile
 SYN=$WORK/synapse
+cp "$WSYN" "$WORK/synapse-worker"
+WSYN=$WORK/synapse-worker
 MODEL=$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")
 PIDS=()
 
@@ -91,7 +99,7 @@ start_gateway() {
 }
 # start_worker [args...]: sets WK_PID, waits until it is ready and the gateway has seen it
 start_worker() {
-    "$SYN" worker --model "$MODEL" --name "$NAME" --redis "$REDIS" --idle-timeout 0 \
+    "$WSYN" worker --model "$MODEL" --name "$NAME" --redis "$REDIS" --idle-timeout 0 \
         "$@" >"$WORK/worker.log" 2>&1 &
     WK_PID=$!
     PIDS+=("$WK_PID")
@@ -103,12 +111,14 @@ start_worker() {
     log "no ready worker:"; cat "$WORK/worker.log" "$WORK/gateway.log" >&2; exit 1
 }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
+cpu_all() { echo "$(cpu_s "$GW_PID") $(cpu_s "$WK_PID") $(cpu_s "$(cat "$WORK/redis.pid")")"; }
 
 # ---- overhead ----
 overhead() {
     log "building the in-process baseline"
     cc -std=c11 -O2 -Iinclude -pthread -o "$WORK/gateway_engine" bench/gateway_engine.c \
-        build/libsynapse.a -lhiredis -levent -ljansson -lcurl -lcrypto -lm
+        "$LIB" -lhiredis -levent -ljansson -lcurl -lcrypto -lm
     local prompt="Once upon a time"
     local body="{\"model\":\"$NAME\",\"prompt\":\"$prompt\",\"max_tokens\":1,\"temperature\":0}"
     cat >"$WORK/post.lua" <<EOF
@@ -116,9 +126,9 @@ wrk.method = "POST"
 wrk.body   = '$body'
 wrk.headers["Content-Type"] = "application/json"
 done = function(summary, latency, requests)
-  io.write(string.format("JSON {\"requests\":%d,\"non2xx\":%d,\"errors\":%d,\"rps\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
+  io.write(string.format("JSON {\"requests\":%d,\"non2xx\":%d,\"errors\":%d,\"rps\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
     summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency:percentile(99.9) / 1000))
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency:percentile(99.9) / 1000))
 end
 EOF
     start_redis
@@ -129,12 +139,15 @@ EOF
     echo "engine $(up) $("$WORK/gateway_engine" "$MODEL" "$prompt" 20000 1)" | tee -a "$res" >&2
     curl -s "http://127.0.0.1:$PORT/v1/completions" -d "$body" >"$WORK/one.json"
     grep -q '"finish_reason":"length"' "$WORK/one.json" || { log "bad answer: $(cat "$WORK/one.json")"; exit 1; }
-    for c in 1 "$WRK_CONNS"; do
+    local cpu0; cpu0=$(cpu_all)
+    for c in 1 $WRK_CONNS; do
         local u; u=$(up)
         local j; j=$(wrk -t1 -c"$c" -d"${DURATION}s" -s "$WORK/post.lua" \
             "http://127.0.0.1:$PORT/v1/completions" | sed -n 's/^JSON //p')
         echo "wrk_c$c $u $j" | tee -a "$res" >&2
     done
+    # CPU per request of each process over the wrk runs (wrk itself: its own user+sys)
+    echo "cpu_s_wrk gateway worker redis: $(cpu_all) (start: $cpu0)" | tee -a "$res" >&2
     for r in $RATES; do
         local u; u=$(up)
         "$SYN" bench load --url "http://127.0.0.1:$PORT" --model "$NAME" --rate "$r" \
