@@ -210,6 +210,14 @@ int syn_q_requeue(struct syn_qclient *c, const char *model, const struct syn_job
 int syn_q_post_events(struct syn_qclient *c, const struct syn_event *ev,
                       const char *const *reply_keys, int n);
 
+/* syn_q_post_events and syn_q_cancelled(job_ids, n_ids, cancelled) in the same round trip: a
+ * worker streams one step's tokens and learns which of its jobs were cancelled for the price of
+ * one. The events are posted whatever the checks answer; on an error, cancelled[] is not to be
+ * trusted. */
+int syn_q_post_events_check(struct syn_qclient *c, const struct syn_event *ev,
+                            const char *const *reply_keys, int n, const char *const *job_ids,
+                            int n_ids, int *cancelled);
+
 /* Marks a job cancelled (SET syn:cancel:{id} EX 3600, PUBLISH syn:cancel id). */
 int syn_q_cancel(struct syn_qclient *c, const char *job_id);
 /* For each of n job ids, out[i] = 1 if cancelled. One round trip. */

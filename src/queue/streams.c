@@ -803,18 +803,14 @@ int syn_q_requeue(struct syn_qclient *c, const char *model, const struct syn_job
 
 /* ---- token events ---- */
 
-static int post_once(struct syn_qclient *c, const struct syn_event *ev,
-                     const char *const *reply_keys, int n)
+/* Buffers the XADDs of n events and one PEXPIRE per reply stream; *n_cmd gets the count. */
+static int append_posts(struct syn_qclient *c, const struct syn_event *ev,
+                        const char *const *reply_keys, int n, int *n_cmd)
 {
-    int rc = qc_begin(c), n_cmd = 0;
-    if (rc) return rc;
+    int rc = SYN_OK, n_seen = 0;
+    *n_cmd = 0;
     const char **seen = calloc((size_t)n, sizeof *seen);
-    redisReply **r = calloc((size_t)n * 2, sizeof *r);
-    int n_seen = 0;
-    if (!seen || !r) {
-        rc = SYN_ENOMEM;
-        goto out;
-    }
+    if (!seen) return SYN_ENOMEM;
     for (int i = 0; i < n; i++) {
         struct syn_q_argv a;
         if (syn_event_xadd_argv(reply_keys[i], &ev[i], &a) != SYN_OK) {
@@ -826,7 +822,7 @@ static int post_once(struct syn_qclient *c, const struct syn_event *ev,
         rc = qc_append(c, &a);
         syn_q_argv_reset(&a);
         if (rc) goto out;
-        n_cmd++;
+        ++*n_cmd;
         int dup = 0;
         for (int k = 0; k < n_seen && !dup; k++) dup = strcmp(seen[k], reply_keys[i]) == 0;
         if (!dup) seen[n_seen++] = reply_keys[i];
@@ -834,14 +830,65 @@ static int post_once(struct syn_qclient *c, const struct syn_event *ev,
     for (int k = 0; k < n_seen; k++) {
         const char *pexpire[] = {"PEXPIRE", seen[k], SYN_Q_REPLY_TTL_MS, NULL};
         if ((rc = append_strs(c, pexpire))) goto out;
-        n_cmd++;
+        ++*n_cmd;
     }
-    if (n_cmd == 0) goto out;
-    if ((rc = qc_collect(c, n_cmd, r))) goto out;
-    rc = check_replies(c, r, n_cmd, "posting events");
-    qc_free_replies(r, n_cmd);
 out:
     free(seen);
+    return rc;
+}
+
+/* Buffers one EXISTS per valid id; *n_cmd gets the count. */
+static int append_cancel_checks(struct syn_qclient *c, const char *const *ids, int n, int *out,
+                                int *n_cmd)
+{
+    char key[160];
+    *n_cmd = 0;
+    for (int i = 0; i < n; i++) {
+        out[i] = 0;
+        if (syn_q_key_cancel(key, sizeof key, ids[i]) < 0) continue;
+        const char *ex[] = {"EXISTS", key, NULL};
+        int rc = append_strs(c, ex);
+        if (rc) return rc;
+        ++*n_cmd;
+    }
+    return SYN_OK;
+}
+
+/* Reads the EXISTS replies r (one per valid id) into out. */
+static int read_cancel_checks(struct syn_qclient *c, redisReply **r, const char *const *ids, int n,
+                              int *out)
+{
+    int rc = SYN_OK;
+    for (int i = 0, k = 0; i < n; i++) {
+        if (!syn_q_name_ok(ids[i])) continue;
+        if (r[k]->type != REDIS_REPLY_INTEGER)
+            rc = qc_reply_error(c, r[k], "EXISTS cancel");
+        else
+            out[i] = r[k]->integer > 0;
+        k++;
+    }
+    return rc;
+}
+
+/* Events and (n_ids > 0) cancellation checks, all in one round trip. */
+static int post_once(struct syn_qclient *c, const struct syn_event *ev,
+                     const char *const *reply_keys, int n, const char *const *ids, int n_ids,
+                     int *cancelled)
+{
+    int rc = qc_begin(c), n_post = 0, n_check = 0;
+    if (rc) return rc;
+    redisReply **r = calloc((size_t)n * 2 + (size_t)n_ids + 1, sizeof *r);
+    if (!r) return SYN_ENOMEM;
+    if ((rc = append_posts(c, ev, reply_keys, n, &n_post)) ||
+        (rc = append_cancel_checks(c, ids, n_ids, cancelled, &n_check)))
+        goto out;
+    if (n_post + n_check == 0) goto out;
+    if ((rc = qc_collect(c, n_post + n_check, r))) goto out;
+    if (n_post) rc = check_replies(c, r, n_post, "posting events");
+    int rc2 = read_cancel_checks(c, r + n_post, ids, n_ids, cancelled);
+    if (rc == SYN_OK) rc = rc2;
+    qc_free_replies(r, n_post + n_check);
+out:
     free(r);
     return rc;
 }
@@ -851,8 +898,21 @@ int syn_q_post_events(struct syn_qclient *c, const struct syn_event *ev,
 {
     if (!c || n < 0 || (n && (!ev || !reply_keys))) return SYN_EINVAL;
     if (n == 0) return SYN_OK;
-    int rc = post_once(c, ev, reply_keys, n);
-    if (qc_retry(c, rc)) rc = post_once(c, ev, reply_keys, n);
+    int rc = post_once(c, ev, reply_keys, n, NULL, 0, NULL);
+    if (qc_retry(c, rc)) rc = post_once(c, ev, reply_keys, n, NULL, 0, NULL);
+    return rc;
+}
+
+int syn_q_post_events_check(struct syn_qclient *c, const struct syn_event *ev,
+                            const char *const *reply_keys, int n, const char *const *job_ids,
+                            int n_ids, int *cancelled)
+{
+    if (!c || n < 0 || n_ids < 0 || (n && (!ev || !reply_keys)) ||
+        (n_ids && (!job_ids || !cancelled)))
+        return SYN_EINVAL;
+    if (n == 0 && n_ids == 0) return SYN_OK;
+    int rc = post_once(c, ev, reply_keys, n, job_ids, n_ids, cancelled);
+    if (qc_retry(c, rc)) rc = post_once(c, ev, reply_keys, n, job_ids, n_ids, cancelled);
     return rc;
 }
 
@@ -882,40 +942,11 @@ int syn_q_cancel(struct syn_qclient *c, const char *job_id)
     return rc;
 }
 
-static int cancelled_once(struct syn_qclient *c, const char *const *ids, int n, int *out)
-{
-    char key[160];
-    int rc = qc_begin(c), n_cmd = 0;
-    if (rc) return rc;
-    redisReply **r = calloc((size_t)n, sizeof *r);
-    if (!r) return SYN_ENOMEM;
-    for (int i = 0; i < n; i++) {
-        out[i] = 0;
-        if (syn_q_key_cancel(key, sizeof key, ids[i]) < 0) continue;
-        const char *ex[] = {"EXISTS", key, NULL};
-        if ((rc = append_strs(c, ex))) goto out;
-        n_cmd++;
-    }
-    if (n_cmd == 0 || (rc = qc_collect(c, n_cmd, r))) goto out;
-    for (int i = 0, k = 0; i < n; i++) {
-        if (!syn_q_name_ok(ids[i])) continue;
-        if (r[k]->type != REDIS_REPLY_INTEGER)
-            rc = qc_reply_error(c, r[k], "EXISTS cancel");
-        else
-            out[i] = r[k]->integer > 0;
-        k++;
-    }
-    qc_free_replies(r, n_cmd);
-out:
-    free(r);
-    return rc;
-}
-
 int syn_q_cancelled(struct syn_qclient *c, const char *const *job_ids, int n, int *out)
 {
     if (!c || n < 0 || (n && (!job_ids || !out))) return SYN_EINVAL;
     if (n == 0) return SYN_OK;
-    int rc = cancelled_once(c, job_ids, n, out);
-    if (qc_retry(c, rc)) rc = cancelled_once(c, job_ids, n, out);
+    int rc = post_once(c, NULL, NULL, 0, job_ids, n, out);
+    if (qc_retry(c, rc)) rc = post_once(c, NULL, NULL, 0, job_ids, n, out);
     return rc;
 }

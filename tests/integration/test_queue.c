@@ -721,6 +721,48 @@ TEST(queue_cancel_and_cancelled)
     syn_qclient_free(c);
 }
 
+TEST(queue_post_events_check_is_one_round_trip)
+{
+    /* a worker's step: its events and "which of my jobs were cancelled?" in one round trip */
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    struct syn_qclient *c = client(&r);
+    redisContext *x = raw(&r);
+    CHECK_EQ_INT(syn_q_cancel(c, "job1"), SYN_OK);
+    struct syn_event ev[16];
+    const char *keys[16], *ids[17];
+    char names[17][16];
+    for (int i = 0; i < 16; i++) {
+        memset(&ev[i], 0, sizeof ev[i]);
+        snprintf(names[i], sizeof names[i], "job%d", i);
+        snprintf(ev[i].job, sizeof ev[i].job, "%s", names[i]);
+        ev[i].n_tokens = 1;
+        ev[i].text = "x";
+        ev[i].text_len = 1;
+        ev[i].attempt = 1;
+        keys[i] = REPLY;
+        ids[i] = names[i];
+    }
+    ids[16] = "not valid"; /* skipped, answered 0, the others still checked */
+    int out[17];
+    memset(out, 0xff, sizeof out);
+    long long before = server_reads(x);
+    CHECK_EQ_INT(syn_q_post_events_check(c, ev, keys, 16, ids, 17, out), SYN_OK);
+    long long reads = server_reads(x) - before - 1; /* minus the second INFO itself */
+    if (reads > 2) FAIL("16 events and 17 checks took %lld server reads (one expected)", reads);
+    for (int i = 0; i < 17; i++) CHECK_EQ_INT(out[i], i == 1);
+    CHECK_EQ_INT(icmd(x, "XLEN %s", REPLY), 16);
+    /* checks alone, and events alone, as syn_q_cancelled and syn_q_post_events answer them */
+    memset(out, 0xff, sizeof out);
+    CHECK_EQ_INT(syn_q_post_events_check(c, NULL, NULL, 0, ids, 3, out), SYN_OK);
+    CHECK(out[0] == 0 && out[1] == 1 && out[2] == 0);
+    CHECK_EQ_INT(syn_q_post_events_check(c, ev, keys, 2, NULL, 0, NULL), SYN_OK);
+    CHECK_EQ_INT(icmd(x, "XLEN %s", REPLY), 18);
+    CHECK_EQ_INT(syn_q_post_events_check(c, ev, keys, 1, NULL, 1, out), SYN_EINVAL);
+    redisFree(x);
+    syn_qclient_free(c);
+}
+
 /* ---- registry and backlog ---- */
 
 TEST(queue_registry_heartbeat_list_and_expiry)
