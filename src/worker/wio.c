@@ -20,6 +20,11 @@
 
 #define LOG "worker-io"
 
+/* While jobs run: check them for cancellation at least this often when no step ends (a step's
+ * end checks them with its events), and look for new jobs this often while slots are free. */
+#define CANCEL_POLL_MS 10
+#define CLAIM_POLL_MS  2
+
 static void free_msg(struct out_msg *m)
 {
     if (!m) return;
@@ -81,8 +86,19 @@ static struct out_msg *events_first(struct out_msg *list)
     return evs;
 }
 
-/* Sends a batch of outgoing messages in order. Returns the unsent remainder (NULL if all went). */
-static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_msg *list)
+/* Which held jobs to check for cancellation in the next flush, and what it found. */
+struct checks {
+    const char **ids; /* (n) job ids, pointing into the I/O thread's copy of the runs */
+    int *flags;       /* (n) OUT: 1 = cancelled */
+    int n;            /* 0 = no check asked */
+    int done;         /* OUT: the check ran and flags can be trusted */
+};
+
+/* Sends a batch of outgoing messages in order. Returns the unsent remainder (NULL if all went).
+ * The cancellation checks in ck, if any, ride with the first batch of events, so that a step's
+ * tokens and the answer to "were any of my jobs cancelled?" cost one round trip, not two. */
+static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_msg *list,
+                             struct checks *ck)
 {
     enum { BATCH = 256 };
     struct syn_event evs[BATCH];
@@ -96,7 +112,10 @@ static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_ms
                 evs[n] = m->ev;
                 keys[n] = m->reply;
             }
-            if (syn_q_post_events(c, evs, keys, n) != 0) return list;
+            int n_ck = ck->done ? 0 : ck->n;
+            if (syn_q_post_events_check(c, evs, keys, n, ck->ids, n_ck, ck->flags) != 0)
+                return list;
+            if (n_ck) ck->done = 1;
             while (list != m) {
                 struct out_msg *nx = list->next;
                 free_msg(list);
@@ -177,15 +196,20 @@ static void *io_main(void *arg)
         snprintf(w->fatal, sizeof w->fatal, "%s", err);
         goto out;
     }
-    int64_t next_hb = 0, next_reclaim = mono_ms() + p->reclaim_ms / 2;
+    int64_t next_hb = 0, next_reclaim = mono_ms() + p->reclaim_ms / 2, last_check = 0;
     int groups_ok = 0;
     for (;;) {
         pthread_mutex_lock(&w->mu);
         if (!w->out_head && !w->stop) {
-            /* sleep briefly unless there is work; shorter while jobs are held */
+            /* Sleep unless there is work. While jobs are held, the scheduler's publish after
+             * each step wakes us; the timeout only bounds how stale a cancellation check gets
+             * in a long step, or (with free slots) how soon a new job is claimed. Polling on a
+             * short timer during a step would cost a Redis round trip (and wake-ups of Redis
+             * and of this thread, which take the engine's core on a small machine) each time. */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            long wait_ms = w->held > 0 ? 2 : (w->want > 0 ? 0 : 20);
+            long wait_ms = w->held > 0 ? (w->want > 0 ? CLAIM_POLL_MS : CANCEL_POLL_MS)
+                                       : (w->want > 0 ? 0 : 20);
             ts.tv_nsec += wait_ms * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
@@ -202,7 +226,17 @@ static void *io_main(void *arg)
 
         int ok = syn_qclient_ensure(c) == 0;
         if (ok && !groups_ok) groups_ok = syn_q_ensure_groups(c, w->model) == 0;
-        struct out_msg *rest = ok ? flush(w, c, list) : list;
+        /* check the held jobs with this step's events, or on their own when no step has
+         * ended for CANCEL_POLL_MS */
+        int has_events = 0;
+        for (struct out_msg *m = list; m && !has_events; m = m->next)
+            has_events = m->kind == OUT_EVENT;
+        struct checks ck = {ids, flags, 0, 0};
+        if (n_runs > 0 && (has_events || mono_ms() - last_check >= CANCEL_POLL_MS)) {
+            for (int i = 0; i < n_runs; i++) ids[i] = runs[i].id;
+            ck.n = n_runs;
+        }
+        struct out_msg *rest = ok ? flush(w, c, list, &ck) : list;
         if (rest) {
             requeue_front(w, rest);
             ok = 0;
@@ -247,17 +281,19 @@ static void *io_main(void *arg)
         }
         w->redis_ok = 1;
 
-        /* cancellations of held jobs */
-        if (n_runs > 0) {
-            for (int i = 0; i < n_runs; i++) ids[i] = runs[i].id;
-            if (syn_q_cancelled(c, ids, n_runs, flags) == 0) {
-                pthread_mutex_lock(&w->mu);
-                for (int i = 0; i < n_runs; i++)
-                    if (flags[i] && w->n_cancelled < cap)
-                        memcpy(w->cancelled[w->n_cancelled++], runs[i].id, sizeof runs[i].id);
-                pthread_cond_signal(&w->cv_sched);
-                pthread_mutex_unlock(&w->mu);
-            }
+        /* cancellations of held jobs, unless the flush checked them with its events */
+        if (ck.n > 0 && !ck.done && syn_q_cancelled(c, ids, n_runs, flags) == 0) ck.done = 1;
+        if (ck.done) {
+            last_check = mono_ms();
+            int any = 0;
+            pthread_mutex_lock(&w->mu);
+            for (int i = 0; i < n_runs; i++)
+                if (flags[i] && w->n_cancelled < cap) {
+                    memcpy(w->cancelled[w->n_cancelled++], runs[i].id, sizeof runs[i].id);
+                    any = 1;
+                }
+            if (any) pthread_cond_signal(&w->cv_sched);
+            pthread_mutex_unlock(&w->mu);
         }
         int64_t now = mono_ms();
         if (now >= next_hb) {
