@@ -6,6 +6,12 @@ CC       ?= gcc
 ifeq ($(origin CC),default)
 CC       := gcc
 endif
+# CUDA=1 adds the CUDA backend (src/engine/cuda/) and builds into build/cuda/ by default.
+CUDA     ?= 0
+ifeq ($(CUDA),1)
+BUILD    ?= build/cuda
+BIN      ?= build/cuda/synapse
+endif
 BUILD    ?= build
 BIN      ?= synapse
 OPT      ?= -O2 -g
@@ -30,6 +36,28 @@ TEST_SRC := $(wildcard tests/*.c tests/unit/*.c tests/integration/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+
+# ---- CUDA=1: nvcc for src/engine/cuda/*.cu, sm_90a code plus compute_80 PTX (JIT-compiled by
+# the driver for any other GPU of compute capability >= 8.0); static cudart and cuBLAS, never
+# libcuda, so the binary starts (and falls back to the CPU backend) on machines without a driver.
+ifeq ($(CUDA),1)
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCH ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=compute_80
+NVWARN    := -Xcompiler -Wall,-Wextra --Werror all-warnings
+NVFLAGS   := -std=c++17 -O2 -g -lineinfo $(CUDA_ARCH) $(NVWARN) -Xcompiler -fno-strict-aliasing \
+             $(EXTRA_NVFLAGS)
+CPPFLAGS  += -DSYN_HAVE_CUDA
+CU_SRC    := $(wildcard src/engine/cuda/*.cu)
+CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
+LIB_OBJ   += $(CU_OBJ)
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcublasLt \
+             -lcudart_static -ldl -lrt -lstdc++
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(CPPFLAGS) $(NVFLAGS) -MMD -MP -c $< -o $@
+endif
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsynapse.a
@@ -51,6 +79,8 @@ help:
 	@echo "make observe      as make run, with Prometheus, Pushgateway and redis_exporter (--observability)"
 	@echo "make format-check check formatting with .clang-format; make format rewrites"
 	@echo "make clean        remove build outputs"
+	@echo "make CUDA=1 ...   the same with the CUDA backend (nvcc; into build/cuda/);"
+	@echo "                  scripts/gpu-check.sh runs its checks on a GPU machine"
 
 deps:
 	@scripts/install-deps.sh

@@ -30,11 +30,14 @@
 #include "synapse/model.h"
 
 struct syn_engine;
+struct syn_sampler;
 struct syn_tokenizer;
 
 struct syn_engine_params {
     const char *model_path;    /* a GGUF file, or a directory with config.json + safetensors */
-    const char *backend;       /* "cpu" (default); "cuda" where built with CUDA=1 */
+    const char *backend;       /* "cpu" or "cuda" (built with CUDA=1; without a usable GPU it
+                                  logs why and runs on the CPU); default $SYNAPSE_BACKEND, else
+                                  "cpu" */
     int n_threads;             /* threads for the CPU backend; 0 = online CPUs */
     int max_seqs;              /* sequences alive at once (default 64) */
     int max_batch_tokens;      /* tokens in one step, all sequences together (default 512) */
@@ -112,5 +115,14 @@ int syn_engine_step(struct syn_engine *e, const struct syn_step_item *items, int
  * the next step. NULL if r is out of range. */
 const float *syn_engine_logits(const struct syn_engine *e, int r);
 int syn_engine_n_logits(const struct syn_engine *e);
+
+/* One token for each of the last step's logits rows r < n, picked by samplers[r] (one per row,
+ * as syn_sampler_sample would pick it; the caller still calls syn_sampler_accept). On a backend
+ * that samples on its device (CUDA) and when every sampler allows it (syn_sampler_device_ok),
+ * the logits never leave the device and only the ids come back; otherwise each row is sampled
+ * on the host from syn_engine_logits. Returns 0, SYN_EINVAL (n out of range), or the backend's
+ * error. */
+int syn_engine_sample(struct syn_engine *e, struct syn_sampler *const *samplers, int n,
+                      int32_t *out);
 
 #endif

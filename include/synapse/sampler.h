@@ -55,4 +55,23 @@ struct syn_logprob {
 int32_t syn_sampler_sample(struct syn_sampler *s, const float *logits, float *out_logprob,
                            struct syn_logprob *top, int n_top);
 
+/* ---- sampling on a backend's device (syn_engine_sample) ---- */
+
+/* Everything a device needs to pick the token syn_sampler_sample would pick, for a sampler that
+ * needs no host-side state (no penalties): the truncations, and the uniform number the
+ * sampler's own stream gives for this draw, so that seeded runs stay reproducible. */
+struct syn_sample_spec {
+    float temperature; /* 0 = greedy */
+    int top_k;
+    float top_p;
+    float min_p;
+    double u; /* uniform in [0, 1); unused (0) when greedy */
+};
+
+/* 1 when the sampler can be run on a device: no repetition, frequency or presence penalty. */
+int syn_sampler_device_ok(const struct syn_sampler *s);
+
+/* Fills spec and advances the random stream exactly as one syn_sampler_sample call would. */
+void syn_sampler_device_spec(struct syn_sampler *s, struct syn_sample_spec *spec);
+
 #endif

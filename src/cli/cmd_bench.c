@@ -12,6 +12,9 @@
 #include "engine/cpu/membw.h"
 #include "engine/cpu/threadpool.h"
 #include "synapse/engine.h"
+#ifdef SYN_HAVE_CUDA
+#include "engine/cuda/cuda.h"
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,12 +46,14 @@ static void engine_usage(FILE *f)
 {
     fprintf(f,
             "Usage: synapse bench engine -m MODEL [--batch 1,4,16,64] [--prompt N] [--gen N]\n"
-            "                            [--reps R] [-t N] [--json]\n\n"
+            "                            [--reps R] [-t N] [--backend NAME] [--json]\n\n"
             "Measures, in one run: memory read bandwidth (all threads streaming a 1 GiB buffer),\n"
             "model load time (map + first token), prefill tokens/s (one sequence of --prompt\n"
             "tokens), and decode tokens/s at each batch size (that many sequences decoding --gen\n"
             "tokens each, in lock-step). Decode at batch 1 is compared with the bandwidth floor:\n"
-            "bandwidth / bytes of weights one decode step reads. Medians of --reps runs.\n\n"
+            "bandwidth / bytes of weights one decode step reads. Medians of --reps runs.\n"
+            "With --backend cuda the bandwidth is the GPU's (device-to-device copies, bytes read\n"
+            "and written) and the floor is the GPU's.\n\n"
             "Options:\n"
             "  -m, --model PATH   GGUF file or Hugging Face directory (required)\n"
             "      --batch LIST   batch sizes (default 1,4,16)\n"
@@ -56,6 +61,7 @@ static void engine_usage(FILE *f)
             "      --gen N        decode steps per measurement (default 32)\n"
             "      --reps R       repetitions, median reported (default 3)\n"
             "  -t, --threads N    CPU threads (default: all)\n"
+            "      --backend NAME cpu or cuda (default: $SYNAPSE_BACKEND, else cpu)\n"
             "      --json         print one JSON object instead of text\n"
             "  -h, --help         show this help\n");
 }
@@ -125,16 +131,14 @@ static int time_prefill(struct syn_engine *e, int n, double *tps)
 
 static int bench_engine(int argc, char **argv)
 {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"batch", required_argument, 0, 'b'},
-                                         {"prompt", required_argument, 0, 'p'},
-                                         {"gen", required_argument, 0, 'g'},
-                                         {"reps", required_argument, 0, 'r'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *cmd = "bench engine", *model = NULL;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"batch", required_argument, 0, 'b'},
+        {"prompt", required_argument, 0, 'p'},  {"gen", required_argument, 0, 'g'},
+        {"reps", required_argument, 0, 'r'},    {"threads", required_argument, 0, 't'},
+        {"backend", required_argument, 0, 'B'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+    };
+    const char *cmd = "bench engine", *model = NULL, *backend = NULL;
     int batches[MAX_BATCHES] = {1, 4, 16}, nb = 3, json = 0, c;
     long prompt = 128, gen = 32, reps = 3, threads = 0;
     while ((c = cli_getopt(cmd, argc, argv, "m:t:h", opts)) != -1) {
@@ -158,6 +162,9 @@ static int bench_engine(int argc, char **argv)
         case 't':
             if (cli_parse_long(cmd, "--threads", optarg, 0, 1024, &threads)) return 2;
             break;
+        case 'B':
+            backend = optarg;
+            break;
         case 'j':
             json = 1;
             break;
@@ -174,16 +181,21 @@ static int bench_engine(int argc, char **argv)
     for (int i = 0; i < nb; i++)
         if (batches[i] > max_b) max_b = batches[i];
 
-    /* bandwidth first, with a pool of the same size, then freed */
-    struct syn_pool *pool = syn_pool_new((int)threads);
-    if (!pool) return 1;
-    int n_threads = syn_pool_size(pool);
-    double bw[100];
-    for (int r = 0; r < reps; r++) bw[r] = syn_membw_read_gbs(pool, 0, 3);
-    syn_pool_free(pool);
-    double gbs = median(bw, (int)reps);
-
     struct syn_engine_params ep = syn_engine_default_params();
+    if (backend) ep.backend = backend;
+    const int on_gpu = !strcmp(ep.backend, "cuda");
+
+    /* bandwidth first (the CPU's with a pool of the same size, then freed; or the GPU's) */
+    int n_threads = 0;
+    double bw[100], gbs = 0;
+    if (!on_gpu) {
+        struct syn_pool *pool = syn_pool_new((int)threads);
+        if (!pool) return 1;
+        n_threads = syn_pool_size(pool);
+        for (int r = 0; r < reps; r++) bw[r] = syn_membw_read_gbs(pool, 0, 3);
+        syn_pool_free(pool);
+        gbs = median(bw, (int)reps);
+    }
     ep.model_path = model;
     ep.n_threads = (int)threads;
     ep.max_seqs = max_b;
@@ -201,6 +213,25 @@ static int bench_engine(int argc, char **argv)
     int rc = time_decode(e, 1, 1, &tps); /* the first token */
     double t_first = now_s() - t0;
     if (rc) goto fail;
+    const char *be_name = syn_engine_backend_name(e), *device = "cpu";
+    if (on_gpu) {
+        gbs = -1;
+#ifdef SYN_HAVE_CUDA
+        if (!strcmp(be_name, "cuda")) {
+            for (int r = 0; r < reps; r++) bw[r] = syn_cuda_membw_gbs();
+            gbs = median(bw, (int)reps);
+            device = syn_cuda_device_name();
+        }
+#endif
+        if (gbs <= 0) { /* fell back to the CPU: measure its bandwidth after all */
+            struct syn_pool *pool = syn_pool_new((int)threads);
+            if (!pool) goto fail;
+            n_threads = syn_pool_size(pool);
+            for (int r = 0; r < reps; r++) bw[r] = syn_membw_read_gbs(pool, 0, 3);
+            syn_pool_free(pool);
+            gbs = median(bw, (int)reps);
+        }
+    }
     double pf[100], dec[MAX_BATCHES][100], pf_med, dec_med[MAX_BATCHES];
     for (int r = 0; r < reps; r++)
         if ((rc = time_prefill(e, (int)prompt, &pf[r]))) goto fail;
@@ -216,12 +247,13 @@ static int bench_engine(int argc, char **argv)
     for (int i = 0; i < nb; i++)
         if (batches[i] == 1) b1 = dec_med[i];
     if (json) {
-        printf("{\"model\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"weight_bytes\":%llu,"
+        printf("{\"model\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,"
+               "\"isa\":\"%s\",\"weight_bytes\":%llu,"
                "\"membw_gbs\":%.2f,\"floor_tokens_per_s\":%.2f,\"load_s\":%.4f,"
                "\"first_token_s\":%.4f,\"prompt_tokens\":%ld,\"prefill_tokens_per_s\":%.2f,"
                "\"gen_tokens\":%ld,\"decode\":[",
-               model, n_threads, syn_cpu_kernels_isa(), (unsigned long long)wb, gbs, floor_tps,
-               t_load, t_first, prompt, pf_med, gen);
+               model, be_name, device, n_threads, syn_cpu_kernels_isa(), (unsigned long long)wb,
+               gbs, floor_tps, t_load, t_first, prompt, pf_med, gen);
         for (int i = 0; i < nb; i++)
             printf("%s{\"batch\":%d,\"tokens_per_s\":%.2f%s", i ? "," : "", batches[i], dec_med[i],
                    "}");
@@ -230,8 +262,13 @@ static int bench_engine(int argc, char **argv)
         printf("}\n");
     } else {
         printf("model            %s\n", model);
-        printf("threads          %d (kernels %s)\n", n_threads, syn_cpu_kernels_isa());
-        printf("memory bandwidth %.2f GB/s (read, all threads)\n", gbs);
+        if (!strcmp(be_name, "cpu")) {
+            printf("threads          %d (kernels %s)\n", n_threads, syn_cpu_kernels_isa());
+            printf("memory bandwidth %.2f GB/s (read, all threads)\n", gbs);
+        } else {
+            printf("backend          %s (%s)\n", be_name, device);
+            printf("memory bandwidth %.2f GB/s (device copies, read + write)\n", gbs);
+        }
         printf("weights/step     %.1f MiB -> floor %.1f tokens/s at batch 1\n",
                (double)wb / 1048576.0, floor_tps);
         printf("load             %.3f s (map + first token %.3f s)\n", t_load, t_first);

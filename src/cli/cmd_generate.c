@@ -37,6 +37,8 @@ static void usage(FILE *f)
             "      --chat-template N   override the model's template (%s)\n"
             "      --ignore-eos        keep generating past end-of-generation tokens\n"
             "  -t, --threads N         CPU threads (default: all)\n"
+            "      --backend NAME      cpu or cuda (a CUDA=1 build; without a GPU it says so and\n"
+            "                          runs on the CPU) (default: $SYNAPSE_BACKEND, else cpu)\n"
             "      --stats             print prompt/generation speed to stderr at the end\n"
             "  -h, --help              show this help\n",
             syn_chat_known_names());
@@ -59,9 +61,10 @@ int cmd_generate(int argc, char **argv)
                                          {"ignore-eos", no_argument, 0, 'E'},
                                          {"threads", required_argument, 0, 't'},
                                          {"stats", no_argument, 0, 'x'},
+                                         {"backend", required_argument, 0, 'B'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *model = NULL, *prompt = "", *system = NULL, *tmpl = NULL;
+    const char *model = NULL, *prompt = "", *system = NULL, *tmpl = NULL, *backend = NULL;
     long n_gen = 256, threads = 0, top_k = 0, seed = 0;
     double temp = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
     int chat = 0, ignore_eos = 0, stats = 0, c;
@@ -113,6 +116,9 @@ int cmd_generate(int argc, char **argv)
         case 'x':
             stats = 1;
             break;
+        case 'B':
+            backend = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -133,6 +139,7 @@ int cmd_generate(int argc, char **argv)
     ep.model_path = model;
     ep.n_threads = (int)threads;
     ep.max_seqs = 1;
+    if (backend) ep.backend = backend;
     if (syn_engine_load(&ep, &e, err, sizeof err) < 0) {
         fprintf(stderr, "synapse generate: %s\n", err);
         goto out;

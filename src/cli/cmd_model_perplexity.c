@@ -18,7 +18,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: synapse model perplexity MODEL [--tokens \"ID ID ...\"] [--no-bos]\n"
-            "                                 [--dump-logits FILE] [-t N]\n\n"
+            "                                 [--dump-logits FILE] [-t N] [--backend NAME]\n\n"
             "Reads text on stdin (or takes --tokens), runs it through the model teacher-forced\n"
             "and prints the number of tokens, the total negative log-likelihood (nats) of\n"
             "tokens 1..n-1 given their prefixes, and the perplexity exp(nll / (n - 1)).\n\n"
@@ -28,6 +28,7 @@ static void usage(FILE *f)
             "      --dump-logits FILE  write n x n_vocab little-endian f32 logits (row i: after\n"
             "                          token i)\n"
             "  -t, --threads N         CPU threads (default: all)\n"
+            "      --backend NAME      cpu or cuda (default: $SYNAPSE_BACKEND, else cpu)\n"
             "  -h, --help              show this help\n");
 }
 
@@ -89,9 +90,10 @@ int cmd_model_perplexity(int argc, char **argv)
                                          {"no-bos", no_argument, 0, 'B'},
                                          {"dump-logits", required_argument, 0, 'd'},
                                          {"threads", required_argument, 0, 't'},
+                                         {"backend", required_argument, 0, 'b'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *cmd = "model perplexity", *tokens = NULL, *dump = NULL;
+    const char *cmd = "model perplexity", *tokens = NULL, *dump = NULL, *backend = NULL;
     int no_bos = 0, c;
     long threads = 0;
     while ((c = cli_getopt(cmd, argc, argv, "t:h", opts)) != -1) {
@@ -104,6 +106,9 @@ int cmd_model_perplexity(int argc, char **argv)
             break;
         case 'd':
             dump = optarg;
+            break;
+        case 'b':
+            backend = optarg;
             break;
         case 't':
             if (cli_parse_long(cmd, "--threads", optarg, 0, 1024, &threads)) return 2;
@@ -134,6 +139,7 @@ int cmd_model_perplexity(int argc, char **argv)
     ep.max_seqs = 1;
     ep.max_batch_tokens = 256;
     ep.max_logit_rows = 256;
+    if (backend) ep.backend = backend;
     if (syn_engine_load(&ep, &e, err, sizeof err) < 0) {
         fprintf(stderr, "synapse model perplexity: %s\n", err);
         goto out;

@@ -43,6 +43,8 @@ static void usage(FILE *f)
         "      --drain-timeout S       grace period on SIGTERM (default 30)\n"
         "      --chat-template NAME    override the model's chat template\n"
         "  -t, --threads N             engine threads (default: all)      SYNAPSE_THREADS\n"
+        "      --backend NAME          cpu or cuda (a CUDA=1 build; without a GPU it logs why\n"
+        "                              and runs on the CPU) (default cpu) SYNAPSE_BACKEND\n"
         "      --metrics-port N        serve Prometheus metrics on GET /metrics at this port\n"
         "                              (0 = any free port, printed)   SYNAPSE_METRICS_PORT\n"
         "      --metrics-host ADDR     bind address for it (default 127.0.0.1)\n"
@@ -78,6 +80,7 @@ int cmd_worker(int argc, char **argv)
                                          {"drain-timeout", required_argument, 0, 'T'},
                                          {"chat-template", required_argument, 0, 'C'},
                                          {"threads", required_argument, 0, 't'},
+                                         {"backend", required_argument, 0, 'G'},
                                          {"metrics-port", required_argument, 0, 'M'},
                                          {"metrics-host", required_argument, 0, 'O'},
                                          {"pushgateway", required_argument, 0, 'P'},
@@ -173,6 +176,12 @@ int cmd_worker(int argc, char **argv)
         case 't':
             if (cli_parse_long(cmd, "--threads", optarg, 0, 1024, &v)) return 2;
             p.n_threads = (int)v;
+            break;
+        case 'G':
+            /* the worker's engine takes its backend from the environment (engine.h) */
+            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0)
+                return cli_usage_error(cmd, "--backend expects cpu or cuda, got '%s'", optarg);
+            setenv("SYNAPSE_BACKEND", optarg, 1);
             break;
         case 'M':
             if (cli_parse_long(cmd, "--metrics-port", optarg, 0, 65535, &v)) return 2;

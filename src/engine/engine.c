@@ -11,6 +11,9 @@
 
 #include "synapse/log.h"
 #include "synapse/tokenizer.h"
+#ifdef SYN_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +21,11 @@
 
 struct syn_engine_params syn_engine_default_params(void)
 {
+    /* the environment picks the backend for processes whose CLI has no flag for it (workers) */
+    const char *backend = getenv("SYNAPSE_BACKEND");
     struct syn_engine_params p = {
         .model_path = NULL,
-        .backend = "cpu",
+        .backend = backend && *backend ? backend : "cpu",
         .n_threads = 0,
         .max_seqs = 64,
         .max_batch_tokens = 512,
@@ -53,10 +58,22 @@ int syn_engine_load(const struct syn_engine_params *p, struct syn_engine **out, 
                           "engine: parameters out of range (max_seqs 1..4096, max_batch_tokens "
                           "1..65536, kv_block_tokens 1..1024)");
     const struct syn_backend *be = &syn_backend_cpu;
+#ifdef SYN_HAVE_CUDA
+    if (p->backend && !strcmp(p->backend, "cuda")) {
+        char why[256];
+        if (syn_cuda_available(why, sizeof why))
+            be = &syn_backend_cuda;
+        else
+            syn_warn("engine", "%s; using the CPU backend", why);
+    } else if (p->backend && strcmp(p->backend, "cpu") != 0)
+        return syn_seterr(err, errlen, SYN_EUNSUPPORTED,
+                          "engine: unknown backend '%s' (have: cpu, cuda)", p->backend);
+#else
     if (p->backend && strcmp(p->backend, "cpu") != 0)
         return syn_seterr(err, errlen, SYN_EUNSUPPORTED,
                           "engine: backend '%s' is not built into this binary (have: cpu)",
                           p->backend);
+#endif
 
     int rc;
     struct syn_engine *e = calloc(1, sizeof *e);
@@ -102,8 +119,9 @@ int syn_engine_load(const struct syn_engine_params *p, struct syn_engine **out, 
     e->plan_out = malloc(sizeof(int32_t) * (size_t)e->max_logit_rows);
     e->seen = calloc((size_t)e->max_seqs, 1);
     e->logits = malloc(sizeof(float) * (size_t)e->max_logit_rows * (size_t)hp->n_vocab);
+    e->sample_specs = malloc(sizeof *e->sample_specs * (size_t)e->max_logit_rows);
     if (!e->seqs || !e->block_tables || !e->free_blocks || !e->plan_tokens || !e->plan_pos ||
-        !e->plan_seq || !e->plan_out || !e->seen || !e->logits) {
+        !e->plan_seq || !e->plan_out || !e->seen || !e->logits || !e->sample_specs) {
         rc = syn_seterr(err, errlen, SYN_ENOMEM, "engine: out of memory for step buffers");
         goto fail;
     }
@@ -145,6 +163,7 @@ void syn_engine_free(struct syn_engine *e)
     free(e->plan_out);
     free(e->seen);
     free(e->logits);
+    free(e->sample_specs);
     free(e);
 }
 
@@ -268,6 +287,7 @@ int syn_engine_step(struct syn_engine *e, const struct syn_step_item *items, int
     const int n_vocab = e->model.hp.n_vocab;
     int total = 0, rows = 0, blocks = 0, rc = SYN_OK;
     e->n_logits = 0;
+    e->logits_on_device = 0;
     if (n_items < 1 || !items) return SYN_EINVAL;
 
     /* validate everything before touching any state */
@@ -336,6 +356,7 @@ int syn_engine_step(struct syn_engine *e, const struct syn_step_item *items, int
     if (rc == SYN_OK) {
         for (int i = 0; i < n_items; i++) e->seqs[items[i].seq].len += items[i].n_tokens;
         e->n_logits = rows;
+        e->logits_on_device = rows > 0 && e->backend->fetch_logits != NULL;
     } else {
         /* give back blocks reserved for positions that were never filled */
         for (int i = 0; i < n_items; i++) {
@@ -351,10 +372,37 @@ out:
 const float *syn_engine_logits(const struct syn_engine *e, int r)
 {
     if (r < 0 || r >= e->n_logits) return NULL;
+    if (e->logits_on_device) {
+        /* A cache fill, not a change the caller can see: every engine is made non-const by
+         * syn_engine_load, so writing through it is defined. */
+        struct syn_engine *me = (struct syn_engine *)e;
+        if (me->backend->fetch_logits(me) < 0) return NULL;
+        me->logits_on_device = 0;
+    }
     return e->logits + (size_t)r * (size_t)e->model.hp.n_vocab;
 }
 
 int syn_engine_n_logits(const struct syn_engine *e)
 {
     return e->n_logits;
+}
+
+int syn_engine_sample(struct syn_engine *e, struct syn_sampler *const *samplers, int n,
+                      int32_t *out)
+{
+    if (n < 0 || n > e->n_logits || (n > 0 && (!samplers || !out))) return SYN_EINVAL;
+    /* decide first: a spec consumes its sampler's random draw */
+    int device = n > 0 && e->backend->sample && e->logits_on_device;
+    for (int r = 0; r < n && device; r++)
+        if (!syn_sampler_device_ok(samplers[r])) device = 0;
+    if (device) {
+        for (int r = 0; r < n; r++) syn_sampler_device_spec(samplers[r], &e->sample_specs[r]);
+        return e->backend->sample(e, e->sample_specs, n, out);
+    }
+    for (int r = 0; r < n; r++) {
+        const float *lg = syn_engine_logits(e, r);
+        if (!lg) return SYN_EIO;
+        out[r] = syn_sampler_sample(samplers[r], lg, NULL, NULL, 0);
+    }
+    return SYN_OK;
 }

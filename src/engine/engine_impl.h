@@ -11,6 +11,7 @@
 
 #include "model.h"
 #include "synapse/engine.h"
+#include "synapse/sampler.h"
 
 /* One step, flattened: T tokens from any number of sequences, in item order. */
 struct syn_step_plan {
@@ -33,9 +34,19 @@ struct syn_backend {
     int (*forward)(struct syn_engine *e, const struct syn_step_plan *plan);
     /* Frees what init allocated (e->backend_state). */
     void (*release)(struct syn_engine *e);
+    /* Optional (NULL: forward writes plan->logits itself). For a backend whose forward leaves
+     * the logits on its device: copies the last step's e->n_logits rows into e->logits. The
+     * engine calls it at most once per step, when someone first reads the logits. */
+    int (*fetch_logits)(struct syn_engine *e);
+    /* Optional: one token per row r < n of the last step's logits, picked on the device for
+     * specs[r] (syn_engine_sample), so that only token ids leave it. 0 or a negative syn_err. */
+    int (*sample)(struct syn_engine *e, const struct syn_sample_spec *specs, int n, int32_t *out);
 };
 
 extern const struct syn_backend syn_backend_cpu;
+#ifdef SYN_HAVE_CUDA
+extern const struct syn_backend syn_backend_cuda; /* src/engine/cuda/backend.cu */
+#endif
 
 struct syn_seq {
     int alive;       /* slot in use */
@@ -65,6 +76,8 @@ struct syn_engine {
     uint8_t *seen;                              /* (max_seqs) duplicate check within one step */
     float *logits;                              /* (max_logit_rows, n_vocab) */
     int n_logits;                               /* rows the last step produced */
+    int logits_on_device; /* 1 while the last step's logits are only on the backend's device */
+    struct syn_sample_spec *sample_specs; /* (max_logit_rows) for syn_engine_sample */
 };
 
 #endif

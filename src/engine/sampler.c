@@ -282,3 +282,21 @@ out:
     if (out_logprob || (top && n_top > 0)) raw_logprobs(logits, n, chosen, out_logprob, top, n_top);
     return chosen;
 }
+
+/* ---- device sampling ---- */
+
+int syn_sampler_device_ok(const struct syn_sampler *s)
+{
+    return s->p.repetition_penalty == 1.0f && s->p.frequency_penalty == 0.0f &&
+           s->p.presence_penalty == 0.0f;
+}
+
+void syn_sampler_device_spec(struct syn_sampler *s, struct syn_sample_spec *spec)
+{
+    spec->temperature = s->p.temperature;
+    spec->top_k = s->p.top_k;
+    spec->top_p = s->p.top_p;
+    spec->min_p = s->p.min_p;
+    /* syn_sampler_sample draws exactly once, and only when it does not take the argmax */
+    spec->u = s->p.temperature == 0.0f ? 0.0 : next_double(s->rng);
+}
