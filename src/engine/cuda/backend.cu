@@ -20,8 +20,8 @@
  *
  * Pure decode steps (one token per sequence, every token wanting logits) replay a CUDA graph per
  * batch-size bucket (1, 2, 4, ... 256), padded: padding tokens have seq -1 and are skipped by the
- * KV write and attention. Graphs are captured the first time a bucket is used;
- * SYNAPSE_CUDA_GRAPHS=0 turns them off.
+ * KV write and attention. A bucket runs eagerly the first time it is used, is captured the second
+ * time, and replayed from then on; SYNAPSE_CUDA_GRAPHS=0 turns graphs off.
  *
  * Not batch invariant bit for bit, unlike the CPU backend: cuBLAS may pick a different kernel
  * (and reduction order) for a different number of rows. Every buffer is allocated at init; a step
@@ -151,6 +151,7 @@ struct cuda_state {
     int group;                                    /* query heads per kv head */
     int use_graphs;
     cudaGraphExec_t graphs[N_BUCKETS]; /* decode graph per bucket, or NULL */
+    int graph_warm[N_BUCKETS];         /* the bucket ran once eagerly: capture it next time */
     int graph_failed[N_BUCKETS];       /* capture failed once: that bucket runs eagerly */
     int logits_registered;             /* e->logits is page-locked (cudaHostRegister) */
 };
@@ -772,31 +773,48 @@ static int decode_bucket(const struct cuda_state *s, const struct syn_step_plan 
     return b;
 }
 
-static int run_graph(struct syn_engine *e, struct cuda_state *s, int b)
+/* Captures the decode graph of bucket b (B = 1 << b tokens, padded) and instantiates it.
+ * Returns 0, or 1 when capture failed (logged; the bucket then runs eagerly for good). */
+static int capture_graph(struct syn_engine *e, struct cuda_state *s, int b, int split)
 {
     const int B = 1 << b;
+    cudaGraph_t g = NULL;
+    cudaError_t ce = cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal);
     int rc = SYN_OK;
-    if (!s->graphs[b]) {
-        cudaGraph_t g = NULL;
-        const int split = choose_split(s, B, e->model.hp.n_kv_head, B, e->n_ctx);
-        CU_TRY(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal));
+    if (ce == cudaSuccess) {
         rc = enqueue_forward(e, s, B, B, B, s->group, split);
-        cudaError_t ce = cudaStreamEndCapture(s->stream, &g);
+        ce = cudaStreamEndCapture(s->stream, &g); /* always: it ends capture mode */
         if (rc == SYN_OK && ce == cudaSuccess) ce = cudaGraphInstantiate(&s->graphs[b], g, 0);
-        if (g) cudaGraphDestroy(g);
-        if (rc != SYN_OK || ce != cudaSuccess) {
-            syn_warn("cuda",
-                     "capturing the decode graph for batch %d failed (%s); that batch "
-                     "size runs without a graph",
-                     B, ce != cudaSuccess ? cudaGetErrorString(ce) : syn_strerror(rc));
-            cudaGetLastError();
-            s->graphs[b] = NULL;
-            s->graph_failed[b] = 1;
-            return 1; /* not an error: run it eagerly */
-        }
-        syn_debug("cuda", "captured the decode graph for batch %d (%d attention splits)", B, split);
     }
-    CU_TRY(cudaGraphLaunch(s->graphs[b], s->stream));
+    if (g) cudaGraphDestroy(g);
+    if (rc == SYN_OK && ce == cudaSuccess) {
+        syn_debug("cuda", "captured the decode graph for batch %d (%d attention splits)", B,
+                  split);
+        return 0;
+    }
+    syn_warn("cuda", "capturing the decode graph for batch %d failed (%s); that batch size runs "
+             "without a graph", B, ce != cudaSuccess ? cudaGetErrorString(ce) : syn_strerror(rc));
+    cudaGetLastError();
+    s->graphs[b] = NULL;
+    s->graph_failed[b] = 1;
+    return 1;
+}
+
+/* A pure decode step in bucket b: the first time eagerly in the graph's padded shape (so that
+ * cuBLAS has chosen and loaded its kernels before anything is captured), the second time
+ * captured, then replayed. */
+static int run_decode_bucket(struct syn_engine *e, struct cuda_state *s, int b)
+{
+    const int B = 1 << b;
+    const int split = choose_split(s, B, e->model.hp.n_kv_head, B, e->n_ctx);
+    int rc = SYN_OK;
+    if (!s->graphs[b] && s->graph_warm[b] && !s->graph_failed[b]) capture_graph(e, s, b, split);
+    if (s->graphs[b]) {
+        CU_TRY(cudaGraphLaunch(s->graphs[b], s->stream));
+    } else {
+        s->graph_warm[b] = 1;
+        rc = enqueue_forward(e, s, B, B, B, s->group, split);
+    }
 out:
     return rc;
 }
@@ -808,15 +826,14 @@ static int cuda_forward(struct syn_engine *e, const struct syn_step_plan *plan)
     int rc = SYN_OK, decode, max_pos;
     if (T > s->T_cap || plan->n_out > s->R_cap) return SYN_EINVAL;
 
-    /* first pass: the tiles tell whether this is a pure decode step */
+    /* the tiles tell whether this is a pure decode step; a graph's inputs are padded */
     int n_tiles = fill_inputs(e, s, plan, T, plan->n_out, &decode, &max_pos);
     const int b = decode_bucket(s, plan, decode);
-    const int T_run = b >= 0 ? 1 << b : T;
-    if (b >= 0 && T_run != T) n_tiles = fill_inputs(e, s, plan, T_run, T_run, &decode, &max_pos);
-    CU_TRY(
-        cudaMemcpyAsync(s->in_dev, s->in_host, s->in.words * 4, cudaMemcpyHostToDevice, s->stream));
-    if (b >= 0 && (rc = run_graph(e, s, b)) <= 0) {
-        if (rc < 0) goto out;
+    if (b >= 0 && (1 << b) != T) fill_inputs(e, s, plan, 1 << b, 1 << b, &decode, &max_pos);
+    CU_TRY(cudaMemcpyAsync(s->in_dev, s->in_host, s->in.words * 4, cudaMemcpyHostToDevice,
+                           s->stream));
+    if (b >= 0) {
+        if ((rc = run_decode_bucket(e, s, b))) goto out;
     } else {
         const int max_rows = decode ? s->group : s->group * s->tile_tokens;
         const int split = choose_split(s, n_tiles, e->model.hp.n_kv_head, T, max_pos + 1);
@@ -824,7 +841,6 @@ static int cuda_forward(struct syn_engine *e, const struct syn_step_plan *plan)
     }
     /* the host rewrites the pinned inputs at the next step: wait here (and see any error) */
     CU_TRY(cudaStreamSynchronize(s->stream));
-    rc = SYN_OK;
 out:
     return rc;
 }
