@@ -12,6 +12,7 @@
 #include "engine/cpu/membw.h"
 #include "engine/cpu/threadpool.h"
 #include "synapse/engine.h"
+#include "synapse/sampler.h"
 #ifdef SYN_HAVE_CUDA
 #include "engine/cuda/cuda.h"
 #endif
@@ -46,7 +47,7 @@ static void engine_usage(FILE *f)
 {
     fprintf(f,
             "Usage: synapse bench engine -m MODEL [--batch 1,4,16,64] [--prompt N] [--gen N]\n"
-            "                            [--reps R] [-t N] [--backend NAME] [--json]\n\n"
+            "                            [--reps R] [-t N] [--backend NAME] [--e2e] [--json]\n\n"
             "Measures, in one run: memory read bandwidth (all threads streaming a 1 GiB buffer),\n"
             "model load time (map + first token), prefill tokens/s (one sequence of --prompt\n"
             "tokens), and decode tokens/s at each batch size (that many sequences decoding --gen\n"
@@ -62,6 +63,9 @@ static void engine_usage(FILE *f)
             "      --reps R       repetitions, median reported (default 3)\n"
             "  -t, --threads N    CPU threads (default: all)\n"
             "      --backend NAME cpu or cuda (default: $SYNAPSE_BACKEND, else cpu)\n"
+            "      --e2e          also time generation at each batch size as a client sees it:\n"
+            "                     --prompt tokens of prefill then --gen new tokens per sequence,\n"
+            "                     greedy, tokens/s = batch x gen / wall time, prefill included\n"
             "      --json         print one JSON object instead of text\n"
             "  -h, --help         show this help\n");
 }
@@ -129,17 +133,88 @@ static int time_prefill(struct syn_engine *e, int n, double *tps)
     return rc;
 }
 
+/* Generation as a client sees it: b sequences each prefill n_prompt tokens (packed into steps
+ * of up to max_batch_tokens), then decode gen tokens in lock-step, each picked greedily by
+ * syn_engine_sample (on the device when the backend samples there). Tokens/s = b * gen / the
+ * whole wall time, prefill included. */
+static int time_generate(struct syn_engine *e, int b, int n_prompt, int gen, double *tps)
+{
+    const int nv = syn_engine_hparams(e)->n_vocab, budget = syn_engine_max_batch_tokens(e);
+    int rc = SYN_ENOMEM;
+    int *seqs = calloc((size_t)b, sizeof *seqs), *done = calloc((size_t)b, sizeof *done);
+    int32_t *prompt = malloc(sizeof *prompt * (size_t)n_prompt);
+    int32_t *next = malloc(sizeof *next * (size_t)b),
+            *row_tok = malloc(sizeof *row_tok * (size_t)b);
+    struct syn_step_item *items = malloc(sizeof *items * (size_t)b);
+    struct syn_sampler **smp = malloc(sizeof *smp * (size_t)b);
+    struct syn_sampling_params sp = syn_sampling_default_params();
+    sp.temperature = 0.0f;
+    struct syn_sampler *greedy = syn_sampler_new(&sp, nv); /* stateless: one for every row */
+    int n_seqs = 0;
+    if (!seqs || !done || !prompt || !next || !row_tok || !items || !smp || !greedy) goto out;
+    for (int i = 0; i < n_prompt; i++) prompt[i] = (int32_t)(1 + (i * 104729) % (nv - 1));
+    for (int i = 0; i < b; i++, n_seqs++) {
+        smp[i] = greedy;
+        if ((rc = seqs[i] = syn_engine_seq_new(e)) < 0) goto out;
+    }
+    double t0 = now_s();
+    rc = SYN_OK;
+    for (int first = 0; first < b && rc == 0;) { /* prefill */
+        int n = 0, room = budget;
+        for (int i = first; i < b && room > 0; i++) {
+            int m = n_prompt - done[i] < room ? n_prompt - done[i] : room;
+            items[n++] =
+                (struct syn_step_item){seqs[i], prompt + done[i], m,
+                                       done[i] + m == n_prompt ? SYN_LOGITS_LAST : SYN_LOGITS_NONE};
+            done[i] += m;
+            room -= m;
+        }
+        if ((rc = syn_engine_step(e, items, n)) < 0) break;
+        /* the first token of each sequence whose prompt just ended: item k is sequence
+         * first + k, and its logits row comes in item order */
+        int rows = 0;
+        for (int k = 0; k < n; k++) rows += items[k].logits == SYN_LOGITS_LAST;
+        if (rows > 0 && (rc = syn_engine_sample(e, smp, rows, row_tok)) < 0) break;
+        for (int k = 0, r = 0; k < n; k++)
+            if (items[k].logits == SYN_LOGITS_LAST) next[first + k] = row_tok[r++];
+        while (first < b && done[first] == n_prompt) first++;
+    }
+    for (int s = 1; s < gen && rc == 0; s++) { /* decode */
+        for (int i = 0; i < b; i++)
+            items[i] = (struct syn_step_item){seqs[i], &next[i], 1, SYN_LOGITS_LAST};
+        if ((rc = syn_engine_step(e, items, b)) == 0) rc = syn_engine_sample(e, smp, b, next);
+    }
+    *tps = (double)b * gen / (now_s() - t0);
+out:
+    for (int i = 0; i < n_seqs; i++) syn_engine_seq_free(e, seqs[i]);
+    syn_sampler_free(greedy);
+    free(seqs);
+    free(done);
+    free(prompt);
+    free(next);
+    free(row_tok);
+    free(items);
+    free(smp);
+    return rc;
+}
+
 static int bench_engine(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},   {"batch", required_argument, 0, 'b'},
-        {"prompt", required_argument, 0, 'p'},  {"gen", required_argument, 0, 'g'},
-        {"reps", required_argument, 0, 'r'},    {"threads", required_argument, 0, 't'},
-        {"backend", required_argument, 0, 'B'}, {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"model", required_argument, 0, 'm'},
+        {"batch", required_argument, 0, 'b'},
+        {"prompt", required_argument, 0, 'p'},
+        {"gen", required_argument, 0, 'g'},
+        {"reps", required_argument, 0, 'r'},
+        {"threads", required_argument, 0, 't'},
+        {"backend", required_argument, 0, 'B'},
+        {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},
+        {"e2e", no_argument, 0, 'E'},
+        {0, 0, 0, 0},
     };
     const char *cmd = "bench engine", *model = NULL, *backend = NULL;
-    int batches[MAX_BATCHES] = {1, 4, 16}, nb = 3, json = 0, c;
+    int batches[MAX_BATCHES] = {1, 4, 16}, nb = 3, json = 0, e2e = 0, c;
     long prompt = 128, gen = 32, reps = 3, threads = 0;
     while ((c = cli_getopt(cmd, argc, argv, "m:t:h", opts)) != -1) {
         switch (c) {
@@ -164,6 +239,9 @@ static int bench_engine(int argc, char **argv)
             break;
         case 'B':
             backend = optarg;
+            break;
+        case 'E':
+            e2e = 1;
             break;
         case 'j':
             json = 1;
@@ -202,6 +280,13 @@ static int bench_engine(int argc, char **argv)
     ep.max_batch_tokens = prompt > max_b ? (prompt < 512 ? (int)prompt : 512) : max_b;
     ep.n_ctx = (int)(prompt + gen + 8);
     ep.kv_cache_bytes = 0;
+    if (e2e) {
+        /* prompts packed into big steps, and every sequence at full length in the KV pool (the
+         * engine caps the pool at what max_seqs full sequences need) */
+        long t = prompt * max_b < 2048 ? prompt * max_b : 2048;
+        ep.max_batch_tokens = t > max_b ? (int)t : max_b;
+        ep.kv_cache_bytes = (size_t)1 << 40;
+    }
     char err[512];
     struct syn_engine *e = NULL;
     double t0 = now_s();
@@ -232,7 +317,7 @@ static int bench_engine(int argc, char **argv)
             gbs = median(bw, (int)reps);
         }
     }
-    double pf[100], dec[MAX_BATCHES][100], pf_med, dec_med[MAX_BATCHES];
+    double pf[100], dec[MAX_BATCHES][100], pf_med, dec_med[MAX_BATCHES], gen_med[MAX_BATCHES];
     for (int r = 0; r < reps; r++)
         if ((rc = time_prefill(e, (int)prompt, &pf[r]))) goto fail;
     pf_med = median(pf, (int)reps);
@@ -240,6 +325,11 @@ static int bench_engine(int argc, char **argv)
         for (int r = 0; r < reps; r++)
             if ((rc = time_decode(e, batches[i], (int)gen, &dec[i][r]))) goto fail;
         dec_med[i] = median(dec[i], (int)reps);
+        gen_med[i] = 0;
+        if (!e2e) continue;
+        for (int r = 0; r < reps; r++)
+            if ((rc = time_generate(e, batches[i], (int)prompt, (int)gen, &dec[i][r]))) goto fail;
+        gen_med[i] = median(dec[i], (int)reps);
     }
     uint64_t wb = syn_engine_weight_bytes(e);
     double floor_tps = gbs * 1e9 / (double)wb;
@@ -258,6 +348,13 @@ static int bench_engine(int argc, char **argv)
             printf("%s{\"batch\":%d,\"tokens_per_s\":%.2f%s", i ? "," : "", batches[i], dec_med[i],
                    "}");
         printf("]");
+        if (e2e) {
+            printf(",\"generate\":[");
+            for (int i = 0; i < nb; i++)
+                printf("%s{\"batch\":%d,\"tokens_per_s\":%.2f}", i ? "," : "", batches[i],
+                       gen_med[i]);
+            printf("]");
+        }
         if (b1 > 0) printf(",\"batch1_floor_ratio\":%.4f", b1 / floor_tps);
         printf("}\n");
     } else {
@@ -279,6 +376,10 @@ static int bench_engine(int argc, char **argv)
             if (batches[i] == 1) printf("  (%.0f%% of floor)", 100.0 * b1 / floor_tps);
             printf("\n");
         }
+        for (int i = 0; i < nb && e2e; i++)
+            printf("generate b %-5d %.1f tokens/s (%ld prompt + %ld new per sequence, prefill "
+                   "included)\n",
+                   batches[i], gen_med[i], prompt, gen);
     }
     syn_engine_free(e);
     return 0;

@@ -30,51 +30,6 @@
 #include <math.h>
 #include <stdint.h>
 
-/* ---- helpers ---- */
-
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-
-static void seed(uint64_t s)
-{
-    g_rng = s * 0x9e3779b97f4a7c15ull + 1;
-}
-
-/* Uniform in [-1, 1). */
-static float frand(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-}
-
-static float *rand_floats(size_t n, float scale)
-{
-    float *v = malloc(n * sizeof *v + 4);
-    if (!v) FAIL("out of memory");
-    for (size_t i = 0; i < n; i++) v[i] = frand() * scale;
-    return v;
-}
-
-static double nmse(const float *got, const float *ref, size_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * (double)ref[i];
-    }
-    return den > 0.0 ? num / den : num;
-}
-
-/* Prints the error and fails above tol (or on NaN). */
-#define CHECK_NMSE(what, got, ref, n, tol)                                                         \
-    do {                                                                                           \
-        double syn_e_ = nmse(got, ref, n);                                                         \
-        fprintf(stderr, "  %s: nmse %.3g (tolerance %.0e)\n", what, syn_e_, (double)(tol));        \
-        if (!(syn_e_ <= (tol))) FAIL("%s: nmse %.3g > %.0e", what, syn_e_, (double)(tol));         \
-    } while (0)
-
 /* ---- syn_engine_sample on the host (every build) ---- */
 
 TEST(engine_sample_matches_sampler_on_cpu)
@@ -149,6 +104,51 @@ TEST(sampler_device_spec_draws_like_sample)
 }
 
 #ifdef SYN_HAVE_CUDA
+
+/* ---- helpers ---- */
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+
+static void seed(uint64_t s)
+{
+    g_rng = s * 0x9e3779b97f4a7c15ull + 1;
+}
+
+/* Uniform in [-1, 1). */
+static float frand(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (float)((double)(g_rng >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+static float *rand_floats(size_t n, float scale)
+{
+    float *v = malloc(n * sizeof *v + 4);
+    if (!v) FAIL("out of memory");
+    for (size_t i = 0; i < n; i++) v[i] = frand() * scale;
+    return v;
+}
+
+static double nmse(const float *got, const float *ref, size_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0.0 ? num / den : num;
+}
+
+/* Prints the error and fails above tol (or on NaN). */
+#define CHECK_NMSE(what, got, ref, n, tol)                                                         \
+    do {                                                                                           \
+        double syn_e_ = nmse(got, ref, n);                                                         \
+        fprintf(stderr, "  %s: nmse %.3g (tolerance %.0e)\n", what, syn_e_, (double)(tol));        \
+        if (!(syn_e_ <= (tol))) FAIL("%s: nmse %.3g > %.0e", what, syn_e_, (double)(tol));         \
+    } while (0)
 
 static void need_gpu(void)
 {
