@@ -13,6 +13,10 @@
 #              up to the stack's request ceiling;
 #            - `synapse bench load` open loop (streaming) at RATES: e2e p50/p99 at a given rate.
 #            Added latency = stack - engine at the same percentile.
+#            Floors, in the same run (what the clients and the machine cost without the stack):
+#            - wrk at each of FLOOR_CONNS connections on the gateway's GET /healthz (one HTTP
+#              hop, no Redis, no worker);
+#            - `bench load` at each of FLOOR_RATES against its own fake server (1 chunk).
 # conns      CONNS (default 1000,5000) streaming requests held open while the worker is stopped
 #            (SIGSTOP; its registry entry stays alive), the gateway's RSS at 0 and at each
 #            count; then the worker resumes and every request must end with [DONE], and the
@@ -24,18 +28,23 @@
 #            the page cache and evicted (posix_fadvise DONTNEED on that file only).
 #
 # Environment: SYNAPSE (default ./synapse), WORKER_SYNAPSE (the binary that runs the worker,
-# default SYNAPSE: an A/B of two gateways keeps the same worker), LIB (the libsynapse.a the
+# default SYNAPSE: an A/B of two gateways keeps the same worker), LOAD_SYNAPSE (the one that
+# runs `bench load`, default SYNAPSE), LIB (the libsynapse.a the
 # in-process baseline links, default build/libsynapse.a), OUT (default build/bench/gateway),
 # MODEL (default ../shared/models/stories260K.gguf), MODELS (default /tmp), DURATION (default
 # 10 s per wrk run), WRK_CONNS (default 64; a list, e.g. "4 8 16 64"), RATES (default
 # "1000 3000"), CONNS (default "1000 5000"),
-# COLD_N (default 5), COLD_TL (0: stories260K only), PORT (default 18480), GW_NOFILE (conns: the gateway's open-file limit). Needs redis-server, wrk, python3, cc.
+# COLD_N (default 5), COLD_TL (0: stories260K only), PORT (default 18480), GW_NOFILE (conns: the gateway's open-file limit),
+# FLOOR_CONNS, FLOOR_RATES (default none), NICE (overhead: run Redis, gateway, worker, the baseline and the clients at this nice value,
+# e.g. -10, so that other work on a shared machine yields to them). Needs redis-server, wrk,
+# python3, cc.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SYN=${SYNAPSE:-./synapse}
 WSYN=${WORKER_SYNAPSE:-$SYN}
+LSYN=${LOAD_SYNAPSE:-$SYN}
 LIB=${LIB:-build/libsynapse.a}
 OUT=${OUT:-build/bench/gateway}
 MODEL=${MODEL:-../shared/models/stories260K.gguf}
@@ -46,6 +55,8 @@ RATES=${RATES:-"1000 3000"}
 CONNS=${CONNS:-"1000 5000"}
 COLD_N=${COLD_N:-5}
 PORT=${PORT:-18480}
+NICE_CMD=()
+[ -n "${NICE:-}" ] && NICE_CMD=(nice -n "$NICE")
 NAME=stories260K
 WHAT=${1:-all}
 
@@ -56,6 +67,8 @@ cp "$SYN" "$WORK/synapse" # a private copy: the tree is shared and may be rebuil
 SYN=$WORK/synapse
 cp "$WSYN" "$WORK/synapse-worker"
 WSYN=$WORK/synapse-worker
+cp "$LSYN" "$WORK/synapse-load"
+LSYN=$WORK/synapse-load
 MODEL=$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")
 PIDS=()
 
@@ -77,7 +90,7 @@ COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
 } | tee "$OUT/header.txt" >&2
 
 start_redis() {
-    redis-server --port 0 --unixsocket "$WORK/redis.sock" --save '' --appendonly no \
+    "${NICE_CMD[@]}" redis-server --port 0 --unixsocket "$WORK/redis.sock" --save '' --appendonly no \
         --daemonize yes --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
     for _ in $(seq 50); do [ -S "$WORK/redis.sock" ] && break; sleep 0.1; done
     REDIS=unix://$WORK/redis.sock
@@ -91,7 +104,7 @@ stop_redis() {
 start_gateway() {
     # GW_NOFILE: run the gateway under this open-file limit (soft and hard), e.g. 1024
     ${GW_NOFILE:+prlimit --nofile="$GW_NOFILE:$GW_NOFILE" --} \
-        "$SYN" gateway --redis "$REDIS" --model "$NAME" --port "$PORT" "$@" >"$WORK/gateway.log" 2>&1 &
+        "${NICE_CMD[@]}" "$SYN" gateway --redis "$REDIS" --model "$NAME" --port "$PORT" "$@" >"$WORK/gateway.log" 2>&1 &
     GW_PID=$!
     PIDS+=("$GW_PID")
     for _ in $(seq 100); do grep -q listening "$WORK/gateway.log" && return 0; sleep 0.05; done
@@ -99,7 +112,7 @@ start_gateway() {
 }
 # start_worker [args...]: sets WK_PID, waits until it is ready and the gateway has seen it
 start_worker() {
-    "$WSYN" worker --model "$MODEL" --name "$NAME" --redis "$REDIS" --idle-timeout 0 \
+    "${NICE_CMD[@]}" "$WSYN" worker --model "$MODEL" --name "$NAME" --redis "$REDIS" --idle-timeout 0 \
         "$@" >"$WORK/worker.log" 2>&1 &
     WK_PID=$!
     PIDS+=("$WK_PID")
@@ -136,21 +149,28 @@ EOF
     start_worker --threads 1 --max-seqs "${MAX_SEQS:-64}"
     local res=$OUT/overhead.txt
     : >"$res"
-    echo "engine $(up) $("$WORK/gateway_engine" "$MODEL" "$prompt" 20000 1)" | tee -a "$res" >&2
+    echo "engine $(up) $("${NICE_CMD[@]}" "$WORK/gateway_engine" "$MODEL" "$prompt" 20000 1)" | tee -a "$res" >&2
     curl -s "http://127.0.0.1:$PORT/v1/completions" -d "$body" >"$WORK/one.json"
     grep -q '"finish_reason":"length"' "$WORK/one.json" || { log "bad answer: $(cat "$WORK/one.json")"; exit 1; }
     local cpu0; cpu0=$(cpu_all)
     for c in 1 $WRK_CONNS; do
         local u; u=$(up)
-        local j; j=$(wrk -t1 -c"$c" -d"${DURATION}s" -s "$WORK/post.lua" \
+        local j; j=$("${NICE_CMD[@]}" wrk -t1 -c"$c" -d"${DURATION}s" -s "$WORK/post.lua" \
             "http://127.0.0.1:$PORT/v1/completions" | sed -n 's/^JSON //p')
         echo "wrk_c$c $u $j" | tee -a "$res" >&2
     done
     # CPU per request of each process over the wrk runs (wrk itself: its own user+sys)
     echo "cpu_s_wrk gateway worker redis: $(cpu_all) (start: $cpu0)" | tee -a "$res" >&2
+    grep -v -e '^wrk.method' -e '^wrk.body' -e '^wrk.headers' "$WORK/post.lua" >"$WORK/get.lua"
+    for c in ${FLOOR_CONNS:-}; do
+        local u; u=$(up)
+        local j; j=$("${NICE_CMD[@]}" wrk -t1 -c"$c" -d"${DURATION}s" -s "$WORK/get.lua" \
+            "http://127.0.0.1:$PORT/healthz" | sed -n 's/^JSON //p')
+        echo "floor_wrk_c$c $u $j" | tee -a "$res" >&2
+    done
     for r in $RATES; do
         local u; u=$(up)
-        "$SYN" bench load --url "http://127.0.0.1:$PORT" --model "$NAME" --rate "$r" \
+        "${NICE_CMD[@]}" "$LSYN" bench load --url "http://127.0.0.1:$PORT" --model "$NAME" --rate "$r" \
             --duration "$DURATION" --prompt-tokens 4 --output-tokens 1 -q \
             --json "$WORK/load_$r.json" >&2 || true
         echo "load_$r $u $(python3 -c '
@@ -162,6 +182,26 @@ print(json.dumps({"rate":float(sys.argv[2]),"ok":j["ok"],"sent":j["sent"],"rps":
   "max_ms":e["max_ms"],"errors":j["errors"]}))' "$WORK/load_$r.json" "$r")" | tee -a "$res" >&2
         cp "$WORK/load_$r.json" "$OUT/load_$r.json"
     done
+    if [ -n "${FLOOR_RATES:-}" ]; then
+        "${NICE_CMD[@]}" "$LSYN" bench load --fake-server $((PORT + 1)) --fake-tokens 1 \
+            >"$WORK/fake.log" 2>&1 &
+        local fake=$!
+        PIDS+=("$fake")
+        for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$((PORT + 1))/v1/models" && break; sleep 0.1; done
+        for r in $FLOOR_RATES; do
+            local u; u=$(up)
+            "${NICE_CMD[@]}" "$LSYN" bench load --url "http://127.0.0.1:$((PORT + 1))" --model fake \
+                --rate "$r" --duration "$DURATION" --prompt-tokens 4 --output-tokens 1 -q \
+                --json "$WORK/floor_$r.json" >/dev/null 2>&1 || true
+            echo "floor_load_$r $u $(python3 -c '
+import json,sys
+j=json.load(open(sys.argv[1]))
+e=j["e2e"]
+print(json.dumps({"rate":float(sys.argv[2]),"ok":j["ok"],"rps":j["rps"],
+  "send_lag_p99_ms":j["send_lag_p99_ms"],"p50_ms":e["p50_ms"],"p99_ms":e["p99_ms"],"max_ms":e["max_ms"]}))' "$WORK/floor_$r.json" "$r")" | tee -a "$res" >&2
+        done
+        kill "$fake"; wait "$fake" 2>/dev/null || true
+    fi
     echo "cpu_s gateway $(awk '{print ($14+$15)/100}' /proc/$GW_PID/stat) worker $(awk '{print ($14+$15)/100}' /proc/$WK_PID/stat) redis $(awk '{print ($14+$15)/100}' /proc/$(cat "$WORK/redis.pid")/stat)" | tee -a "$res" >&2
     kill "$WK_PID" "$GW_PID"; wait "$WK_PID" "$GW_PID" 2>/dev/null || true
     stop_redis
