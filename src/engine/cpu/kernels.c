@@ -2,7 +2,8 @@
  * The CPU kernels' front door (kernels.h): picks the instruction set once per process, sizes the
  * scratch (quantised activations, then one work area per thread for an ISA that packs weights),
  * quantises the activations when the weights are quantised, and splits one or several matrix
- * products of the same activations into thread-pool tasks over blocks of weight rows. The arithmetic itself lives in
+ * products of the same activations into thread-pool tasks over blocks of weight rows (decode:
+ * one contiguous lane of rows per thread, see run_lanes). The arithmetic itself lives in
  * kernels_scalar.c, kernels_avx2.c and kernels_avx512.c, behind struct syn_cpu_isa.
  *
  * Batch invariance rests on two things done here: the ISA never changes behind the caller's back
@@ -181,6 +182,41 @@ struct mm_job {
     size_t work_stride;            /* bytes between two threads' work areas */
 };
 
+/* ---- decode: one lane per thread ----
+ *
+ * At T = 1 the products only stream their weights, and they stream fastest when each thread
+ * reads one long contiguous run: the prefetches every tile issues for the rows after its own
+ * then keep running into rows the same thread reads next, across the whole run, instead of
+ * starting cold at every task (and at the end of every task into rows another thread reads).
+ * So the parts' rows, taken in order as one sequence of units of LANE_UNIT_ROWS rows, are cut
+ * into one contiguous lane per thread. A lane's owner takes its units front to back, a few at a
+ * time; a thread whose own lane is empty then steals single units from the back of the others',
+ * so that a thread that was descheduled (the machine may be shared) holds nobody up for more
+ * than a unit. Which thread computes a row changes no bit of it (kernels.h). */
+
+/* Rows per unit: a multiple of every tile width (16), so tiles never straddle units. */
+#define LANE_UNIT_ROWS 16
+/* Weight bytes a lane's owner claims at once: enough that a claim costs nothing against its
+ * reading time, small against a lane. */
+#define LANE_CLAIM_BYTES (128 * 1024)
+/* Lanes at most (threads beyond this share lanes by stealing). */
+#define MAX_LANES 64
+
+/* A lane's unclaimed units [front, back), packed as front << 32 | back so that owner and thieves
+ * claim with one compare-and-swap. Each on its own cache line. */
+struct lane {
+    _Alignas(64) _Atomic uint64_t span;
+};
+
+/* A decode matmul as the lane tasks see it. */
+struct lane_job {
+    struct mm_job *j;
+    int unit_first[SYN_CPU_MM_MAX_PARTS + 1]; /* part p has units unit_first[p] .. [p+1]-1 */
+    int n_lanes;
+    int claim_units; /* units an owner claims at once */
+    struct lane lanes[MAX_LANES];
+};
+
 static void quantise_task(void *ctx, int t, int thread)
 {
     (void)thread;
@@ -200,12 +236,80 @@ static void rows_task(void *ctx, int task, int thread)
     j->isa->rows(&j->mm[p], r0, r1, j->work ? j->work + (size_t)thread * j->work_stride : NULL);
 }
 
-/* Weight bytes per task at T = 1. Each task starts its row streams cold (the prefetching runs
- * a tile ahead within a task, not across tasks), which costs about a memory latency per row of
- * the first tile; at 256 KiB that start-up is a few percent of the task. Measured on Zen 5 with
- * 2 threads: Q8_0 256 x 2048 went from 16 tasks of 35 KB to 2 of 278 KB and from 26 to 36
- * GB/s; the same shape in F16 from 41 to 45 GB/s. */
-#define DECODE_TASK_BYTES (256 * 1024)
+/* Runs units [u0, u1), which may run from one part into the next. */
+static void run_units(const struct lane_job *lj, int u0, int u1, int thread)
+{
+    const struct mm_job *j = lj->j;
+    uint8_t *work = j->work ? j->work + (size_t)thread * j->work_stride : NULL;
+    int p = 0;
+    while (u0 < u1) {
+        while (u0 >= lj->unit_first[p + 1]) p++;
+        const int ue = u1 < lj->unit_first[p + 1] ? u1 : lj->unit_first[p + 1];
+        const int r0 = (u0 - lj->unit_first[p]) * LANE_UNIT_ROWS;
+        int r1 = (ue - lj->unit_first[p]) * LANE_UNIT_ROWS;
+        if (r1 > j->mm[p].R) r1 = j->mm[p].R;
+        j->isa->rows(&j->mm[p], r0, r1, work);
+        u0 = ue;
+    }
+}
+
+/* Claims up to n units of lane l, from its front (the owner) or its back (a thief); returns how
+ * many, the first in *u. */
+static int lane_claim(struct lane *l, int n, int front, int *u)
+{
+    uint64_t w = atomic_load_explicit(&l->span, memory_order_relaxed);
+    for (;;) {
+        const uint32_t f = (uint32_t)(w >> 32), b = (uint32_t)w;
+        if (f >= b) return 0;
+        const uint32_t k = b - f < (uint32_t)n ? b - f : (uint32_t)n;
+        const uint64_t nw = front ? (uint64_t)(f + k) << 32 | b : (uint64_t)f << 32 | (b - k);
+        /* Relaxed: the units are only row numbers; the pool orders the region's data. */
+        if (atomic_compare_exchange_weak_explicit(&l->span, &w, nw, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *u = front ? (int)f : (int)(b - k);
+            return (int)k;
+        }
+    }
+}
+
+/* Pool task: lane `lane` front to back, then the others' leftovers from their backs. */
+static void lane_task(void *ctx, int lane, int thread)
+{
+    struct lane_job *lj = ctx;
+    int u, n;
+    while ((n = lane_claim(&lj->lanes[lane], lj->claim_units, 1, &u)) > 0)
+        run_units(lj, u, u + n, thread);
+    for (int k = 1; k < lj->n_lanes; k++) {
+        struct lane *l = &lj->lanes[(lane + k) % lj->n_lanes];
+        while ((n = lane_claim(l, 1, 0, &u)) > 0) run_units(lj, u, u + n, thread);
+    }
+}
+
+/* The products of j (quantised activations ready) at T = 1 on n_threads > 1, by lanes.
+ * Measured on Zen 5, 2 threads, every tinyllama-1.1b product of a decode step from DRAM: Q8_0
+ * 56 -> 61 GB/s against tasks of 256 KiB handed out in turn, and 60 -> 66 GB/s with the
+ * decode tiles' non-temporal prefetch; F16 54-59 -> 56-66 GB/s. */
+static void run_lanes(struct syn_pool *pool, struct mm_job *j, int n_threads)
+{
+    struct lane_job lj;
+    lj.j = j;
+    lj.unit_first[0] = 0;
+    for (int p = 0; p < j->n_parts; p++)
+        lj.unit_first[p + 1] =
+            lj.unit_first[p] + (j->mm[p].R + LANE_UNIT_ROWS - 1) / LANE_UNIT_ROWS;
+    const int units = lj.unit_first[j->n_parts];
+    lj.n_lanes = n_threads < MAX_LANES ? n_threads : MAX_LANES;
+    if (lj.n_lanes > units) lj.n_lanes = units;
+    for (int l = 0; l < lj.n_lanes; l++) {
+        const uint64_t lo = (uint64_t)units * l / lj.n_lanes;
+        const uint64_t hi = (uint64_t)units * (l + 1) / lj.n_lanes;
+        atomic_init(&lj.lanes[l].span, lo << 32 | hi);
+    }
+    lj.claim_units = (int)(LANE_CLAIM_BYTES / (LANE_UNIT_ROWS * j->mm[0].w_row_bytes));
+    if (lj.claim_units < 1) lj.claim_units = 1;
+    syn_pool_run(pool, lane_task, &lj, lj.n_lanes);
+}
+
 /* Smallest batch (T > 1) task, in multiply-adds: a few microseconds of work. */
 #define BATCH_TASK_MACS (128 * 1024)
 
@@ -213,7 +317,7 @@ static void rows_task(void *ctx, int task, int thread)
 #define SERIAL_QUANTISE_ELEMS 32768
 
 /* Rows per task, a multiple of 16 (of every tile width, so tiles never straddle tasks).
- * T = 1 (decode, memory-bound): tasks of about DECODE_TASK_BYTES, but at least one per thread.
+ * One thread, or T = 1 (which several threads run by lanes instead, run_lanes): one task.
  * T > 1 (compute-bound): about 16 tasks per thread for the dynamic hand-out to balance the
  * load, and at most what fits in L2, so that a task's weights are read from memory once while
  * every block of activation rows passes over them. */
@@ -221,12 +325,8 @@ static int pick_rows_per_task(int R, int K, int T, size_t w_row_bytes, int n_thr
 {
     const int align = 16;
     int rpt;
-    if (n_threads <= 1) {
+    if (n_threads <= 1 || T == 1) {
         rpt = R;
-    } else if (T == 1) {
-        rpt = (int)((DECODE_TASK_BYTES + w_row_bytes - 1) / w_row_bytes);
-        int per_thread = (R + n_threads - 1) / n_threads;
-        if (rpt > per_thread) rpt = per_thread;
     } else {
         int want_tasks = n_threads * 16;
         rpt = (R + want_tasks - 1) / want_tasks;
@@ -287,6 +387,10 @@ void syn_cpu_matmul_multi(struct syn_pool *pool, int wtype, int K, const float *
             for (int t = 0; t < T; t++) quantise_task(&j, t, 0);
         else
             syn_pool_run(pool, quantise_task, &j, T);
+    }
+    if (T == 1 && n_threads > 1) {
+        run_lanes(pool, &j, n_threads);
+        return;
     }
     syn_pool_run(pool, rows_task, &j, j.first_task[n]);
 }
