@@ -126,6 +126,19 @@ start_worker() {
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
 cpu_all() { echo "$(cpu_s "$GW_PID") $(cpu_s "$WK_PID") $(cpu_s "$(cat "$WORK/redis.pid")")"; }
+# snap / busy SNAP: the machine's busy share over a measurement, and the share gateway, worker and
+# Redis took of it ("busy=78% stack=55%": the rest is the clients and everyone else's work)
+snap() {
+    local t; t=$(awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
+    local s=0 p
+    for p in "$GW_PID" "$WK_PID" "$(cat "$WORK/redis.pid")"; do
+        s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat")))
+    done
+    echo "$t $s"
+}
+busy() {
+    echo "$1 $(snap)" | awk '{dt=$5-$2; if (dt <= 0) dt=1; printf "busy=%.0f%% stack=%.0f%%", 100*($4-$1)/dt, 100*($6-$3)/dt}'
+}
 
 # ---- overhead ----
 overhead() {
@@ -155,9 +168,10 @@ EOF
     local cpu0; cpu0=$(cpu_all)
     for c in 1 $WRK_CONNS; do
         local u; u=$(up)
+        local s0; s0=$(snap)
         local j; j=$("${NICE_CMD[@]}" wrk -t1 -c"$c" -d"${DURATION}s" -s "$WORK/post.lua" \
             "http://127.0.0.1:$PORT/v1/completions" | sed -n 's/^JSON //p')
-        echo "wrk_c$c $u $j" | tee -a "$res" >&2
+        echo "wrk_c$c $u $(busy "$s0") $j" | tee -a "$res" >&2
     done
     # CPU per request of each process over the wrk runs (wrk itself: its own user+sys)
     echo "cpu_s_wrk gateway worker redis: $(cpu_all) (start: $cpu0)" | tee -a "$res" >&2
@@ -170,9 +184,11 @@ EOF
     done
     for r in $RATES; do
         local u; u=$(up)
+        local s0; s0=$(snap)
         "${NICE_CMD[@]}" "$LSYN" bench load --url "http://127.0.0.1:$PORT" --model "$NAME" --rate "$r" \
             --duration "$DURATION" --prompt-tokens 4 --output-tokens 1 -q \
             --json "$WORK/load_$r.json" >&2 || true
+        u="$u $(busy "$s0")"
         echo "load_$r $u $(python3 -c '
 import json,sys
 j=json.load(open(sys.argv[1]))
