@@ -27,8 +27,9 @@
 /* One measurement as the pool tasks see it. */
 struct membw_job {
     uint8_t *buf;          /* the buffer; from aligned_alloc(), freed by syn_membw_read_gbs */
-    size_t bytes;          /* its size, a multiple of 64 */
+    size_t bytes;          /* its size, a multiple of 256 */
     int use_avx2;          /* read with 32-byte loads */
+    int use_avx512;        /* read with 64-byte loads (takes precedence) */
     _Atomic uint64_t sink; /* checksum of everything read, so the reads are not optimised out */
 };
 
@@ -62,6 +63,24 @@ __attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t *p, size
 }
 #endif
 
+/* 64-byte loads where the CPU has them: on Zen 5 (2 threads) they read 4.5% more than 32-byte
+ * loads (67.3 against 64.4 GB/s, the mean of 24 passes each, alternated), and the figure is
+ * meant to be the most the machine reads, not what one instruction width gets. */
+__attribute__((target("avx512f"))) static uint64_t read_avx512(const uint8_t *p, size_t n)
+{
+    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+    for (size_t i = 0; i + 256 <= n; i += 256) {
+        a = _mm512_add_epi64(a, _mm512_load_si512((const void *)(p + i)));
+        b = _mm512_add_epi64(b, _mm512_load_si512((const void *)(p + i + 64)));
+        c = _mm512_add_epi64(c, _mm512_load_si512((const void *)(p + i + 128)));
+        d = _mm512_add_epi64(d, _mm512_load_si512((const void *)(p + i + 192)));
+    }
+    __m512i s = _mm512_xor_si512(_mm512_xor_si512(a, b), _mm512_xor_si512(c, d));
+    uint64_t out[8];
+    _mm512_storeu_si512((void *)out, s);
+    return out[0] ^ out[1] ^ out[2] ^ out[3] ^ out[4] ^ out[5] ^ out[6] ^ out[7];
+}
+
 static size_t chunk_len(const struct membw_job *j, int task, uint8_t **start)
 {
     size_t off = (size_t)task * CHUNK;
@@ -87,7 +106,9 @@ static void read_task(void *ctx, int task, int thread)
     size_t n = chunk_len(j, task, &p);
     uint64_t s;
 #if HAVE_AVX2_PATH
-    if (j->use_avx2)
+    if (j->use_avx512)
+        s = read_avx512(p, n);
+    else if (j->use_avx2)
         s = read_avx2(p, n);
     else
 #endif
@@ -106,16 +127,18 @@ double syn_membw_read_gbs(struct syn_pool *pool, size_t bytes, int reps)
 {
     if (reps < 1) return -1.0;
     if (bytes == 0) bytes = SYN_MEMBW_DEFAULT_BYTES;
-    bytes = (bytes + 127) & ~(size_t)127;
+    bytes = (bytes + 255) & ~(size_t)255; /* whole steps of the widest read loop */
 
     struct membw_job j;
     j.buf = aligned_alloc(64, bytes);
     if (!j.buf) return -1.0;
     j.bytes = bytes;
     j.use_avx2 = 0;
+    j.use_avx512 = 0;
 #if HAVE_AVX2_PATH
     __builtin_cpu_init();
     j.use_avx2 = __builtin_cpu_supports("avx2");
+    j.use_avx512 = __builtin_cpu_supports("avx512f");
 #endif
     atomic_init(&j.sink, 0);
 
