@@ -327,34 +327,6 @@ static int pick_dt(const struct syn_model *m)
     return all_f32 ? SYN_DT_F32 : any_bf16 && !other ? SYN_DT_BF16 : SYN_DT_F16;
 }
 
-/* The CPU backend's RoPE tables (forward.c rope_tables), computed the same way in double. */
-void syn_cuda_rope_tables(const struct syn_model *m, int n_ctx, float *cs, float *sn)
-{
-    const struct syn_hparams *hp = &m->hp;
-    const int half = hp->head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        double freq = pow((double)hp->rope_theta, -2.0 * i / hp->head_dim);
-        if (m->rope_freq_factors) freq /= (double)m->rope_freq_factors[i];
-        if (hp->rope_scaling == SYN_ROPE_SCALING_LINEAR) freq /= (double)hp->rope_factor;
-        if (hp->rope_scaling == SYN_ROPE_SCALING_LLAMA3) {
-            double lo = hp->rope_low_freq_factor, hi = hp->rope_high_freq_factor;
-            double orig = hp->rope_orig_ctx, f = hp->rope_factor;
-            double wavelen = 2.0 * M_PI / freq;
-            if (wavelen > orig / lo) {
-                freq /= f;
-            } else if (wavelen >= orig / hi) {
-                double smooth = (orig / wavelen - lo) / (hi - lo);
-                freq = (1.0 - smooth) * freq / f + smooth * freq;
-            }
-        }
-        for (int p = 0; p < n_ctx; p++) {
-            double a = (double)p * freq;
-            cs[(size_t)p * half + i] = (float)cos(a);
-            sn[(size_t)p * half + i] = (float)sin(a);
-        }
-    }
-}
-
 /* Tables for a model's head shape on the device (shared with the op tests). */
 static int rope_upload(const struct syn_model *m, int n_ctx, float **cs_dev, float **sn_dev)
 {
@@ -369,19 +341,6 @@ static int rope_upload(const struct syn_model *m, int n_ctx, float **cs_dev, flo
 done:
     free(cs);
     free(sn);
-    return rc;
-}
-
-int syn_cuda_attention_shape(const struct syn_hparams *hp, int *group, int *tile_tokens)
-{
-    if (hp->head_dim % 2 || hp->head_dim > ATT_MAX_HD || hp->n_kv_head < 1 ||
-        hp->n_head % hp->n_kv_head || hp->n_head / hp->n_kv_head > ATT_MAX_ROWS)
-        return SYN_EUNSUPPORTED;
-    *group = hp->n_head / hp->n_kv_head;
-    int bq = ATT_MAX_ROWS / *group;
-    *tile_tokens = bq < 1 ? 1 : bq > 16 ? 16 : bq;
-    int rc = syn_cuda_attention_prepare(hp->head_dim, *group);
-    if (rc == SYN_OK) rc = syn_cuda_attention_prepare(hp->head_dim, *group * *tile_tokens);
     return rc;
 }
 
@@ -788,12 +747,13 @@ static int capture_graph(struct syn_engine *e, struct cuda_state *s, int b, int 
     }
     if (g) cudaGraphDestroy(g);
     if (rc == SYN_OK && ce == cudaSuccess) {
-        syn_debug("cuda", "captured the decode graph for batch %d (%d attention splits)", B,
-                  split);
+        syn_debug("cuda", "captured the decode graph for batch %d (%d attention splits)", B, split);
         return 0;
     }
-    syn_warn("cuda", "capturing the decode graph for batch %d failed (%s); that batch size runs "
-             "without a graph", B, ce != cudaSuccess ? cudaGetErrorString(ce) : syn_strerror(rc));
+    syn_warn("cuda",
+             "capturing the decode graph for batch %d failed (%s); that batch size runs "
+             "without a graph",
+             B, ce != cudaSuccess ? cudaGetErrorString(ce) : syn_strerror(rc));
     cudaGetLastError();
     s->graphs[b] = NULL;
     s->graph_failed[b] = 1;
@@ -830,8 +790,8 @@ static int cuda_forward(struct syn_engine *e, const struct syn_step_plan *plan)
     int n_tiles = fill_inputs(e, s, plan, T, plan->n_out, &decode, &max_pos);
     const int b = decode_bucket(s, plan, decode);
     if (b >= 0 && (1 << b) != T) fill_inputs(e, s, plan, 1 << b, 1 << b, &decode, &max_pos);
-    CU_TRY(cudaMemcpyAsync(s->in_dev, s->in_host, s->in.words * 4, cudaMemcpyHostToDevice,
-                           s->stream));
+    CU_TRY(
+        cudaMemcpyAsync(s->in_dev, s->in_host, s->in.words * 4, cudaMemcpyHostToDevice, s->stream));
     if (b >= 0) {
         if ((rc = run_decode_bucket(e, s, b))) goto out;
     } else {

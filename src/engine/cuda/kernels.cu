@@ -231,6 +231,34 @@ void syn_cuda_rope_store(const struct syn_cuda_rope *r, const struct syn_cuda_kv
     if (T > 0) rope_store_kernel<<<T, 128, 0, st>>>(*r, *kv);
 }
 
+/* The CPU backend's RoPE tables (forward.c rope_tables), computed the same way in double. */
+void syn_cuda_rope_tables(const struct syn_model *m, int n_ctx, float *cs, float *sn)
+{
+    const struct syn_hparams *hp = &m->hp;
+    const int half = hp->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        double freq = pow((double)hp->rope_theta, -2.0 * i / hp->head_dim);
+        if (m->rope_freq_factors) freq /= (double)m->rope_freq_factors[i];
+        if (hp->rope_scaling == SYN_ROPE_SCALING_LINEAR) freq /= (double)hp->rope_factor;
+        if (hp->rope_scaling == SYN_ROPE_SCALING_LLAMA3) {
+            double lo = hp->rope_low_freq_factor, hi = hp->rope_high_freq_factor;
+            double orig = hp->rope_orig_ctx, f = hp->rope_factor;
+            double wavelen = 2.0 * M_PI / freq;
+            if (wavelen > orig / lo) {
+                freq /= f;
+            } else if (wavelen >= orig / hi) {
+                double smooth = (orig / wavelen - lo) / (hi - lo);
+                freq = (1.0 - smooth) * freq / f + smooth * freq;
+            }
+        }
+        for (int p = 0; p < n_ctx; p++) {
+            double a = (double)p * freq;
+            cs[(size_t)p * half + i] = (float)cos(a);
+            sn[(size_t)p * half + i] = (float)sin(a);
+        }
+    }
+}
+
 /* ---- attention ----
  * Block (tile, kv head, split). Its rows are the tile's (token, query head) pairs of that kv
  * head's group: row r is token t0 + r / group, head kvh * group + r % group; warp w owns rows w,
@@ -418,6 +446,19 @@ out:
     return rc;
 }
 
+int syn_cuda_attention_shape(const struct syn_hparams *hp, int *group, int *tile_tokens)
+{
+    if (hp->head_dim % 2 || hp->head_dim > ATT_MAX_HD || hp->n_kv_head < 1 ||
+        hp->n_head % hp->n_kv_head || hp->n_head / hp->n_kv_head > ATT_MAX_ROWS)
+        return SYN_EUNSUPPORTED;
+    *group = hp->n_head / hp->n_kv_head;
+    int bq = ATT_MAX_ROWS / *group;
+    *tile_tokens = bq < 1 ? 1 : bq > 16 ? 16 : bq;
+    int rc = syn_cuda_attention_prepare(hp->head_dim, *group);
+    if (rc == SYN_OK) rc = syn_cuda_attention_prepare(hp->head_dim, *group * *tile_tokens);
+    return rc;
+}
+
 void syn_cuda_attention(const struct syn_cuda_attn *a, const struct syn_cuda_kv *kv,
                         cudaStream_t st)
 {
@@ -601,11 +642,17 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS)
         return;
     }
     const double mass_all = mass_kept(w, n, thr, &sh);
-    if (top_k) thr = raise_threshold(w, n, thr, pmax, 0, (double)sp.top_k, &sh);
+    double mass_k = 0.0; /* the CPU's mass of its top k: those above the threshold, then ties */
+    if (top_k) {
+        thr = raise_threshold(w, n, thr, pmax, 0, (double)sp.top_k, &sh);
+        const float above = __int_as_float(__float_as_int(thr) + 1);
+        mass_k = mass_kept(w, n, above, &sh) +
+                 (double)(sp.top_k - count_kept(w, n, above, &sh)) * (double)thr;
+    }
     if (sp.top_p < 1.0f) {
         /* a little above the limit: a higher target can only lower the threshold, so rounding
          * in this summation order never drops a token the CPU's nucleus keeps */
-        const double base = top_k ? mass_kept(w, n, thr, &sh) : mass_all;
+        const double base = top_k ? mass_k : mass_all;
         thr = raise_threshold(w, n, thr, pmax, 1, (double)sp.top_p * base * (1.0 + 1e-6), &sh);
     }
     const int kc = count_kept(w, n, thr, &sh);
@@ -649,11 +696,13 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS)
     if (tid == 0) { /* the CPU's cut and draw, in its order */
         int m = kc;
         if (top_k && sp.top_k < m) m = sp.top_k;
-        double mass = 0.0;
-        if (top_k)
+        /* the mass top-p scales: of the top k (summed in the CPU's order when all k survived
+         * the top-p threshold, else as counted above), or of every candidate */
+        double mass = top_k ? mass_k : mass_all;
+        if (top_k && kc >= sp.top_k) {
+            mass = 0.0;
             for (int i = 0; i < m; i++) mass += sh.key[i];
-        else
-            mass = mass_all;
+        }
         if (sp.top_p < 1.0f) {
             const double limit = (double)sp.top_p * mass;
             double acc = 0.0;
