@@ -1,14 +1,21 @@
 #!/bin/sh
 # Runs the CUDA backend's kernels (src/engine/cuda/kernels.cu) on the host CUDA emulator in
 # tests/cuda/emu/ and checks them against the CPU backend's arithmetic: for machines without a
-# GPU, where tests/unit/test_cuda.c skips. kernels.cu is compiled as it is, except that each
+# GPU, where tests/unit/test_cuda.c skips. CUDA threads are fibers on one OS thread (barriers switch between
+# them; a barrier some thread never reaches aborts as a deadlock). kernels.cu is compiled as it is, except that each
 # `kernel<<<grid, block, smem, stream>>>(args)` becomes EMU_LAUNCH(kernel, grid, block, smem,
 # stream)(args) and the dynamic shared-memory declaration a pointer into the emulator's buffer.
 #
 #   tests/cuda/run-emu.sh [FILTER]         FILTER: norm, convert, rope, attention, sample
-#   EMU_SAN=thread tests/cuda/run-emu.sh   the same under ThreadSanitizer (races on shared memory)
+#   tests/cuda/run-emu.sh engine [MODEL:NMSE_TOL ...]
+#                                          the whole backend (backend.cu too, on an emulated
+#                                          runtime and cuBLAS) through the engine API against the
+#                                          CPU backend; default models: stories260K and random
+#                                          f32, bf16 and q8_0 ones
+#   EMU_SAN=undefined tests/cuda/run-emu.sh   the same under UBSan
 #
-# Needs the CPU build's library (make BUILD=... ; default build/libsynapse.a, or $EMU_LIB).
+# Needs the CPU build's library and binary (default build/libsynapse.a and ./synapse, or $EMU_LIB
+# and $EMU_SYNAPSE) and the shared data (../shared or $SYNAPSE_SHARED).
 set -eu
 cd "$(dirname "$0")/../.."
 OUTDIR=${EMU_BUILD:-build/emu}
@@ -26,7 +33,34 @@ open(sys.argv[2], "w").write('#line 1 "%s"\n' % sys.argv[1] + out)
 PY
 SAN=""
 if [ -n "${EMU_SAN:-}" ]; then SAN="-fsanitize=$EMU_SAN"; fi
-g++ -std=c++20 -O1 -g $SAN -D_GNU_SOURCE -I"$OUTDIR" -Itests/cuda/emu -Isrc/engine/cuda -Iinclude \
-    -Isrc -o "$OUTDIR/emu_check" tests/cuda/emu/emu_check.cpp tests/cuda/emu/emu_runtime.cpp \
-    "$LIB" -lhiredis -levent -ljansson -lcurl -lcrypto -lm -pthread
-"$OUTDIR/emu_check" "$@"
+CXX="g++ -std=c++20 -O1 -g $SAN -D_GNU_SOURCE -I$OUTDIR -Itests/cuda/emu -Isrc/engine/cuda -Iinclude -Isrc"
+LIBS="$LIB -lhiredis -levent -ljansson -lcurl -lcrypto -lm -pthread"
+EMU="tests/cuda/emu/emu_runtime.cpp tests/cuda/emu/emu_api.cpp"
+
+if [ "${1:-}" != engine ]; then
+    $CXX -o "$OUTDIR/emu_check" tests/cuda/emu/emu_check.cpp $EMU $LIBS
+    exec "$OUTDIR/emu_check" "$@"
+fi
+shift
+# engine.c as the CUDA=1 build compiles it (it picks the backend), the backend's three files
+gcc -std=c11 -O1 -g $SAN -D_GNU_SOURCE -DSYN_HAVE_CUDA -Iinclude -Isrc -c src/engine/engine.c \
+    -o "$OUTDIR/engine.o"
+$CXX -x c++ -c "$OUTDIR/kernels_emu.cu" -o "$OUTDIR/kernels.o"
+$CXX -x c++ -c src/engine/cuda/backend.cu -o "$OUTDIR/backend.o"
+$CXX -o "$OUTDIR/emu_engine" tests/cuda/emu/emu_engine.cpp "$OUTDIR/engine.o" "$OUTDIR/kernels.o" \
+    "$OUTDIR/backend.o" $EMU $LIBS
+if [ $# -eq 0 ]; then
+    SYN=${EMU_SYNAPSE:-./synapse}
+    SHARED=${SYNAPSE_SHARED:-../shared}
+    M=$OUTDIR/models
+    mkdir -p "$M"
+    "$SYN" model random --dim 64 --layers 2 --heads 8 --kv-heads 2 --ffn 160 --vocab 300 \
+        --rope-theta 500000 --llama3-rope --dtype f32 --seed 11 -o "$M/f32.gguf" >/dev/null
+    "$SYN" model random --dim 96 --layers 2 --heads 4 --head-dim 24 --ffn 200 --vocab 301 --tied \
+        --dtype bf16 --seed 12 -o "$M/bf16.gguf" >/dev/null
+    "$SYN" model random --dim 64 --layers 2 --heads 4 --kv-heads 1 --ffn 128 --vocab 320 \
+        --dtype q8_0 --seed 15 -o "$M/q8.gguf" >/dev/null
+    set -- "$SHARED/models/stories260K.gguf:1e-8" "$M/f32.gguf:1e-8" "$M/bf16.gguf:1e-3" \
+        "$M/q8.gguf:2e-3"
+fi
+exec "$OUTDIR/emu_engine" "$@"

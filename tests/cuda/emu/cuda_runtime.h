@@ -1,7 +1,7 @@
 /*
  * A host emulation of the slice of CUDA that src/engine/cuda/kernels.cu uses, so that the
  * kernels themselves (not a transcription) run on a machine without a GPU: each block's threads
- * are OS threads with a real block barrier (__syncthreads) and real warp exchanges
+ * are fibers on one OS thread with a real block barrier (__syncthreads) and real warp exchanges
  * (__shfl_xor_sync, __syncwarp); blocks run one after another, so __shared__ variables can be
  * function statics. Test-only (tests/cuda/run-emu.sh); it proves indexing and synchronisation,
  * not speed, and knows nothing of memory spaces, so it cannot catch a host pointer passed to a
@@ -60,6 +60,61 @@ inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int)
     return cudaSuccess;
 }
 inline cudaError_t cudaFuncSetAttribute(const void *, cudaFuncAttribute, int) { return cudaSuccess; }
+
+/* ---- the runtime as backend.cu uses it: memory is host memory, every stream is synchronous
+ * (work runs when enqueued), and a stream capture records kernel launches and cuBLAS calls into
+ * a graph that cudaGraphLaunch replays ---- */
+typedef void *cudaEvent_t;
+struct emu_graph;
+typedef emu_graph *cudaGraph_t;
+typedef emu_graph *cudaGraphExec_t;
+enum cudaMemcpyKind {
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3
+};
+enum {
+    cudaStreamNonBlocking = 1,
+    cudaHostAllocDefault = 0,
+    cudaHostRegisterDefault = 0,
+    cudaEventDisableTiming = 2
+};
+enum cudaStreamCaptureMode { cudaStreamCaptureModeThreadLocal = 1 };
+struct cudaDeviceProp {
+    char name[256];
+    int major, minor;
+};
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int dev);
+cudaError_t cudaMalloc(void **p, size_t bytes);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaHostRegister(void *p, size_t bytes, unsigned flags);
+cudaError_t cudaHostUnregister(void *p);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s);
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                         size_t height, cudaMemcpyKind k);
+cudaError_t cudaMemset(void *p, int v, size_t n);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaEventCreate(cudaEvent_t *e);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+/* Runs work now, or records it while a capture is open. */
+void emu_enqueue(const std::function<void()> &work);
+extern long emu_graph_launches, emu_captures; /* counters the checks read */
 
 /* ---- inside a block ---- */
 void __syncthreads(void);

@@ -18,6 +18,18 @@ extern "C" {
 
 #include <vector>
 
+int syn_cuda_fail(cudaError_t, const char *what, const char *file, int line)
+{
+    fprintf(stderr, "emu: %s failed (%s:%d)\n", what, file, line);
+    return -3;
+}
+
+int syn_cublas_fail(cublasStatus_t, const char *what, const char *file, int line)
+{
+    fprintf(stderr, "emu: %s failed (%s:%d)\n", what, file, line);
+    return -3;
+}
+
 static int g_checks, g_failed;
 static uint64_t g_rng = 1;
 
