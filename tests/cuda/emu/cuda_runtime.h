@@ -31,7 +31,10 @@
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2 };
 typedef void *cudaStream_t;
-enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97, cudaDevAttrMultiProcessorCount = 16 };
+enum cudaDeviceAttr {
+    cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+    cudaDevAttrMultiProcessorCount = 16
+};
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 
 struct uint3 {
@@ -39,7 +42,9 @@ struct uint3 {
 };
 struct dim3 {
     unsigned x, y, z;
-    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c)
+    {
+    }
 };
 struct int2 {
     int x, y;
@@ -50,16 +55,32 @@ extern uint3 blockIdx;
 extern dim3 blockDim, gridDim;
 extern int emu_sms; /* what cudaDevAttrMultiProcessorCount answers */
 
-inline const char *cudaGetErrorString(cudaError_t) { return "emulated error"; }
-inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }
-inline cudaError_t cudaPeekAtLastError(void) { return cudaSuccess; }
-inline cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
+inline const char *cudaGetErrorString(cudaError_t)
+{
+    return "emulated error";
+}
+inline cudaError_t cudaGetLastError(void)
+{
+    return cudaSuccess;
+}
+inline cudaError_t cudaPeekAtLastError(void)
+{
+    return cudaSuccess;
+}
+inline cudaError_t cudaGetDevice(int *d)
+{
+    *d = 0;
+    return cudaSuccess;
+}
 inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int)
 {
     *v = a == cudaDevAttrMultiProcessorCount ? emu_sms : 227 * 1024;
     return cudaSuccess;
 }
-inline cudaError_t cudaFuncSetAttribute(const void *, cudaFuncAttribute, int) { return cudaSuccess; }
+inline cudaError_t cudaFuncSetAttribute(const void *, cudaFuncAttribute, int)
+{
+    return cudaSuccess;
+}
 
 /* ---- the runtime as backend.cu uses it: memory is host memory, every stream is synchronous
  * (work runs when enqueued), and a stream capture records kernel launches and cuBLAS calls into
@@ -135,8 +156,18 @@ template <typename T> T __shfl_xor_sync(unsigned, T v, int lane_mask)
 
 int atomicAdd(int *p, int v);
 
-inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
-inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+inline int __float_as_int(float f)
+{
+    int i;
+    memcpy(&i, &f, 4);
+    return i;
+}
+inline float __int_as_float(int i)
+{
+    float f;
+    memcpy(&f, &i, 4);
+    return f;
+}
 using std::max;
 using std::min;
 

@@ -163,8 +163,10 @@ static void test_convert_embed(void)
         int type;
         const void *data;
         int dt;
-    } cases[] = {{SYN_DT_Q8_0, q8.data(), SYN_DT_F16}, {SYN_DT_Q4_0, q4.data(), SYN_DT_F16},
-                 {SYN_DT_F16, f16.data(), SYN_DT_F32},  {SYN_DT_BF16, bf16.data(), SYN_DT_BF16},
+    } cases[] = {{SYN_DT_Q8_0, q8.data(), SYN_DT_F16},
+                 {SYN_DT_Q4_0, q4.data(), SYN_DT_F16},
+                 {SYN_DT_F16, f16.data(), SYN_DT_F32},
+                 {SYN_DT_BF16, bf16.data(), SYN_DT_BF16},
                  {SYN_DT_F32, tab.data(), SYN_DT_BF16}};
     for (auto &c : cases) {
         const size_t n = (size_t)rows * K;
@@ -202,7 +204,8 @@ static pool make_pool(int n_seqs, int n_ctx, int bt)
     p.n_blocks = n_seqs * p.max_blocks;
     p.tables.resize(p.n_blocks);
     for (int i = 0; i < p.n_blocks; i++) p.tables[i] = i;
-    for (int i = p.n_blocks - 1; i > 0; i--) std::swap(p.tables[i], p.tables[(g_rng >> 7) % (i + 1)]), frand();
+    for (int i = p.n_blocks - 1; i > 0; i--)
+        std::swap(p.tables[i], p.tables[(g_rng >> 7) % (i + 1)]), frand();
     return p;
 }
 
@@ -246,10 +249,10 @@ static void test_rope(int neox, int bias)
         memcpy(slot, &row[qd], kvd * 4);
         memcpy(slot + p.bt * kvd, &row[qd + kvd], kvd * 4);
     }
-    struct syn_cuda_rope r = {got.data(), w, bias ? b.data() : NULL, cs.data(), sn.data(), 4, 2,
-                              hd, neox};
-    struct syn_cuda_kv k = {kv.data(), 2 * (size_t)p.bt * kvd, 0, p.bt, p.max_blocks,
-                            p.tables.data(), pos, seq};
+    struct syn_cuda_rope r = {got.data(), w,   bias ? b.data() : NULL, cs.data(), sn.data(), 4, 2,
+                              hd,         neox};
+    struct syn_cuda_kv k = {kv.data(),    2 * (size_t)p.bt * kvd, 0,   p.bt,
+                            p.max_blocks, p.tables.data(),        pos, seq};
     syn_cuda_rope_store(&r, &k, T, 0);
     std::vector<float> qgot((size_t)T * qd);
     for (int t = 0; t < T; t++) memcpy(&qgot[t * qd], &got[t * w], qd * 4);
@@ -330,8 +333,8 @@ static void test_attention(int n_head, int n_kv, int hd, int n_split, int decode
     std::vector<float> part((size_t)T * n_head * n_split * (hd + 2), NAN);
     std::vector<uint8_t> out((size_t)T * qd * 4);
     memset(out.data(), 0xff, out.size()); /* NaN: every element must be written */
-    struct syn_cuda_kv k = {kv.data(), 2 * (size_t)p.bt * kvd, 0, p.bt, p.max_blocks,
-                            p.tables.data(), pos.data(), seq.data()};
+    struct syn_cuda_kv k = {kv.data(),    2 * (size_t)p.bt * kvd, 0,          p.bt,
+                            p.max_blocks, p.tables.data(),        pos.data(), seq.data()};
     struct syn_cuda_attn a;
     a.q = q.data();
     a.q_stride = qd;
@@ -370,11 +373,12 @@ static void test_sample(void)
     cases[2].temperature = 0.8f, cases[2].top_k = 40;
     cases[3].temperature = 0.7f, cases[3].top_p = 0.9f;
     cases[4].temperature = 1, cases[4].min_p = 0.05f;
-    cases[5].temperature = 0.9f, cases[5].top_k = 50, cases[5].top_p = 0.95f, cases[5].min_p = 0.01f;
+    cases[5].temperature = 0.9f, cases[5].top_k = 50, cases[5].top_p = 0.95f,
+    cases[5].min_p = 0.01f;
     cases[6].temperature = 1.5f, cases[6].top_k = 1;
     cases[7].temperature = 2, cases[7].top_p = 0.5f;
     cases[8].temperature = 1, cases[8].top_k = 3000; /* top-k no smaller than the candidates */
-    for (int i = 0; i < 6; i++) { /* and random mixtures of all four */
+    for (int i = 0; i < 6; i++) {                    /* and random mixtures of all four */
         syn_sampling_params c = syn_sampling_default_params();
         c.temperature = 0.2f + 1.6f * (frand() + 1) / 2;
         c.top_k = frand() > 0 ? (int)(1 + 400 * (frand() + 1) / 2) : 0;
@@ -389,7 +393,8 @@ static void test_sample(void)
             std::vector<int32_t> want(rows), got(rows, -7);
             for (int r = 0; r < rows; r++) {
                 cases[c].seed = 1000 * c + 10 * r + draw;
-                syn_sampler *a = syn_sampler_new(&cases[c], nv), *b = syn_sampler_new(&cases[c], nv);
+                syn_sampler *a = syn_sampler_new(&cases[c], nv),
+                            *b = syn_sampler_new(&cases[c], nv);
                 syn_sampler_device_spec(a, &specs[r]);
                 want[r] = syn_sampler_sample(b, &logits[(size_t)r * nv], NULL, NULL, 0);
                 syn_sampler_free(a);
@@ -403,11 +408,14 @@ static void test_sample(void)
             for (int r = 0; r < rows; r++) {
                 if (r == 5 && cases[c].top_p < 1 && got[r] != want[r]) continue; /* id order */
                 char what[100];
-                snprintf(what, sizeof what, "sample case %zu draw %d row %d (t %.2f k %d p %.3f m %.3f)",
-                         c, draw, r, (double)cases[c].temperature, cases[c].top_k,
-                         (double)cases[c].top_p, (double)cases[c].min_p);
-                if (got[r] != want[r] || (c == 0 && draw == 0)) check_eq(what, got[r], want[r]);
-                else g_checks++;
+                snprintf(what, sizeof what,
+                         "sample case %zu draw %d row %d (t %.2f k %d p %.3f m %.3f)", c, draw, r,
+                         (double)cases[c].temperature, cases[c].top_k, (double)cases[c].top_p,
+                         (double)cases[c].min_p);
+                if (got[r] != want[r] || (c == 0 && draw == 0))
+                    check_eq(what, got[r], want[r]);
+                else
+                    g_checks++;
             }
         }
 }

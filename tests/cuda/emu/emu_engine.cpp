@@ -102,8 +102,9 @@ static void compare(const char *model, double tol)
             next[i] = best;
         }
     }
-    printf("%s %s: worst logits nmse %.3g over 7 steps (tolerance %.0e); decode graph replays %ld\n",
-           worst <= tol ? "ok  " : "FAIL", model, worst, tol, emu_graph_launches - launches0);
+    printf(
+        "%s %s: worst logits nmse %.3g over 7 steps (tolerance %.0e); decode graph replays %ld\n",
+        worst <= tol ? "ok  " : "FAIL", model, worst, tol, emu_graph_launches - launches0);
     if (emu_graph_launches == launches0) {
         printf("FAIL %s: no decode step replayed a graph\n", model);
         g_failed++;

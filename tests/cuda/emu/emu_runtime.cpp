@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdio.h>
 
-
 /* CUDA threads are fibers (ucontext) on the calling OS thread: a barrier hands control to the
  * next fiber of the block, and a barrier opens when every thread it waits for has arrived. One
  * OS thread, so the emulator neither loads the machine nor races. */
@@ -124,8 +123,9 @@ static void run_block(unsigned n, const std::function<void()> &body)
                 opened = 1;
             }
         if (!ran && !opened) {
-            fprintf(stderr, "emu: deadlock in block (%u,%u,%u): %d of %u threads at "
-                            "__syncthreads, %d finished; a barrier not every thread reaches\n",
+            fprintf(stderr,
+                    "emu: deadlock in block (%u,%u,%u): %d of %u threads at "
+                    "__syncthreads, %d finished; a barrier not every thread reaches\n",
                     blockIdx.x, blockIdx.y, blockIdx.z, at_block, n, done);
             abort();
         }
