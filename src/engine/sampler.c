@@ -176,6 +176,70 @@ static void raw_logprobs(const float *logits, int n, int32_t chosen, float *out_
 
 /* ---- sampling ---- */
 
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+/* e^x for x <= 0 in four lanes (GCC/Clang vector extensions: SSE on baseline x86-64):
+ * x = k ln2 + r with |r| <= ln2/2, e^r by a degree-6 Taylor polynomial (relative error under
+ * 2e-7 on that range, about a float's rounding), 2^k put into the exponent bits. Below -87 the
+ * result is 0 (expf gives subnormals there, which no draw can tell from 0 at float mass), and
+ * so is it for NaN. */
+static inline v4f exp4_nonpos(v4f x)
+{
+    const v4f lo = {-87.0f, -87.0f, -87.0f, -87.0f};
+    v4i under = ~(x >= lo); /* NaN (a NaN logit) too: it gets no probability */
+    x = (v4f)(((v4i)x & ~under) | ((v4i)lo & under));
+    const v4f log2e = {1.44269504f, 1.44269504f, 1.44269504f, 1.44269504f};
+    const v4f half = {0.5f, 0.5f, 0.5f, 0.5f};
+    /* k = x log2e rounded to an integer (halves toward zero): x log2e - 0.5 is <= -0.5, and
+     * truncating it toward zero is its ceiling */
+    v4f t = x * log2e - half;
+    v4i k = __builtin_convertvector(t, v4i); /* truncates toward zero: t <= -0.5 here */
+    v4f kf = __builtin_convertvector(k, v4f);
+    const v4f ln2_hi = {0.693145752f, 0.693145752f, 0.693145752f, 0.693145752f};
+    const v4f ln2_lo = {1.42860677e-6f, 1.42860677e-6f, 1.42860677e-6f, 1.42860677e-6f};
+    v4f r = x - kf * ln2_hi - kf * ln2_lo;
+    const v4f c2 = {1.0f / 2, 1.0f / 2, 1.0f / 2, 1.0f / 2};
+    const v4f c3 = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
+    const v4f c4 = {1.0f / 24, 1.0f / 24, 1.0f / 24, 1.0f / 24};
+    const v4f c5 = {1.0f / 120, 1.0f / 120, 1.0f / 120, 1.0f / 120};
+    const v4f c6 = {1.0f / 720, 1.0f / 720, 1.0f / 720, 1.0f / 720};
+    const v4f one = {1.0f, 1.0f, 1.0f, 1.0f};
+    v4f p = c6;
+    p = p * r + c5;
+    p = p * r + c4;
+    p = p * r + c3;
+    p = p * r + c2;
+    p = p * r + one;
+    p = p * r + one;
+    const v4i bias = {127, 127, 127, 127};
+    v4f scale = (v4f)((k + bias) << 23); /* k >= -126 for x >= -87 */
+    v4f y = p * scale;
+    return (v4f)((v4i)y & ~under);
+}
+
+/* w[i] = e^((w[i] - mx) inv_t) for i < n; returns their sum in double (lanes summed apart, then
+ * together: the order is fixed, so a seed gives the same draws on every machine). */
+static double exp_lanes(float *w, int n, float mx, float inv_t)
+{
+    const v4f vm = {mx, mx, mx, mx}, vt = {inv_t, inv_t, inv_t, inv_t};
+    double acc[4] = {0, 0, 0, 0};
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v4f x;
+        memcpy(&x, w + i, sizeof x);
+        v4f e = exp4_nonpos((x - vm) * vt);
+        memcpy(w + i, &e, sizeof e);
+        for (int j = 0; j < 4; j++) acc[j] += e[j];
+    }
+    for (; i < n; i++) {
+        v4f x = {(w[i] - mx) * inv_t, 0, 0, 0};
+        w[i] = exp4_nonpos(x)[0];
+        acc[i & 3] += w[i];
+    }
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
 static int cmp_desc(const void *a, const void *b, void *arg)
 {
     const float *p = arg;
@@ -218,22 +282,45 @@ int32_t syn_sampler_sample(struct syn_sampler *s, const float *logits, float *ou
         goto out;
     }
 
-    /* softmax at temperature */
+    /* softmax at temperature: exp in four lanes (exp_lanes), the sum in double */
     float mx = -INFINITY;
     for (int i = 0; i < n; i++)
         if (w[i] > mx) mx = w[i];
-    double sum = 0.0;
     const float inv_t = 1.0f / p->temperature;
-    for (int i = 0; i < n; i++) {
-        float e = expf((w[i] - mx) * inv_t);
-        w[i] = e;
-        sum += e;
-    }
+    const double sum = exp_lanes(w, n, mx, inv_t);
     const float inv_sum = (float)(1.0 / sum);
     float pmax = 0.0f;
     for (int i = 0; i < n; i++) {
         w[i] *= inv_sum;
         if (w[i] > pmax) pmax = w[i];
+    }
+
+    /* no truncation (top-k off, top-p 1, min-p 0): every token with a probability is a
+     * candidate, in id order, so draw over w directly without listing them */
+    if (p->top_p >= 1.0f && p->top_k <= 0 && !(p->min_p > 0.0f)) {
+        double mass = 0.0;
+        int last = -1;
+        for (int i = 0; i < n; i++)
+            if (w[i] > 0.0f) mass += w[i], last = i;
+        if (last < 0) { /* every probability underflowed: the argmax, as below */
+            for (int i = 0; i < n; i++)
+                if (w[i] == pmax) {
+                    chosen = i;
+                    break;
+                }
+            goto out;
+        }
+        double r = next_double(s->rng) * mass, acc = 0.0;
+        chosen = last;
+        for (int i = 0; i < n; i++) {
+            if (!(w[i] > 0.0f)) continue;
+            acc += w[i];
+            if (r < acc) {
+                chosen = i;
+                break;
+            }
+        }
+        goto out;
     }
 
     /* candidates: min-p, and when top-p is on, the cut-off below which no token can be in the

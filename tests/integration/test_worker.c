@@ -479,9 +479,9 @@ TEST_TIMEOUT(worker_never_claims_more_than_its_slots, 60)
 
 /* Events go out step by step, not held back: the I/O thread must not sit in a blocking claim
  * while jobs it just handed over are being run. On the stories15m shape (a step takes a
- * millisecond or more, tens under a sanitizer) the first event is sent before the tenth step
- * has run; when the I/O thread blocked on the queue for its 50 ms, the first tens of events
- * left together in one pipeline, at one millisecond. */
+ * millisecond or more, tens under a sanitizer) a job's events leave over many milliseconds;
+ * when the I/O thread blocked on the queue for its 50 ms, the first tens of events left
+ * together in one pipeline, at one millisecond. */
 TEST_TIMEOUT(worker_streams_events_step_by_step, 120)
 {
     char model[512];
@@ -516,25 +516,30 @@ TEST_TIMEOUT(worker_streams_events_step_by_step, 120)
         collect(&r, rk("st"), &cs, 1, 60);
         CHECK_EQ_INT(cs.gaps, 0);
         CHECK(cs.completion_tokens >= 10);
-        /* the entry ids' milliseconds of this job's first and tenth token events */
+        /* the entry ids' milliseconds of this job's events: how many distinct ones. Held back
+         * by a 50 ms claim, the ~40 events leave in one or two flushes; step by step they
+         * spread over about as many milliseconds as steps. A loaded machine that starves the
+         * I/O thread for a few steps bunches some of them, hence a low bar. */
         redisContext *c = connect_redis(&r);
         redisReply *rep = redisCommand(c, "XRANGE %s - +", rk("st"));
-        long long first_ms = -1, tenth_ms = -1;
+        long long last_ms = -1;
+        int distinct = 0, events = 0;
         for (size_t e = 0; rep && e < rep->elements; e++) {
             struct syn_event ev;
             if (syn_event_decode(rep->element[e]->element[1], &ev, err, sizeof err) != 0 ||
                 strcmp(ev.job, id) != 0)
                 continue;
             long long ms = strtoll(rep->element[e]->element[0]->str, NULL, 10);
-            if (ev.pos == 0) first_ms = ms;
-            if (ev.pos <= 9 && ev.pos + ev.n_tokens > 9) tenth_ms = ms;
+            events++;
+            if (ms != last_ms) distinct++;
+            last_ms = ms;
         }
         freeReplyObject(rep);
         redisFree(c);
-        CHECK(first_ms > 0 && tenth_ms > 0);
-        if (tenth_ms <= first_ms)
-            FAIL("round %d: the first and the tenth token went out together (at %lld ms)", round,
-                 first_ms);
+        CHECK(events >= 10);
+        if (distinct < 5)
+            FAIL("round %d: %d events went out in only %d distinct milliseconds", round, events,
+                 distinct);
         usleep(200 * 1000);
     }
     syn_qclient_free(q);

@@ -137,3 +137,33 @@ TEST(sampler_validate_rejects_out_of_range)
     p.frequency_penalty = 3;
     CHECK(syn_sampling_validate(&p, err, sizeof err) < 0);
 }
+
+/* The draw follows softmax(logits / T), with and without truncation (the untruncated path draws
+ * over the probabilities directly), for logits spread over the exp's whole range: a token 80
+ * nats below the best is never drawn, a NaN or -inf logit never. */
+TEST(sampler_draws_follow_the_softmax)
+{
+    enum { N = 7, DRAWS = 40000 };
+    const float l[N] = {0.0f, logf(2.0f), logf(3.0f), -80.0f, -INFINITY, NAN, logf(4.0f)};
+    const double want[N] = {0.1, 0.2, 0.3, 0, 0, 0, 0.4};
+    for (int variant = 0; variant < 3; variant++) {
+        struct syn_sampling_params p = syn_sampling_default_params();
+        p.seed = 7;
+        p.temperature = variant == 2 ? 0.5f : 1.0f;
+        if (variant == 1) p.top_p = 0.999f; /* the sorted path: keeps all four */
+        struct syn_sampler *s = syn_sampler_new(&p, N);
+        int count[N] = {0};
+        for (int i = 0; i < DRAWS; i++) count[syn_sampler_sample(s, l, NULL, NULL, 0)]++;
+        double w2[N], z = 0;
+        for (int i = 0; i < N; i++) z += w2[i] = want[i] * want[i];
+        for (int i = 0; i < N; i++) {
+            double e = variant == 2 ? w2[i] / z : want[i];
+            double got = (double)count[i] / DRAWS;
+            /* 5 standard deviations of a binomial proportion */
+            double tol = 5.0 * sqrt(e * (1 - e) / DRAWS) + 1e-9;
+            if (fabs(got - e) > tol)
+                FAIL("variant %d token %d: drawn %.4f, expected %.4f", variant, i, got, e);
+        }
+        syn_sampler_free(s);
+    }
+}
