@@ -44,6 +44,10 @@ struct syn_backend {
 };
 
 extern const struct syn_backend syn_backend_cpu;
+
+/* The RoPE cos/sin tables (n_ctx, head_dim/2) for m's hparams (theta, linear or Llama-3
+ * scaling, per-frequency divisors), in double rounded to float; every backend uses these. */
+void syn_rope_tables(const struct syn_model *m, int n_ctx, float *cs, float *sn);
 #ifdef SYN_HAVE_CUDA
 extern const struct syn_backend syn_backend_cuda; /* src/engine/cuda/backend.cu */
 #endif

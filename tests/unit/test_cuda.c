@@ -17,6 +17,7 @@
 #include "harness.h"
 
 #include "engine/cpu/kernels.h"
+#include "engine/engine_impl.h"
 #include "engine/cpu/threadpool.h"
 #include "synapse/engine.h"
 #include "synapse/model.h"
@@ -388,33 +389,6 @@ static void fixture(struct pool_fixture *f, int n_seqs, int n_ctx, int block_tok
     }
 }
 
-/* The CPU backend's rope tables (forward.c rope_tables) for the reference. */
-static void ref_rope_tables(const struct syn_hparams *hp, const float *ff, int n_ctx, float *cs,
-                            float *sn)
-{
-    const int half = hp->head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        double freq = pow((double)hp->rope_theta, -2.0 * i / hp->head_dim);
-        if (ff) freq /= (double)ff[i];
-        if (hp->rope_scaling == SYN_ROPE_SCALING_LINEAR) freq /= (double)hp->rope_factor;
-        if (hp->rope_scaling == SYN_ROPE_SCALING_LLAMA3) {
-            double lo = hp->rope_low_freq_factor, hi = hp->rope_high_freq_factor;
-            double orig = hp->rope_orig_ctx, fa = hp->rope_factor;
-            double wavelen = 2.0 * M_PI / freq;
-            if (wavelen > orig / lo) {
-                freq /= fa;
-            } else if (wavelen >= orig / hi) {
-                double smooth = (orig / wavelen - lo) / (hi - lo);
-                freq = (1.0 - smooth) * freq / fa + smooth * freq;
-            }
-        }
-        for (int p = 0; p < n_ctx; p++) {
-            cs[(size_t)p * half + i] = (float)cos((double)p * freq);
-            sn[(size_t)p * half + i] = (float)sin((double)p * freq);
-        }
-    }
-}
-
 static void check_rope(int neox, int scaling, int bias)
 {
     struct syn_hparams hp;
@@ -447,7 +421,10 @@ static void check_rope(int neox, int scaling, int bias)
           *q_got = malloc(sizeof(float) * (size_t)T * qd);
     float *cs = malloc(sizeof(float) * n_ctx * half), *sn = malloc(sizeof(float) * n_ctx * half);
     CHECK(kv_ref && kv_got && q_ref && q_got && cs && sn);
-    ref_rope_tables(&hp, scaling ? ff : NULL, n_ctx, cs, sn);
+    struct syn_model rm = {0};
+    rm.hp = hp;
+    rm.rope_freq_factors = scaling ? ff : NULL;
+    syn_rope_tables(&rm, n_ctx, cs, sn); /* the tables both backends use */
     for (int t = 0; t < T; t++) { /* forward.c task_rope_store */
         float row[1024];
         memcpy(row, qkv + (size_t)t * w, sizeof(float) * w);

@@ -79,8 +79,9 @@ static void cpu_release(struct syn_engine *e)
     e->backend_state = NULL;
 }
 
-/* Fills the RoPE tables, with Llama-3 or linear scaling and per-frequency divisors applied. */
-static void rope_tables(const struct syn_model *m, int n_ctx, float *cs, float *sn)
+/* Fills the RoPE tables, with Llama-3 or linear scaling and per-frequency divisors applied
+ * (engine_impl.h; the CUDA backend uploads the same tables). */
+void syn_rope_tables(const struct syn_model *m, int n_ctx, float *cs, float *sn)
 {
     const struct syn_hparams *hp = &m->hp;
     const int half = hp->head_dim / 2;
@@ -163,7 +164,7 @@ static int cpu_init(struct syn_engine *e, char *err, size_t errlen)
                           "cpu: out of memory for the KV cache (%zu MiB) and step buffers",
                           kv_floats * sizeof(float) >> 20);
     }
-    rope_tables(&e->model, e->n_ctx, s->rope_cos, s->rope_sin);
+    syn_rope_tables(&e->model, e->n_ctx, s->rope_cos, s->rope_sin);
     pick_attention_isa();
     syn_info("cpu", "%d threads, kernels %s", s->n_threads, syn_cpu_kernels_isa());
     return SYN_OK;

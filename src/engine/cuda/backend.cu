@@ -335,7 +335,7 @@ static int rope_upload(const struct syn_model *m, int n_ctx, float **cs_dev, flo
           *sn = (float *)malloc(n * sizeof(float) + 1);
     int rc = SYN_ENOMEM;
     if (!cs || !sn) goto done;
-    syn_cuda_rope_tables(m, n_ctx, cs, sn);
+    syn_rope_tables(m, n_ctx, cs, sn);
     if ((rc = upload_f32(cs_dev, cs, n))) goto done;
     rc = upload_f32(sn_dev, sn, n);
 done:

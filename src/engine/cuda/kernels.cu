@@ -231,34 +231,6 @@ void syn_cuda_rope_store(const struct syn_cuda_rope *r, const struct syn_cuda_kv
     if (T > 0) rope_store_kernel<<<T, 128, 0, st>>>(*r, *kv);
 }
 
-/* The CPU backend's RoPE tables (forward.c rope_tables), computed the same way in double. */
-void syn_cuda_rope_tables(const struct syn_model *m, int n_ctx, float *cs, float *sn)
-{
-    const struct syn_hparams *hp = &m->hp;
-    const int half = hp->head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        double freq = pow((double)hp->rope_theta, -2.0 * i / hp->head_dim);
-        if (m->rope_freq_factors) freq /= (double)m->rope_freq_factors[i];
-        if (hp->rope_scaling == SYN_ROPE_SCALING_LINEAR) freq /= (double)hp->rope_factor;
-        if (hp->rope_scaling == SYN_ROPE_SCALING_LLAMA3) {
-            double lo = hp->rope_low_freq_factor, hi = hp->rope_high_freq_factor;
-            double orig = hp->rope_orig_ctx, f = hp->rope_factor;
-            double wavelen = 2.0 * M_PI / freq;
-            if (wavelen > orig / lo) {
-                freq /= f;
-            } else if (wavelen >= orig / hi) {
-                double smooth = (orig / wavelen - lo) / (hi - lo);
-                freq = (1.0 - smooth) * freq / f + smooth * freq;
-            }
-        }
-        for (int p = 0; p < n_ctx; p++) {
-            double a = (double)p * freq;
-            cs[(size_t)p * half + i] = (float)cos(a);
-            sn[(size_t)p * half + i] = (float)sin(a);
-        }
-    }
-}
-
 /* ---- attention ----
  * Block (tile, kv head, split). Its rows are the tile's (token, query head) pairs of that kv
  * head's group: row r is token t0 + r / group, head kvh * group + r % group; warp w owns rows w,

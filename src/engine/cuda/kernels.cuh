@@ -107,8 +107,6 @@ void syn_cuda_sample(const float *logits, int rows, int n_vocab,
 int syn_cuda_gemm(cublasHandle_t blas, int dt, const void *W, int R, int K, const void *X, int T,
                   float *Y, float beta);
 
-/* The RoPE cos/sin tables (n_ctx, head_dim/2) for m's hparams and frequency factors. */
-void syn_cuda_rope_tables(const struct syn_model *m, int n_ctx, float *cs, float *sn);
 
 /* Query heads per kv head and tokens per prefill attention tile for hp; prepares the attention
  * kernel's shared memory. SYN_EUNSUPPORTED for a head shape the kernels do not handle. */

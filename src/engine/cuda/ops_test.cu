@@ -212,7 +212,7 @@ extern "C" int syn_cuda_test_rope_store(const struct syn_hparams *hp, const floa
         rc = SYN_ENOMEM;
         goto out;
     }
-    syn_cuda_rope_tables(&m, n_ctx, cs, sn);
+    syn_rope_tables(&m, n_ctx, cs, sn);
     if ((rc = bupload(&b, &dqkv, qkv, sizeof(float) * (size_t)T * qkv_w)) ||
         (bias && (rc = bupload(&b, &dbias, bias, sizeof(float) * (size_t)qkv_w))) ||
         (rc = bupload(&b, &dcs, cs, sizeof(float) * (size_t)n_ctx * half)) ||
