@@ -425,7 +425,7 @@ static void check_rope(int neox, int scaling, int bias)
     rm.hp = hp;
     rm.rope_freq_factors = scaling ? ff : NULL;
     syn_rope_tables(&rm, n_ctx, cs, sn); /* the tables both backends use */
-    for (int t = 0; t < T; t++) { /* forward.c task_rope_store */
+    for (int t = 0; t < T; t++) {        /* forward.c task_rope_store */
         float row[1024];
         memcpy(row, qkv + (size_t)t * w, sizeof(float) * w);
         if (b)
