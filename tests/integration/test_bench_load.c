@@ -67,8 +67,11 @@ TEST(load_counts_tokens_and_orders_percentiles)
         CHECK_EQ_INT(o->status, 200);
         CHECK(o->ttft > 0 && o->ttft <= o->e2e);
         CHECK_NEAR(o->tpot, (o->e2e - o->ttft) / 5, 1e-9);
-        CHECK(o->tpot >= 0.0015); /* the server waits 2 ms between chunks */
+        CHECK(o->tpot > 0);
     }
+    /* the server waits 2 ms between chunks: so does the median request (one request's first
+     * chunk read late on a loaded machine brings its later ones closer) */
+    CHECK(r->tpot.p50 >= 0.0015);
     const struct syn_load_dist *d[] = {&r->ttft, &r->tpot, &r->itl, &r->e2e};
     for (int k = 0; k < 4; k++) {
         CHECK(d[k]->p50 > 0);
