@@ -108,21 +108,7 @@ TEST(sampler_device_spec_draws_like_sample)
 
 /* ---- helpers ---- */
 
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-
-static void seed(uint64_t s)
-{
-    g_rng = s * 0x9e3779b97f4a7c15ull + 1;
-}
-
-/* Uniform in [-1, 1). */
-static float frand(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-}
+#include "cuda/check_util.h" /* seed, frand, nmse */
 
 static float *rand_floats(size_t n, float scale)
 {
@@ -130,17 +116,6 @@ static float *rand_floats(size_t n, float scale)
     if (!v) FAIL("out of memory");
     for (size_t i = 0; i < n; i++) v[i] = frand() * scale;
     return v;
-}
-
-static double nmse(const float *got, const float *ref, size_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * (double)ref[i];
-    }
-    return den > 0.0 ? num / den : num;
 }
 
 /* Prints the error and fails above tol (or on NaN). */

@@ -13,6 +13,8 @@ extern "C" {
 #include "synapse/tensor.h"
 }
 
+#include "../check_util.h" /* seed, frand, nmse */
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -31,37 +33,11 @@ int syn_cublas_fail(cublasStatus_t, const char *what, const char *file, int line
 }
 
 static int g_checks, g_failed;
-static uint64_t g_rng = 1;
-
-static void seed(uint64_t s)
-{
-    g_rng = s * 0x9e3779b97f4a7c15ull + 1;
-}
-
-static float frand(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-}
-
 static std::vector<float> rand_vec(size_t n, float scale)
 {
     std::vector<float> v(n);
     for (auto &x : v) x = frand() * scale;
     return v;
-}
-
-static double nmse(const float *got, const float *ref, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? num / den : num;
 }
 
 static void check(const char *what, double err, double tol)
@@ -227,7 +203,7 @@ static void test_rope(int neox, int bias)
     memset(&m, 0, sizeof m);
     m.hp = hp;
     std::vector<float> cs((size_t)n_ctx * half), sn((size_t)n_ctx * half);
-    syn_cuda_rope_tables(&m, n_ctx, cs.data(), sn.data());
+    syn_rope_tables(&m, n_ctx, cs.data(), sn.data());
     const size_t kv_floats = (size_t)p.n_blocks * 2 * p.bt * kvd;
     std::vector<float> kv(kv_floats, 0), kvr(kv_floats, 0), qref((size_t)T * qd), got = qkv;
     for (int t = 0; t < T; t++) {

@@ -12,22 +12,13 @@ extern "C" {
 #include "synapse/sampler.h"
 }
 
+#include "../check_util.h" /* nmse */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int g_failed;
-
-static double nmse(const float *got, const float *ref, int n)
-{
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        double d = (double)got[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? num / den : num;
-}
 
 static syn_engine *load(const char *model, const char *backend)
 {
@@ -84,7 +75,7 @@ static void compare(const char *model, double tol)
         const int rows = syn_engine_n_logits(c);
         double e = 0;
         for (int r = 0; r < rows; r++) {
-            double x = nmse(syn_engine_logits(g, r), syn_engine_logits(c, r), nv);
+            double x = nmse(syn_engine_logits(g, r), syn_engine_logits(c, r), (size_t)nv);
             if (!(x <= e)) e = x;
         }
         if (!(e <= tol)) {
