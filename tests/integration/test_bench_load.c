@@ -67,7 +67,9 @@ TEST(load_counts_tokens_and_orders_percentiles)
         CHECK_EQ_INT(o->status, 200);
         CHECK(o->ttft > 0 && o->ttft <= o->e2e);
         CHECK_NEAR(o->tpot, (o->e2e - o->ttft) / 5, 1e-9);
-        CHECK(o->tpot > 0);
+        /* zero when a loaded machine reads all six chunks in one go: only the median is held
+         * to the server's spacing below */
+        CHECK(o->tpot >= 0);
     }
     /* the server waits 2 ms between chunks: so does the median request (one request's first
      * chunk read late on a loaded machine brings its later ones closer) */
