@@ -72,7 +72,7 @@ start_up() {
     UP_LOG=$WORK/$name.log
     rm -rf "$WORK/$name-workers"
     mkdir -p "$WORK/$name-workers"
-    SYNAPSE_LOG=info "$SYN" up --model "$MODEL" --name s15m --port "$port" \
+    SYNAPSE_LOG=${UP_LOG_LEVEL:-info} "$SYN" up --model "$MODEL" --name s15m --port "$port" \
         --log-dir "$WORK/$name-workers" "$@" >"$UP_LOG" 2>&1 &
     UP_PID=$!
     local warm=1 prev="" a i

@@ -13,6 +13,7 @@
 #include "synapse/error.h"
 #include "synapse/log.h"
 #include "synapse/queue.h"
+#include "common/proc.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -385,6 +386,7 @@ static void run_drain(struct rt *r, const char *id, json_t *ev, int64_t deadline
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        syn_close_inherited_fds();
         execv(r->bin, (char *const *)argv);
         _exit(127);
     }

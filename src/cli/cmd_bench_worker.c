@@ -30,6 +30,7 @@
 #include "synapse/queue.h"
 #include "synapse/sampler.h"
 #include "synapse/tokenizer.h"
+#include "common/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -166,6 +167,7 @@ static pid_t spawn(const char *const *argv, const char *log_path)
             dup2(fd, 2);
             close(fd);
         }
+        syn_close_inherited_fds();
         execvp(argv[0], (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);

@@ -17,6 +17,7 @@
 #include "synapse/log.h"
 #include "synapse/queue.h"
 #include "synapse/workpool.h"
+#include "common/proc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -88,6 +89,7 @@ static pid_t start_redis(const char *dir, char *url, size_t cap)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(1);
         setpgid(0, 0); /* Ctrl-C goes to us; we stop redis last, after the workers drained */
+        syn_close_inherited_fds();
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
                "--unixsocketperm", "700", "--dir", dir, "--save", "", "--appendonly", "yes",
                "--logfile", logf, (char *)NULL);

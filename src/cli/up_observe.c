@@ -2,6 +2,7 @@
 #include "up_observe.h"
 
 #include "aws/http.h"
+#include "common/proc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,6 +70,7 @@ static pid_t spawn(const char *const argv[], const char *logpath)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        syn_close_inherited_fds();
         execvp(argv[0], (char *const *)argv);
         fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);

@@ -627,6 +627,7 @@ static void on_submitted(void *ud, const char *job_id, int ok, const char *entry
     if (ok) {
         if (r->state == R_SUBMITTING) r->state = R_WAITING;
         snprintf(r->job.entry, sizeof r->job.entry, "%s", entry ? entry : "");
+        syn_debug(LOG, "%s: in the stream as %s", job_id, r->job.entry);
         /* told only now that the job is in the stream: a scaler that looks at the backlog at
          * once (the pool, from zero) must find it there, or it waits for its next tick (200 ms
          * of cold start, measured by bench/gateway.sh) */

@@ -1155,8 +1155,9 @@ int gw_http_new(struct event_base *base, const struct gw_http_config *cfg, gw_ht
         return syn_seterr(err, errlen, SYN_EIO, "http: cannot resolve '%s': %s", host ? host : "*",
                           gai_strerror(gai));
     }
-    h->lst = evconnlistener_new_bind(base, on_accept, h, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-                                     1024, ai->ai_addr, (int)ai->ai_addrlen);
+    h->lst = evconnlistener_new_bind(
+        base, on_accept, h, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 1024,
+        ai->ai_addr, (int)ai->ai_addrlen);
     int e = errno;
     freeaddrinfo(ai);
     if (!h->lst) {

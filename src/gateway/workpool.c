@@ -10,6 +10,7 @@
 #include "synapse/log.h"
 #include "synapse/pool_backend.h"
 #include "synapse/queue.h"
+#include "common/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -132,6 +133,7 @@ static int spawn(struct syn_workpool *wp, int warm)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        syn_close_inherited_fds();
         execv(wp->bin, (char *const *)argv);
         _exit(127);
     }

@@ -147,6 +147,8 @@ static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_ms
 
 static void push_jobs(struct wio *w, struct syn_job *jobs, int n)
 {
+    for (int i = 0; i < n; i++)
+        syn_debug(LOG, "claimed job %s (entry %s)", jobs[i].id, jobs[i].entry);
     pthread_mutex_lock(&w->mu);
     int cap = w->p->max_seqs * 2;
     for (int i = 0; i < n; i++) {

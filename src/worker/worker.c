@@ -221,6 +221,7 @@ static void finish_job(struct sched *s, struct wjob *j, const char *finish, cons
                        const char *code)
 {
     size_t n = j->text_len - j->text_sent;
+    syn_debug(LOG, "job %s: %s", j->job.id, finish ? finish : "error");
     send_event(s, j, j->text + j->text_sent, n, finish, error, code);
     j->text_sent = j->text_len;
     if (j->seq >= 0) syn_engine_seq_free(s->e, j->seq);
