@@ -93,6 +93,8 @@ static int model_json(const char *text, struct syn_sim_model *m, int fresh, char
         if (first > 0) m->cold_start_s = first;
         int th = (int)json_integer_value(json_object_get(root, "threads"));
         if (th > 0) m->threads = th;
+        double su = json_number_value(json_object_get(root, "sample_us_per_row"));
+        if (su > 0) m->sample_s_per_row = su / 1e6;
     }
 out:
     json_decref(root);
@@ -375,6 +377,7 @@ static int start_step(struct sim *s, int id, double now)
     struct worker *w = &s->w[id];
     const struct syn_sim_model *m = &s->p->model;
     int budget = m->max_batched_tokens > 0 ? m->max_batched_tokens : 256, n_dec = 0, n_pre = 0;
+    int n_rows = 0; /* rows sampled: decode rows and prompts that end here */
     w->n_items = 0;
     /* decode tokens first, then prefill chunks with what budget is left (worker.c step()) */
     for (int pass = 0; pass < 2 && budget > 0; pass++)
@@ -393,6 +396,7 @@ static int start_step(struct sim *s, int id, double now)
                 n_dec += take;
             else
                 n_pre += take;
+            n_rows += pass == 0 || q->prefilled + take == prompt;
         }
     if (w->n_items == 0) {
         w->in_step = 0;
@@ -403,7 +407,8 @@ static int start_step(struct sim *s, int id, double now)
         return 0;
     }
     w->in_step = 1;
-    double dt = syn_sim_step_time(m, n_dec, n_pre) + m->step_overhead_s;
+    double dt =
+        syn_sim_step_time(m, n_dec, n_pre) + m->step_overhead_s + m->sample_s_per_row * n_rows;
     if (s->p->cpu_cores > 0) {
         double load =
             (double)busy_workers(s) * (m->threads > 0 ? m->threads : 1) / (double)s->p->cpu_cores;
@@ -502,7 +507,8 @@ static double service_prior(const struct sim *s)
     O /= (double)n;
     const struct syn_sim_model *m = &s->p->model;
     return syn_sim_step_time(m, 0, (int)P) +
-           O * (syn_sim_step_time(m, s->slots, 0) + m->step_overhead_s);
+           O * (syn_sim_step_time(m, s->slots, 0) + m->step_overhead_s +
+                m->sample_s_per_row * s->slots);
 }
 
 static int on_tick(struct sim *s, double now)

@@ -52,7 +52,9 @@ struct syn_sim_curve {
 struct syn_sim_model {
     struct syn_sim_curve decode;  /* batch b -> seconds of one decode step (b / tokens_per_s) */
     struct syn_sim_curve prefill; /* P tokens of one prompt -> seconds (P / prefill_tokens_per_s) */
-    double step_overhead_s;       /* added to every step (sampling, events, scheduling) */
+    double step_overhead_s;       /* added to every step (events, scheduling) */
+    double sample_s_per_row;      /* added per sampled row: each decode row, and each prompt
+                                     that ends in the step (its first token) */
     double hop_s;                 /* gateway -> Redis -> worker -> gateway, per first/last token */
     double cold_start_s;          /* start to ready */
     int max_batched_tokens;       /* rows per step at most (the worker's default 256) */

@@ -45,29 +45,31 @@ static double median(double *v, int n)
 
 static void engine_usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: synapse bench engine -m MODEL [--batch 1,4,16,64] [--prompt N] [--gen N]\n"
-            "                            [--reps R] [-t N] [--backend NAME] [--e2e] [--json]\n\n"
-            "Measures, in one run: memory read bandwidth (all threads streaming a 1 GiB buffer),\n"
-            "model load time (map + first token), prefill tokens/s (one sequence of --prompt\n"
-            "tokens), and decode tokens/s at each batch size (that many sequences decoding --gen\n"
-            "tokens each, in lock-step). Decode at batch 1 is compared with the bandwidth floor:\n"
-            "bandwidth / bytes of weights one decode step reads. Medians of --reps runs.\n"
-            "With --backend cuda the bandwidth is the GPU's (device-to-device copies, bytes read\n"
-            "and written) and the floor is the GPU's.\n\n"
-            "Options:\n"
-            "  -m, --model PATH   GGUF file or Hugging Face directory (required)\n"
-            "      --batch LIST   batch sizes (default 1,4,16)\n"
-            "      --prompt N     prefill length (default 128)\n"
-            "      --gen N        decode steps per measurement (default 32)\n"
-            "      --reps R       repetitions, median reported (default 3)\n"
-            "  -t, --threads N    CPU threads (default: all)\n"
-            "      --backend NAME cpu or cuda (default: $SYNAPSE_BACKEND, else cpu)\n"
-            "      --e2e          also time generation at each batch size as a client sees it:\n"
-            "                     --prompt tokens of prefill then --gen new tokens per sequence,\n"
-            "                     greedy, tokens/s = batch x gen / wall time, prefill included\n"
-            "      --json         print one JSON object instead of text\n"
-            "  -h, --help         show this help\n");
+    fprintf(
+        f, "Usage: synapse bench engine -m MODEL [--batch 1,4,16,64] [--prompt N] [--gen N]\n"
+           "                            [--reps R] [-t N] [--backend NAME] [--e2e] [--json]\n\n"
+           "Measures, in one run: memory read bandwidth (all threads streaming a 1 GiB buffer),\n"
+           "model load time (map + first token), prefill tokens/s (one sequence of --prompt\n"
+           "tokens), and decode tokens/s at each batch size (that many sequences decoding --gen\n"
+           "tokens each, in lock-step). Decode at batch 1 is compared with the bandwidth floor:\n"
+           "bandwidth / bytes of weights one decode step reads. Also what sampling one row costs\n"
+           "on the host (temperature 1, no truncation: the API's defaults; the decode figures are\n"
+           "the forward pass alone). Medians of --reps runs.\n"
+           "With --backend cuda the bandwidth is the GPU's (device-to-device copies, bytes read\n"
+           "and written) and the floor is the GPU's.\n\n"
+           "Options:\n"
+           "  -m, --model PATH   GGUF file or Hugging Face directory (required)\n"
+           "      --batch LIST   batch sizes (default 1,4,16)\n"
+           "      --prompt N     prefill length (default 128)\n"
+           "      --gen N        decode steps per measurement (default 32)\n"
+           "      --reps R       repetitions, median reported (default 3)\n"
+           "  -t, --threads N    CPU threads (default: all)\n"
+           "      --backend NAME cpu or cuda (default: $SYNAPSE_BACKEND, else cpu)\n"
+           "      --e2e          also time generation at each batch size as a client sees it:\n"
+           "                     --prompt tokens of prefill then --gen new tokens per sequence,\n"
+           "                     greedy, tokens/s = batch x gen / wall time, prefill included\n"
+           "      --json         print one JSON object instead of text\n"
+           "  -h, --help         show this help\n");
 }
 
 static int parse_batches(const char *s, int *out)
@@ -130,6 +132,45 @@ static int time_prefill(struct syn_engine *e, int n, double *tps)
     *tps = n / (now_s() - t0);
     syn_engine_seq_free(e, s);
     free(toks);
+    return rc;
+}
+
+/* What sampling adds per sequence and step, on the host: syn_sampler_sample with the API's
+ * defaults (temperature 1, no truncation: what a request that sets nothing gets) over the
+ * logits of one real decode step at batch b, in microseconds per row. The decode figures above
+ * time the forward pass alone; a worker samples every row of every step. */
+static int time_sampling(struct syn_engine *e, int b, double *us_per_row)
+{
+    const int nv = syn_engine_hparams(e)->n_vocab;
+    int *seqs = calloc((size_t)b, sizeof *seqs), n_seqs = 0, rc = SYN_ENOMEM;
+    int32_t *toks = malloc(sizeof *toks * (size_t)b);
+    struct syn_step_item *items = malloc(sizeof *items * (size_t)b);
+    struct syn_sampling_params sp = syn_sampling_default_params();
+    struct syn_sampler *smp = syn_sampler_new(&sp, nv);
+    if (!seqs || !toks || !items || !smp) goto out;
+    for (int i = 0; i < b; i++, n_seqs++) {
+        if ((rc = seqs[i] = syn_engine_seq_new(e)) < 0) goto out;
+        toks[i] = (int32_t)(1 + (i * 7919) % (nv - 1));
+        items[i] = (struct syn_step_item){seqs[i], &toks[i], 1, SYN_LOGITS_LAST};
+    }
+    if ((rc = syn_engine_step(e, items, b)) < 0) goto out;
+    long rows = 0;
+    volatile int32_t sink = 0;
+    double t0 = now_s(), dt;
+    do {
+        for (int r = 0; r < b; r++)
+            sink ^= syn_sampler_sample(smp, syn_engine_logits(e, r), NULL, NULL, 0);
+        rows += b;
+    } while ((dt = now_s() - t0) < 0.2);
+    (void)sink;
+    *us_per_row = dt * 1e6 / (double)rows;
+    rc = SYN_OK;
+out:
+    for (int i = 0; i < n_seqs; i++) syn_engine_seq_free(e, seqs[i]);
+    syn_sampler_free(smp);
+    free(seqs);
+    free(toks);
+    free(items);
     return rc;
 }
 
@@ -331,6 +372,10 @@ static int bench_engine(int argc, char **argv)
             if ((rc = time_generate(e, batches[i], (int)prompt, (int)gen, &dec[i][r]))) goto fail;
         gen_med[i] = median(dec[i], (int)reps);
     }
+    double sample_us[100];
+    for (int r = 0; r < reps; r++)
+        if ((rc = time_sampling(e, max_b, &sample_us[r]))) goto fail;
+    double sample_med = median(sample_us, (int)reps);
     uint64_t wb = syn_engine_weight_bytes(e);
     double floor_tps = gbs * 1e9 / (double)wb;
     double b1 = 0;
@@ -356,7 +401,7 @@ static int bench_engine(int argc, char **argv)
             printf("]");
         }
         if (b1 > 0) printf(",\"batch1_floor_ratio\":%.4f", b1 / floor_tps);
-        printf("}\n");
+        printf(",\"sample_us_per_row\":%.3f}\n", sample_med);
     } else {
         printf("model            %s\n", model);
         if (!strcmp(be_name, "cpu")) {
@@ -380,6 +425,7 @@ static int bench_engine(int argc, char **argv)
             printf("generate b %-5d %.1f tokens/s (%ld prompt + %ld new per sequence, prefill "
                    "included)\n",
                    batches[i], gen_med[i], prompt, gen);
+        printf("sampling         %.1f us per row (temperature 1, host)\n", sample_med);
     }
     syn_engine_free(e);
     return 0;

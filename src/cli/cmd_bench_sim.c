@@ -52,6 +52,8 @@ static void usage(FILE *f)
         "      --cold-start S        start-to-ready seconds (default: the model's first_token_s)\n"
         "      --hop-ms MS           gateway/Redis round trip per first and last token\n"
         "      --step-overhead-ms MS time added to every engine step\n"
+        "      --sample-us US        time added per sampled row (default: the model JSON's\n"
+        "                            sample_us_per_row, else 0)\n"
         "      --max-batched-tokens N  rows per step (default 256)\n"
         "      --cpu-cores C         workers share C cores (default 0: a machine each)\n"
         "      --worker-threads T    engine threads per worker, with --cpu-cores\n"
@@ -111,6 +113,7 @@ int cmd_bench_sim(int argc, char **argv)
         O_COLD,
         O_HOP,
         O_OVER,
+        O_SAMPLE,
         O_MBT,
         O_CORES,
         O_WTHREADS,
@@ -141,6 +144,7 @@ int cmd_bench_sim(int argc, char **argv)
         {"cold-start", required_argument, 0, O_COLD},
         {"hop-ms", required_argument, 0, O_HOP},
         {"step-overhead-ms", required_argument, 0, O_OVER},
+        {"sample-us", required_argument, 0, O_SAMPLE},
         {"max-batched-tokens", required_argument, 0, O_MBT},
         {"cpu-cores", required_argument, 0, O_CORES},
         {"worker-threads", required_argument, 0, O_WTHREADS},
@@ -161,7 +165,7 @@ int cmd_bench_sim(int argc, char **argv)
     struct syn_trace_scaling sc = {0, 1, 1, 0, 0};
     struct syn_sim_params p = syn_sim_default_params();
     struct syn_scale_policy base = syn_scale_default_policy();
-    double rate = 0, duration = 0, d, cold = -1, hop = -1, over = -1;
+    double rate = 0, duration = 0, d, cold = -1, hop = -1, over = -1, sample_us = -1;
     long prompt = 64, output = 64, v, mbt = 0, threads = 0;
     p.price_per_hour = 1.0;
     while ((c = cli_getopt(cmd, argc, argv, "h", opts)) != -1) {
@@ -224,6 +228,9 @@ int cmd_bench_sim(int argc, char **argv)
             break;
         case O_OVER:
             if (cli_parse_double(cmd, "--step-overhead-ms", optarg, 0, 1e6, &over)) return 2;
+            break;
+        case O_SAMPLE:
+            if (cli_parse_double(cmd, "--sample-us", optarg, 0, 1e9, &sample_us)) return 2;
             break;
         case O_MBT:
             if (cli_parse_long(cmd, "--max-batched-tokens", optarg, 1, 1 << 20, &mbt)) return 2;
@@ -295,6 +302,7 @@ int cmd_bench_sim(int argc, char **argv)
     if (cold >= 0) p.model.cold_start_s = cold;
     if (hop >= 0) p.model.hop_s = hop / 1e3;
     if (over >= 0) p.model.step_overhead_s = over / 1e3;
+    if (sample_us >= 0) p.model.sample_s_per_row = sample_us / 1e6;
     if (mbt > 0) p.model.max_batched_tokens = (int)mbt;
     if (threads > 0) p.model.threads = (int)threads;
     base.cold_start_s = p.model.cold_start_s;
@@ -336,12 +344,13 @@ int cmd_bench_sim(int argc, char **argv)
     FILE *txt = fj == stdout ? stderr : stdout;
     fprintf(txt,
             "trace: %zu requests over %.1f s; model: %d decode + %d prefill points, cold start "
-            "%.3f s, hop %.1f ms, step overhead %.2f ms; "
+            "%.3f s, hop %.1f ms, step overhead %.2f ms, sampling %.1f us/row; "
             "%d slots/worker, at most %d workers; $%.4g per worker-hour; SLO TTFT %.0f ms, "
             "TPOT %.0f ms\n",
             t->n, t->span_s, p.model.decode.n, p.model.prefill.n, p.model.cold_start_s,
-            1e3 * p.model.hop_s, 1e3 * p.model.step_overhead_s, base.slots_per_worker,
-            base.max_workers, p.price_per_hour, 1e3 * p.slo_ttft_s, 1e3 * p.slo_tpot_s);
+            1e3 * p.model.hop_s, 1e3 * p.model.step_overhead_s, 1e6 * p.model.sample_s_per_row,
+            base.slots_per_worker, base.max_workers, p.price_per_hour, 1e3 * p.slo_ttft_s,
+            1e3 * p.slo_tpot_s);
     fprintf(txt, "%-22s %7s %10s %10s %10s %7s %9s %9s %9s %7s\n", "policy", "starts", "worker-s",
             "cost $", "$/Mtok", "SLO %", "TTFT p50", "TTFT p99", "TPOT p99", "cold rq");
     if (fj) fprintf(fj, "{\"requests\":%zu,\"span_s\":%.3f,\"policies\":[", t->n, t->span_s);

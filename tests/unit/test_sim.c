@@ -335,3 +335,35 @@ TEST(sim_batching_beats_one_at_a_time)
     syn_sim_result_free(single);
     syn_trace_free(t);
 }
+
+TEST(sim_sampling_cost_is_paid_per_row)
+{
+    /* 16 requests at once on one worker: every decode step samples 16 rows, so each output
+     * token costs 16 x the per-row cost more; one request alone pays it once per token */
+    double times[16] = {0};
+    struct syn_trace *t = trace_of(times, 16, 32, 64);
+    struct syn_sim_params p = syn_sim_default_params();
+    p.trace = t;
+    p.model.step_overhead_s = 0;
+    char err[256];
+    struct syn_scale_policy base = syn_scale_default_policy();
+    CHECK_EQ_INT(syn_sim_policy_parse("always-on:1", &base, &p.policy, err, sizeof err), 0);
+    struct syn_sim_result *free_rows = NULL, *paid = NULL;
+    CHECK_EQ_INT(syn_sim_run(&p, &free_rows, err, sizeof err), 0);
+    p.model.sample_s_per_row = 1e-4;
+    CHECK_EQ_INT(syn_sim_run(&p, &paid, err, sizeof err), 0);
+    /* after every prompt has ended, all 16 decode together: TPOT of the last up by 16 x 0.1 ms
+     * (the decode steps only; prefill steps sample the rows whose prompts end there) */
+    CHECK_NEAR(paid->tpot[15] - free_rows->tpot[15], 16 * 1e-4, 1e-4);
+    CHECK(paid->ttft[15] > free_rows->ttft[15]);
+    syn_sim_result_free(free_rows);
+    syn_sim_result_free(paid);
+    syn_trace_free(t);
+    /* a model from `bench engine --json` takes the per-row cost it measured */
+    struct syn_sim_model m;
+    const char *json =
+        "{\"prompt_tokens\":128,\"prefill_tokens_per_s\":3200.0,"
+        "\"decode\":[{\"batch\":1,\"tokens_per_s\":500}],\"sample_us_per_row\":42.5}";
+    CHECK_EQ_INT(syn_sim_model_from_json(json, &m, err, sizeof err), 0);
+    CHECK_NEAR(m.sample_s_per_row, 42.5e-6, 1e-15);
+}
