@@ -261,10 +261,12 @@ static void requeue_job(struct sched *s, struct wjob *j)
     queue_out(s, m);
 }
 
+/* Keeps the others in arrival order: the step hands out its prefill budget in array order. */
 static void remove_job(struct sched *s, int i)
 {
     wjob_free(s->jobs[i]);
-    s->jobs[i] = s->jobs[--s->n_jobs];
+    memmove(&s->jobs[i], &s->jobs[i + 1], sizeof *s->jobs * (size_t)(s->n_jobs - i - 1));
+    s->n_jobs--;
 }
 
 /* ---- admission: from a claimed job to prompt tokens ---- */
@@ -573,21 +575,25 @@ static int step(struct sched *s)
                               best->n_prompt);
         }
     }
-    /* decode tokens first (one each), then prefill chunks with what budget is left */
+    /* decode tokens first (one each), then prefill chunks with what budget is left: high
+     * priority first, then oldest first (s->jobs is in arrival order), so that a prompt is
+     * never passed over for ones that came after it */
     int blocks_free = syn_engine_kv_blocks_free(s->e);
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 3; pass++) {
         for (int i = 0; i < s->n_jobs && n < max_seqs; i++) {
             struct wjob *j = s->jobs[i];
             if (j->state != J_RUNNING) continue;
+            if (pass > 0 && j->job.priority != (pass == 1 ? SYN_PRIO_HIGH : SYN_PRIO_NORMAL))
+                continue;
             int total = j->n_prompt + j->n_gen;
             int decoding = j->n_cached == total - 1 && j->n_gen > 0;
             int left = total - j->n_cached;
             if (pass == 0 && !decoding) continue;
-            if (pass == 1 && (decoding || left <= 0)) continue;
+            if (pass > 0 && (decoding || left <= 0)) continue;
             int take = pass == 0 ? 1 : (left < budget ? left : budget);
             if (take <= 0) continue;
             int need = syn_engine_kv_blocks_needed(s->e, j->seq, take);
-            if (need > blocks_free && pass == 1) {
+            if (need > blocks_free && pass > 0) {
                 /* a prefill chunk shrinks to what fits; it never preempts anyone */
                 int bt = syn_engine_kv_block_tokens(s->e);
                 int room = j->n_cached % bt ? bt - j->n_cached % bt : 0;

@@ -416,6 +416,47 @@ TEST_TIMEOUT(worker_new_job_joins_running_batch, 90)
     waitpid(w, NULL, 0);
 }
 
+/* The step hands out its prefill budget oldest first: prompts of one length submitted together
+ * finish in the order they came, even when finished jobs leave the batch between steps (the
+ * worker once moved its newest job into a finished one's place, and that job then jumped the
+ * queue: 10x TTFT tails in bursts of the load runs). */
+TEST_TIMEOUT(worker_prefills_in_arrival_order, 60)
+{
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    struct syn_qclient *q;
+    char err[256];
+    CHECK_EQ_INT(syn_qclient_new(r.url, &q, err, sizeof err), 0);
+    CHECK_EQ_INT(syn_q_ensure_groups(q, "stories"), 0);
+    enum { N = 8 };
+    static const char prompt[] = "Once upon a time there was a little girl named Lily who loved "
+                                 "to play outside in the park with her friends";
+    for (int i = 0; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "order%d", i);
+        submit(q, id, prompt, 1, 0.0f, 1, rk("ord"));
+    }
+    /* all eight are waiting before the worker claims; each step has room for about one and a
+     * half prompts */
+    pid_t w = start_worker(&r, "ord", "--max-seqs 8 --max-batched-tokens 40");
+    redisContext *c = connect_redis(&r);
+    wait_events(c, rk("ord"), N, 1000, 10000);
+    redisReply *rep = redisCommand(c, "XRANGE %s - +", rk("ord"));
+    int order[N], n = 0;
+    for (size_t e = 0; rep && e < rep->elements && n < N; e++) {
+        struct syn_event ev;
+        if (syn_event_decode(rep->element[e]->element[1], &ev, err, sizeof err) == 0 && ev.finish)
+            order[n++] = atoi(ev.job + 5);
+    }
+    if (rep) freeReplyObject(rep);
+    CHECK_EQ_INT(n, N);
+    for (int i = 0; i < n; i++) CHECK_EQ_INT(order[i], i);
+    redisFree(c);
+    syn_qclient_free(q);
+    kill(w, SIGTERM);
+    waitpid(w, NULL, 0);
+}
+
 TEST_TIMEOUT(worker_exits_when_idle, 30)
 {
     struct syn_test_redis r;
