@@ -622,7 +622,10 @@ static int step(struct sched *s)
     for (int i = 0; i < n; i++) step_tokens += s->items[i].n_tokens;
     int64_t t_step = mono_us();
     int rc = syn_engine_step(s->e, s->items, n);
-    wmetrics_step(s->wm, n, step_tokens, (double)(mono_us() - t_step) / 1e6);
+    double step_s = (double)(mono_us() - t_step) / 1e6;
+    wmetrics_step(s->wm, n, step_tokens, step_s);
+    syn_debug(LOG, "step: %d items, %d tokens, %d jobs held, %.2f ms", n, step_tokens, s->n_jobs,
+              step_s * 1e3);
     if (rc != 0) {
         syn_error(LOG, "engine step failed: %s", syn_strerror(rc));
         for (int i = 0; i < n; i++) s->item_job[i]->cancel = 2;
