@@ -289,9 +289,42 @@ __attribute__((target("avx512f"))) static void swiglu_avx512(float *g, const flo
 }
 #endif
 
+#if FWD_X86
+/* out = x * (1 / sqrt(mean(x^2) + eps)) * w. The sum of squares runs in 16 lanes (element i
+ * in lane i % 16, the last partial vector masked) and is folded by _mm512_reduce_add_ps: an
+ * order fixed by n alone, so a row's result does not depend on its batch. The scaling is
+ * (x * scale) * w element by element, as in the scalar version. */
+__attribute__((target("avx512f"))) static void rmsnorm_avx512(float *out, const float *x,
+                                                              const float *w, int n, float eps)
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        acc = _mm512_fmadd_ps(v, v, acc);
+    }
+    const float ss = _mm512_reduce_add_ps(acc);
+    const __m512 scale = _mm512_set1_ps(1.0f / sqrtf(ss / (float)n + eps));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), scale);
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i)));
+    }
+}
+#endif
+
+static void rmsnorm_scalar(float *out, const float *x, const float *w, int n, float eps)
+{
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
 static float (*g_dot)(const float *, const float *, int) = dot_scalar;
 static void (*g_axpy)(float *, float, const float *, int) = axpy_scalar;
 static void (*g_swiglu)(float *, const float *, int) = swiglu_scalar;
+static void (*g_rmsnorm)(float *, const float *, const float *, int, float) = rmsnorm_scalar;
 
 static void pick_attention_isa(void)
 {
@@ -302,6 +335,7 @@ static void pick_attention_isa(void)
         g_dot = dot_avx512;
         g_axpy = axpy_avx512;
         g_swiglu = swiglu_avx512;
+        g_rmsnorm = rmsnorm_avx512;
     } else if (strcmp(isa, "scalar") != 0 && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma")) {
         g_dot = dot_avx2;
@@ -314,10 +348,7 @@ static void pick_attention_isa(void)
 
 static void rmsnorm_row(float *out, const float *x, const float *w, int n, float eps)
 {
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    float scale = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+    g_rmsnorm(out, x, w, n, eps);
 }
 
 /* Rotates each head of vec (n_heads * head_dim) for position pos. */
@@ -356,6 +387,10 @@ static float *kv_slot(const struct syn_engine *e, const struct cpu_state *s, int
 
 /* Rows [task*ROWS, ...): embedding lookup. */
 #define ROWS_PER_TASK 4
+
+/* Up to this many elements (rows x dim) the caller normalises the rows itself: a parallel region
+ * costs more than the work (an AVX-512 row of 2048 takes well under a microsecond). */
+#define SERIAL_NORM_ELEMS 65536
 
 static int n_row_tasks(int T)
 {
@@ -428,16 +463,23 @@ static void task_rope_store(void *arg, int task, int thread)
     }
 }
 
+/* Query heads per attention task: a task is a few microseconds of work at short contexts, so
+ * one per (token, head) spent as much time handing tasks out as running them at batch 16. */
+#define ATT_HEADS_PER_TASK 4
+
+static int n_att_chunks(const struct syn_hparams *hp)
+{
+    return (hp->n_head + ATT_HEADS_PER_TASK - 1) / ATT_HEADS_PER_TASK;
+}
+
 /* One (token, head): softmax(q k^T / sqrt(d)) v over positions 0..pos of the token's sequence,
  * block by block. */
-static void task_attention(void *arg, int task, int thread)
+static void attention_head(struct step_ctx *c, int t, int h, int thread)
 {
-    struct step_ctx *c = arg;
     const struct syn_engine *e = c->e;
     const struct syn_hparams *hp = &e->model.hp;
     struct cpu_state *s = c->s;
     const int hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_kv_head * hd;
-    const int t = task / hp->n_head, h = task % hp->n_head;
     const int g = h / (hp->n_head / hp->n_kv_head);
     const int pos = c->plan->pos[t], seq = c->plan->seq[t];
     const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
@@ -469,6 +511,16 @@ static void task_attention(void *arg, int task, int thread)
                          (size_t)bt * kvd + (size_t)(j % bt) * kvd + (size_t)g * hd;
         g_axpy(out, att[j] * inv, v, hd);
     }
+}
+
+/* Heads [chunk * ATT_HEADS_PER_TASK, ...) of one token, one after the other. */
+static void task_attention(void *arg, int task, int thread)
+{
+    struct step_ctx *c = arg;
+    const struct syn_hparams *hp = &c->e->model.hp;
+    const int nc = n_att_chunks(hp), t = task / nc, h0 = task % nc * ATT_HEADS_PER_TASK;
+    for (int h = h0; h < hp->n_head && h < h0 + ATT_HEADS_PER_TASK; h++)
+        attention_head(c, t, h, thread);
 }
 
 /* SwiGLU in chunks of SWIGLU_CHUNK columns (a multiple of 16) of one row, so that a single
@@ -528,6 +580,17 @@ static void add_rows(float *x, const float *y, size_t n)
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+/* A row task (ROWS_PER_TASK rows each) over T rows of n elements: serially when small. */
+static void run_rows(struct cpu_state *s, syn_pool_fn fn, struct step_ctx *c, int T, int n)
+{
+    const int rt = n_row_tasks(T);
+    if ((size_t)T * (size_t)n <= SERIAL_NORM_ELEMS) {
+        for (int i = 0; i < rt; i++) fn(c, i, 0);
+        return;
+    }
+    syn_pool_run(s->pool, fn, c, rt);
+}
+
 static int cpu_forward(struct syn_engine *e, const struct syn_step_plan *plan)
 {
     struct cpu_state *s = e->backend_state;
@@ -540,17 +603,17 @@ static int cpu_forward(struct syn_engine *e, const struct syn_step_plan *plan)
     for (int l = 0; l < hp->n_layer; l++) {
         const struct syn_layer *L = &e->model.layers[l];
         c.layer = l;
-        syn_pool_run(s->pool, task_attn_norm, &c, rt);
+        run_rows(s, task_attn_norm, &c, T, hp->dim);
         const struct syn_weight *qkv_w[] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_y[] = {s->q, s->k, s->v};
         matmul_shared(s, qkv_w, qkv_y, 3, s->xb, T);
         syn_pool_run(s->pool, task_rope_store, &c, rt);
-        syn_pool_run(s->pool, task_attention, &c, T * hp->n_head);
+        syn_pool_run(s->pool, task_attention, &c, T * n_att_chunks(hp));
         /* the attention output is in xb (T, q_dim); project it into hb2 as scratch, add */
         matmul(s, &L->wo, s->xb, T, s->hb2);
         add_rows(s->x, s->hb2, (size_t)T * hp->dim);
 
-        syn_pool_run(s->pool, task_ffn_norm, &c, rt);
+        run_rows(s, task_ffn_norm, &c, T, hp->dim);
         const struct syn_weight *ffn_w[] = {&L->w_gate, &L->w_up};
         float *const ffn_y[] = {s->hb, s->hb2};
         matmul_shared(s, ffn_w, ffn_y, 2, s->xb, T);
