@@ -591,59 +591,64 @@ TEST(kernels_multi_matches_single)
 
 TEST(kernels_decode_lanes_match_serial)
 {
-    /* Decode (T = 1) on a pool cuts the rows into one lane per thread, taken in units of 16
-     * rows, with threads stealing units from each other's lanes: with more threads than cores
-     * (so that stealing happens), fewer units than threads, and several parts whose units run
-     * across part boundaries, every element must come out bit for bit as on one thread. */
+    /* Decode (T = 1) and small batches (up to 32 rows) on a pool cut the rows into one lane per
+     * thread, taken in units of 16 rows, with threads stealing units from each other's lanes:
+     * with more threads than cores (so that stealing happens), fewer units than threads, and
+     * several parts whose units run across part boundaries, every element must come out bit
+     * for bit as on one thread. */
     const int K = 256, Rs[3] = {333, 17, 40};
     const int sizes[3] = {2, 3, 8};
-    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        if (syn_cpu_kernels_force(isas[i]) != 0) continue;
-        for (size_t ti = 0; ti < sizeof all_types / sizeof all_types[0]; ti++) {
-            const int type = all_types[ti];
-            struct wmat m[3];
-            for (int p = 0; p < 3; p++) wmat_make(&m[p], type, Rs[p], K);
-            float *x = malloc(sizeof(float) * K);
-            CHECK(x);
-            fill_random(x, K);
-            float *serial[3];
-            for (int p = 0; p < 3; p++) serial[p] = run_matmul(NULL, &m[p], x, 1);
-            for (int si = 0; si < 3; si++) {
-                struct syn_pool *pool = syn_pool_new(sizes[si]);
-                CHECK(pool);
-                const size_t sb = syn_cpu_matmul_scratch_bytes(type, K, 1, 8);
-                void *scratch = aligned_alloc(64, (sb + 63) / 64 * 64 + 64);
-                CHECK(scratch);
-                for (int round = 0; round < 20; round++) {
-                    struct syn_cpu_mm_part parts[3];
-                    for (int p = 0; p < 3; p++) {
-                        parts[p] = (struct syn_cpu_mm_part){m[p].data, Rs[p],
-                                                            malloc(sizeof(float) * Rs[p])};
-                        CHECK(parts[p].y);
+    const int Ts[3] = {1, 5, 16};
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++)
+        for (int tt = 0; tt < 3; tt++) {
+            const int T = Ts[tt];
+            if (syn_cpu_kernels_force(isas[i]) != 0) continue;
+            for (size_t ti = 0; ti < sizeof all_types / sizeof all_types[0]; ti++) {
+                const int type = all_types[ti];
+                struct wmat m[3];
+                for (int p = 0; p < 3; p++) wmat_make(&m[p], type, Rs[p], K);
+                float *x = malloc(sizeof(float) * K * T);
+                CHECK(x);
+                fill_random(x, (size_t)K * T);
+                float *serial[3];
+                for (int p = 0; p < 3; p++) serial[p] = run_matmul(NULL, &m[p], x, T);
+                for (int si = 0; si < 3; si++) {
+                    struct syn_pool *pool = syn_pool_new(sizes[si]);
+                    CHECK(pool);
+                    const size_t sb = syn_cpu_matmul_scratch_bytes(type, K, T, 8);
+                    void *scratch = aligned_alloc(64, (sb + 63) / 64 * 64 + 64);
+                    CHECK(scratch);
+                    for (int round = 0; round < (T == 1 ? 20 : 5); round++) {
+                        struct syn_cpu_mm_part parts[3];
+                        for (int p = 0; p < 3; p++) {
+                            parts[p] = (struct syn_cpu_mm_part){m[p].data, Rs[p],
+                                                                malloc(sizeof(float) * Rs[p] * T)};
+                            CHECK(parts[p].y);
+                        }
+                        /* one part alone (a small R: fewer units than threads), then all three */
+                        syn_cpu_matmul(pool, m[1].data, type, Rs[1], K, x, T, parts[1].y, scratch);
+                        if (memcmp(parts[1].y, serial[1], sizeof(float) * Rs[1] * T) != 0)
+                            FAIL("%s %s: %d rows, T = %d, on %d threads differ from one thread",
+                                 isas[i], syn_dtype_name(type), Rs[1], T, sizes[si]);
+                        syn_cpu_matmul_multi(pool, type, K, x, T, parts, 3, scratch);
+                        for (int p = 0; p < 3; p++) {
+                            if (memcmp(parts[p].y, serial[p], sizeof(float) * Rs[p] * T) != 0)
+                                FAIL(
+                                    "%s %s: part %d, T = %d, on %d threads differs from one thread",
+                                    isas[i], syn_dtype_name(type), p, T, sizes[si]);
+                            free(parts[p].y);
+                        }
                     }
-                    /* one part alone (a small R: fewer units than threads), then all three */
-                    syn_cpu_matmul(pool, m[1].data, type, Rs[1], K, x, 1, parts[1].y, scratch);
-                    if (memcmp(parts[1].y, serial[1], sizeof(float) * Rs[1]) != 0)
-                        FAIL("%s %s: %d rows on %d threads differ from one thread", isas[i],
-                             syn_dtype_name(type), Rs[1], sizes[si]);
-                    syn_cpu_matmul_multi(pool, type, K, x, 1, parts, 3, scratch);
-                    for (int p = 0; p < 3; p++) {
-                        if (memcmp(parts[p].y, serial[p], sizeof(float) * Rs[p]) != 0)
-                            FAIL("%s %s: part %d on %d threads differs from one thread", isas[i],
-                                 syn_dtype_name(type), p, sizes[si]);
-                        free(parts[p].y);
-                    }
+                    free(scratch);
+                    syn_pool_free(pool);
                 }
-                free(scratch);
-                syn_pool_free(pool);
+                for (int p = 0; p < 3; p++) {
+                    free(serial[p]);
+                    wmat_free(&m[p]);
+                }
+                free(x);
             }
-            for (int p = 0; p < 3; p++) {
-                free(serial[p]);
-                wmat_free(&m[p]);
-            }
-            free(x);
         }
-    }
 }
 
 /* ---- thread pool ---- */
