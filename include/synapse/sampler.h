@@ -6,7 +6,8 @@
  * A sampler belongs to one sequence: it keeps that sequence's random state and token counts for
  * penalties. The same seed, parameters and logits give the same tokens on every machine (the
  * generator is our own splitmix/xoshiro, the arithmetic is ordinary IEEE float).
- * All memory is allocated in syn_sampler_new; sampling allocates nothing.
+ * All memory is allocated in syn_sampler_new, only what the parameters need (a greedy sampler
+ * without penalties is a few dozen bytes); sampling allocates nothing.
  */
 #ifndef SYNAPSE_SAMPLER_H
 #define SYNAPSE_SAMPLER_H

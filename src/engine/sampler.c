@@ -6,6 +6,9 @@
  *
  * Determinism: ties are broken by token id, the generator is ours, and nothing depends on the
  * order qsort happens to leave equal elements in.
+ *
+ * Greedy (temperature 0) is the first index of the largest logit, found in two vector passes over
+ * the logits where they are (argmax_first); only penalties make a copy.
  */
 #include "synapse/sampler.h"
 
@@ -19,11 +22,14 @@
 struct syn_sampler {
     struct syn_sampling_params p; /* copy of the caller's params */
     int n_vocab;
-    uint64_t rng[4]; /* xoshiro256** state */
-    int32_t *count;  /* (n_vocab) generated occurrences of each token */
-    uint8_t *seen;   /* (n_vocab) 1 if the token appeared anywhere (prompt too) */
-    float *work;     /* (n_vocab) penalised, scaled logits, then probabilities */
-    int32_t *cand;   /* (n_vocab) candidate ids */
+    int penalise;     /* a penalty is on: accept keeps the history below */
+    uint64_t rng[4];  /* xoshiro256** state */
+    int32_t *count;   /* (n_vocab) generated occurrences of each token; only when penalise */
+    uint8_t *seen;    /* (n_vocab) 1 if the token appeared anywhere (prompt too); idem */
+    int32_t *touched; /* (n_vocab) the n_touched tokens with seen set, to apply and clear; idem */
+    int n_touched;
+    float *work;   /* (n_vocab) penalised logits, then probabilities; not for greedy alone */
+    int32_t *cand; /* (n_vocab) candidate ids; with a truncation at temperature > 0 */
 };
 
 struct syn_sampling_params syn_sampling_default_params(void)
@@ -104,10 +110,15 @@ void syn_sampler_reset(struct syn_sampler *s, uint64_t seed)
 {
     uint64_t x = seed;
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
-    memset(s->count, 0, sizeof *s->count * (size_t)s->n_vocab);
-    memset(s->seen, 0, (size_t)s->n_vocab);
+    for (int k = 0; k < s->n_touched; k++) {
+        s->seen[s->touched[k]] = 0;
+        s->count[s->touched[k]] = 0;
+    }
+    s->n_touched = 0;
 }
 
+/* Only what the parameters will use is allocated: a greedy sampler without penalties is the
+ * struct alone, which is what makes a sampler per request cheap. */
 struct syn_sampler *syn_sampler_new(const struct syn_sampling_params *p, int n_vocab)
 {
     if (n_vocab <= 0) return NULL;
@@ -115,11 +126,25 @@ struct syn_sampler *syn_sampler_new(const struct syn_sampling_params *p, int n_v
     if (!s) return NULL;
     s->p = *p;
     s->n_vocab = n_vocab;
-    s->count = calloc((size_t)n_vocab, sizeof *s->count);
-    s->seen = calloc((size_t)n_vocab, 1);
-    s->work = malloc(sizeof *s->work * (size_t)n_vocab);
-    s->cand = malloc(sizeof *s->cand * (size_t)n_vocab);
-    if (!s->count || !s->seen || !s->work || !s->cand) {
+    s->penalise = p->repetition_penalty != 1.0f || p->frequency_penalty != 0.0f ||
+                  p->presence_penalty != 0.0f;
+    const size_t n = (size_t)n_vocab;
+    int fail = 0;
+    if (s->penalise) {
+        s->count = calloc(n, sizeof *s->count);
+        s->seen = calloc(n, 1);
+        s->touched = malloc(sizeof *s->touched * n);
+        fail |= !s->count || !s->seen || !s->touched;
+    }
+    if (s->penalise || p->temperature != 0.0f) {
+        s->work = malloc(sizeof *s->work * n);
+        fail |= !s->work;
+    }
+    if (p->temperature != 0.0f && (p->top_k > 0 || p->top_p < 1.0f || p->min_p > 0.0f)) {
+        s->cand = malloc(sizeof *s->cand * n);
+        fail |= !s->cand;
+    }
+    if (fail) {
         syn_sampler_free(s);
         return NULL;
     }
@@ -132,16 +157,38 @@ void syn_sampler_free(struct syn_sampler *s)
     if (!s) return;
     free(s->count);
     free(s->seen);
+    free(s->touched);
     free(s->work);
     free(s->cand);
     free(s);
 }
 
+/* Without penalties nothing reads the history, so none is kept. */
 void syn_sampler_accept(struct syn_sampler *s, int32_t token, int is_prompt)
 {
-    if (token < 0 || token >= s->n_vocab) return;
-    s->seen[token] = 1;
+    if (!s->penalise || token < 0 || token >= s->n_vocab) return;
+    if (!s->seen[token]) {
+        s->seen[token] = 1;
+        s->touched[s->n_touched++] = token;
+    }
     if (!is_prompt && s->count[token] < INT32_MAX) s->count[token]++;
+}
+
+/* w = logits with the penalties applied to the tokens seen so far (the others are as given). */
+static void apply_penalties(struct syn_sampler *s, const float *logits)
+{
+    const struct syn_sampling_params *p = &s->p;
+    float *w = s->work;
+    memcpy(w, logits, sizeof *w * (size_t)s->n_vocab);
+    for (int k = 0; k < s->n_touched; k++) {
+        int i = s->touched[k];
+        if (p->repetition_penalty != 1.0f)
+            w[i] = w[i] > 0 ? w[i] / p->repetition_penalty : w[i] * p->repetition_penalty;
+        if (s->count[i]) {
+            w[i] -= (float)s->count[i] * p->frequency_penalty;
+            w[i] -= p->presence_penalty;
+        }
+    }
 }
 
 /* ---- log-probabilities of the raw distribution ---- */
@@ -240,6 +287,52 @@ static double exp_lanes(float *w, int n, float mx, float inv_t)
     return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
+/* Lane-wise "x > m ? x : m": a NaN in x never wins, as in a scalar "if (x > m) m = x". */
+static inline v4f vmax4(v4f m, v4f x)
+{
+    v4i gt = x > m;
+    return (v4f)(((v4i)x & gt) | ((v4i)m & ~gt));
+}
+
+static inline v4f load4(const float *p)
+{
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The first index of the largest value (NaNs never win; index 0 when x[0] is NaN or n == 1),
+ * which is what a scalar "best = x[0]; if (x[i] > best) ..." loop settles on: the largest value
+ * in sixteen lanes, then its first index. About 4x faster than the scalar loop. */
+static int32_t argmax_first(const float *x, int n)
+{
+    if (n <= 1 || x[0] != x[0]) return 0;
+    v4f a = {x[0], x[0], x[0], x[0]}, b = a, c = a, d = a;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a = vmax4(a, load4(x + i));
+        b = vmax4(b, load4(x + i + 4));
+        c = vmax4(c, load4(x + i + 8));
+        d = vmax4(d, load4(x + i + 12));
+    }
+    a = vmax4(vmax4(a, b), vmax4(c, d));
+    float m = a[0];
+    for (int k = 1; k < 4; k++)
+        if (a[k] > m) m = a[k];
+    for (; i < n; i++)
+        if (x[i] > m) m = x[i];
+    /* a later equal value never replaces the first; -0 and +0 compare equal here as there */
+    const v4f mv = {m, m, m, m};
+    for (i = 0; i + 16 <= n; i += 16) {
+        v4i e = (load4(x + i) == mv) | (load4(x + i + 4) == mv) | (load4(x + i + 8) == mv) |
+                (load4(x + i + 12) == mv);
+        if (e[0] | e[1] | e[2] | e[3]) break;
+    }
+    for (; i < n; i++)
+        if (x[i] == m) return i;
+    return 0; /* not reached: m is one of the values */
+}
+
 static int cmp_desc(const void *a, const void *b, void *arg)
 {
     const float *p = arg;
@@ -257,30 +350,13 @@ int32_t syn_sampler_sample(struct syn_sampler *s, const float *logits, float *ou
     float *w = s->work;
 
     /* penalties on raw logits */
-    int penalise = p->repetition_penalty != 1.0f || p->frequency_penalty != 0.0f ||
-                   p->presence_penalty != 0.0f;
-    memcpy(w, logits, sizeof *w * (size_t)n);
-    if (penalise) {
-        for (int i = 0; i < n; i++) {
-            if (s->seen[i] && p->repetition_penalty != 1.0f)
-                w[i] = w[i] > 0 ? w[i] / p->repetition_penalty : w[i] * p->repetition_penalty;
-            if (s->count[i]) {
-                w[i] -= (float)s->count[i] * p->frequency_penalty;
-                w[i] -= p->presence_penalty;
-            }
-        }
-    }
-
+    if (s->penalise) apply_penalties(s, logits);
     int32_t chosen = 0;
     if (p->temperature == 0.0f) {
-        float best = w[0];
-        for (int i = 1; i < n; i++)
-            if (w[i] > best) {
-                best = w[i];
-                chosen = i;
-            }
+        chosen = argmax_first(s->penalise ? w : logits, n);
         goto out;
     }
+    if (!s->penalise) memcpy(w, logits, sizeof *w * (size_t)n);
 
     /* softmax at temperature: exp in four lanes (exp_lanes), the sum in double */
     float mx = -INFINITY;

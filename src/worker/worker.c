@@ -15,7 +15,6 @@
  */
 #include "synapse/worker.h"
 
-#include "greedy.h"
 #include "stop.h"
 #include "wio.h"
 #include "worker/metrics.h"
@@ -73,8 +72,7 @@ struct wjob {
     int32_t *toks;      /* (cap) prompt tokens, then generated ones */
     int n_prompt, n_gen, cap;
     int n_cached;            /* tokens of toks in the KV cache */
-    struct syn_sampler *smp; /* NULL for a greedy job */
-    int greedy; /* the sampler would take the argmax: greedy_argmax picks the same, faster */
+    struct syn_sampler *smp; /* allocates only what the job's parameters use */
     struct syn_detok dt;
     char *text; /* (text_cap) generated text, complete UTF-8 only */
     size_t text_len, text_cap;
@@ -373,14 +371,10 @@ static int prepare(struct sched *s, struct wjob *j, char *err, size_t errlen)
                              j->toks, n);
     free(rendered);
     j->n_prompt = n;
-    /* a greedy job never consults a sampler (no penalties read its history), so it gets none:
-     * that saves allocating and clearing four vocabulary-sized arrays per job */
-    j->greedy = greedy_applies(&jb->sampling, jb->logprobs);
-    if (!j->greedy) {
-        j->smp = syn_sampler_new(&jb->sampling, s->n_vocab);
-        if (!j->smp) return syn_seterr(err, errlen, SYN_ENOMEM, "out of memory");
-        for (int i = 0; i < n; i++) syn_sampler_accept(j->smp, j->toks[i], 1);
-    }
+    /* allocates only what the parameters use (nothing for a greedy job without penalties) */
+    j->smp = syn_sampler_new(&jb->sampling, s->n_vocab);
+    if (!j->smp) return syn_seterr(err, errlen, SYN_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) syn_sampler_accept(j->smp, j->toks[i], 1);
     syn_detok_init(&j->dt);
     /* a completion continues its text prompt: keep the first piece's leading space */
     if (!jb->messages && n > add_bos) j->dt.n_tokens = 1;
@@ -640,9 +634,7 @@ static int step(struct sched *s)
         const float *lg = syn_engine_logits(s->e, row++);
         float lp = 0;
         int n_top = j->job.logprobs ? j->job.top_logprobs : 0;
-        int32_t id = j->greedy
-                         ? greedy_argmax(lg, s->n_vocab)
-                         : syn_sampler_sample(j->smp, lg, j->job.logprobs ? &lp : NULL, top, n_top);
+        int32_t id = syn_sampler_sample(j->smp, lg, j->job.logprobs ? &lp : NULL, top, n_top);
         if (on_token(s, j, id, lp, top, n_top)) j->state = -1; /* finished: removed below */
     }
     for (int i = s->n_jobs - 1; i >= 0; i--)

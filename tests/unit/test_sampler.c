@@ -1,8 +1,10 @@
-/* The sampler: greedy, truncations, penalties, seeded determinism, log-probabilities. */
+/* The sampler: greedy, truncations, penalties, seeded determinism,
+ * log-probabilities. */
 #include "harness.h"
 #include "synapse/sampler.h"
 
 #include <math.h>
+#include <stdint.h>
 
 static void fill_logits(float *l, int n)
 {
@@ -56,7 +58,8 @@ TEST(sampler_seed_determinism)
 
 TEST(sampler_top_p_and_min_p_restrict_candidates)
 {
-    /* three tokens carry almost all the mass; top_p 0.5 must only ever pick the first */
+    /* three tokens carry almost all the mass; top_p 0.5 must only ever pick the
+   * first */
     float l[50];
     for (int i = 0; i < 50; i++) l[i] = -10.0f;
     l[7] = 5.0f;
@@ -138,9 +141,10 @@ TEST(sampler_validate_rejects_out_of_range)
     CHECK(syn_sampling_validate(&p, err, sizeof err) < 0);
 }
 
-/* The draw follows softmax(logits / T), with and without truncation (the untruncated path draws
- * over the probabilities directly), for logits spread over the exp's whole range: a token 80
- * nats below the best is never drawn, a NaN or -inf logit never. */
+/* The draw follows softmax(logits / T), with and without truncation (the
+ * untruncated path draws over the probabilities directly), for logits spread
+ * over the exp's whole range: a token 80 nats below the best is never drawn, a
+ * NaN or -inf logit never. */
 TEST(sampler_draws_follow_the_softmax)
 {
     enum { N = 7, DRAWS = 40000 };
@@ -166,4 +170,101 @@ TEST(sampler_draws_follow_the_softmax)
         }
         syn_sampler_free(s);
     }
+}
+
+/* ---- greedy: the vector argmax against the scalar loop it stands for ---- */
+
+static int32_t greedy_pick(const float *l, int n)
+{
+    struct syn_sampling_params p = syn_sampling_default_params();
+    p.temperature = 0;
+    struct syn_sampler *s = syn_sampler_new(&p, n);
+    int32_t id = syn_sampler_sample(s, l, NULL, NULL, 0);
+    syn_sampler_free(s);
+    return id;
+}
+
+static uint64_t g_x = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rnd(void)
+{
+    g_x ^= g_x << 13;
+    g_x ^= g_x >> 7;
+    g_x ^= g_x << 17;
+    return (uint32_t)(g_x >> 11);
+}
+
+/* Ties pick the lowest id, a NaN never wins (a NaN first answers 0, as "best =
+ * x[0]" does), -0 and +0 tie, infinities are values: the first index of the
+ * largest, at every length around the vector width. */
+TEST(sampler_greedy_matches_the_scalar_argmax)
+{
+    static float l[4099];
+    for (int n = 1; n <= 70; n++)
+        for (int rep = 0; rep < 20; rep++) {
+            for (int i = 0; i < n; i++) l[i] = (float)(rnd() % 7) - 3.0f; /* many ties */
+            CHECK_EQ_INT(greedy_pick(l, n), argmax(l, n));
+        }
+    for (int rep = 0; rep < 200; rep++) {
+        int n = 4000 + (int)(rnd() % 99);
+        for (int i = 0; i < n; i++) l[i] = (float)rnd() / 65536.0f - 1000.0f;
+        /* specials at random places: NaN, -inf, +inf, -0 and +0, repeated maxima */
+        for (int j = 0; j < 8; j++) {
+            int at = (int)(rnd() % (uint32_t)n);
+            switch (rnd() % 6) {
+            case 0:
+                l[at] = NAN;
+                break;
+            case 1:
+                l[at] = -INFINITY;
+                break;
+            case 2:
+                l[at] = rep % 3 ? 1e30f : INFINITY;
+                break;
+            case 3:
+                l[at] = -0.0f;
+                break;
+            case 4:
+                l[at] = 0.0f;
+                break;
+            default:
+                l[at] = l[(at * 7) % n];
+                break;
+            }
+        }
+        CHECK_EQ_INT(greedy_pick(l, n), argmax(l, n));
+    }
+    float nan_first[20], all_ninf[20], zeros[20];
+    for (int i = 0; i < 20; i++) nan_first[i] = (float)i, all_ninf[i] = -INFINITY;
+    nan_first[0] = NAN;
+    for (int i = 0; i < 20; i++) zeros[i] = -1.0f;
+    zeros[5] = -0.0f;
+    zeros[9] = 0.0f;
+    CHECK_EQ_INT(greedy_pick(nan_first, 20), 0);
+    CHECK_EQ_INT(greedy_pick(all_ninf, 20), 0);
+    CHECK_EQ_INT(greedy_pick(zeros, 20), 5);
+    zeros[5] = 0.0f, zeros[9] = -0.0f;
+    CHECK_EQ_INT(greedy_pick(zeros, 20), 5);
+}
+
+/* At temperature 0 the truncations change nothing and log-probabilities do not
+ * change the pick; penalties do (sampler_penalties_change_greedy_choice). */
+TEST(sampler_greedy_ignores_truncations_and_logprobs)
+{
+    float l[300];
+    for (int i = 0; i < 300; i++) l[i] = (float)(rnd() % 1000) / 100.0f;
+    const int want = argmax(l, 300);
+    struct syn_sampling_params p = syn_sampling_default_params();
+    p.temperature = 0;
+    p.top_k = 3;
+    p.top_p = 0.5f;
+    p.min_p = 0.2f;
+    struct syn_sampler *s = syn_sampler_new(&p, 300);
+    float lp = 1;
+    struct syn_logprob top[2];
+    CHECK_EQ_INT(syn_sampler_sample(s, l, NULL, NULL, 0), want);
+    CHECK_EQ_INT(syn_sampler_sample(s, l, &lp, top, 2), want);
+    CHECK(lp < 0.0f);
+    CHECK_EQ_INT(top[0].token, want);
+    syn_sampler_free(s);
 }
