@@ -56,6 +56,11 @@ struct syn_logprob {
 int32_t syn_sampler_sample(struct syn_sampler *s, const float *logits, float *out_logprob,
                            struct syn_logprob *top, int n_top);
 
+/* For tests and benchmarks: makes every sampler use vector kernels `floats` wide (16: AVX-512,
+ * 8: AVX2, 4: the baseline), or the widest this CPU runs for 0 or a width it does not run.
+ * Every width picks the same tokens. Returns the width now in use. */
+int syn_sampler_set_vector_width(int floats);
+
 /* ---- sampling on a backend's device (syn_engine_sample) ---- */
 
 /* Everything a device needs to pick the token syn_sampler_sample would pick, for a sampler that
