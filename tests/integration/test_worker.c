@@ -432,7 +432,7 @@ TEST_TIMEOUT(worker_prefills_in_arrival_order, 60)
     static const char prompt[] = "Once upon a time there was a little girl named Lily who loved "
                                  "to play outside in the park with her friends";
     for (int i = 0; i < N; i++) {
-        char id[16];
+        char id[32];
         snprintf(id, sizeof id, "order%d", i);
         submit(q, id, prompt, 1, 0.0f, 1, rk("ord"));
     }
