@@ -34,6 +34,11 @@ struct syn_workpool_params {
 
 struct syn_workpool_params syn_workpool_default_params(void);
 
+/* Upper bounds (seconds, ascending) of the cold-start histogram's buckets; +Inf follows. From a
+ * warm page cache on one machine (tens of ms) to a cloud instance booting (minutes). */
+#define SYN_COLD_START_BUCKETS 14
+extern const double syn_cold_start_bounds[SYN_COLD_START_BUCKETS];
+
 /* Counters and gauges for metrics and tests (a snapshot). */
 struct syn_workpool_stats {
     int alive;                /* registered workers */
@@ -47,9 +52,14 @@ struct syn_workpool_stats {
     uint64_t crashed_total;   /* of those, killed by a signal or exit status != 0 */
     uint64_t decisions[6];    /* starts by enum syn_scale_reason */
     double last_cold_start_s; /* spawn to registered, most recent */
-    double worker_seconds;    /* local worker-seconds so far (for cost) */
-    double cost_dollars;      /* worker_seconds * price_per_hour / 3600 */
-    int redis_ok;             /* the last tick reached Redis */
+    /* every local start that registered: per bucket of syn_cold_start_bounds (not cumulative;
+     * the last is +Inf), their sum and count */
+    uint64_t cold_start_counts[SYN_COLD_START_BUCKETS + 1];
+    double cold_start_sum_s;
+    uint64_t cold_starts_seen;
+    double worker_seconds; /* local worker-seconds so far (for cost) */
+    double cost_dollars;   /* worker_seconds * price_per_hour / 3600 */
+    int redis_ok;          /* the last tick reached Redis */
 };
 
 struct syn_workpool;

@@ -208,6 +208,23 @@ static size_t hook_metrics(void *ud, char *buf, size_t cap)
          "From starting the most recent worker to seeing it registered.");
     put(buf, cap, &n, "synapse_pool_last_cold_start_seconds{model=\"%s\"} %.6f\n", m,
         st.last_cold_start_s);
+    HEAD("synapse_pool_cold_start_seconds", "histogram",
+         "From starting a local worker to seeing it registered, every start.");
+    uint64_t cum = 0;
+    for (int i = 0; i <= SYN_COLD_START_BUCKETS; i++) {
+        cum += st.cold_start_counts[i];
+        char le[32];
+        if (i < SYN_COLD_START_BUCKETS)
+            snprintf(le, sizeof le, "%g", syn_cold_start_bounds[i]);
+        else
+            snprintf(le, sizeof le, "+Inf");
+        put(buf, cap, &n, "synapse_pool_cold_start_seconds_bucket{model=\"%s\",le=\"%s\"} %llu\n",
+            m, le, (unsigned long long)cum);
+    }
+    put(buf, cap, &n, "synapse_pool_cold_start_seconds_sum{model=\"%s\"} %.6f\n", m,
+        st.cold_start_sum_s);
+    put(buf, cap, &n, "synapse_pool_cold_start_seconds_count{model=\"%s\"} %llu\n", m,
+        (unsigned long long)st.cold_starts_seen);
     HEAD("synapse_pool_worker_exits_total", "counter",
          "Local workers that exited: clean (exit 0) or crashed.");
     put(buf, cap, &n, "synapse_pool_worker_exits_total{model=\"%s\",outcome=\"clean\"} %llu\n", m,

@@ -147,6 +147,20 @@ static int spawn(struct syn_workpool *wp, int warm)
 
 /* Reaps our own children only (never waitpid(-1): the embedding process may have others, such
  * as the private redis-server of `synapse up`). */
+const double syn_cold_start_bounds[SYN_COLD_START_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
+                                                              10,   20,  30,   60,  120, 300, 600};
+
+/* A started worker registered `s` seconds after it was spawned. Caller holds mu. */
+static void record_cold_start(struct syn_workpool_stats *st, double s)
+{
+    int b = 0;
+    while (b < SYN_COLD_START_BUCKETS && s > syn_cold_start_bounds[b]) b++;
+    st->cold_start_counts[b]++;
+    st->cold_start_sum_s += s;
+    st->cold_starts_seen++;
+    st->last_cold_start_s = s;
+}
+
 static void reap(struct syn_workpool *wp, double now)
 {
     for (int i = 0; i < MAX_CHILDREN; i++) {
@@ -198,7 +212,7 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
             struct child *c = &wp->children[k];
             if (c->pid && !c->registered && !strcmp(c->id, infos[i].id)) {
                 c->registered = 1;
-                wp->st.last_cold_start_s = now - c->spawned_s;
+                record_cold_start(&wp->st, now - c->spawned_s);
                 syn_info(LOG, "worker %s ready %.3f s after it was started", c->id,
                          now - c->spawned_s);
             }

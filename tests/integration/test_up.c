@@ -137,6 +137,27 @@ TEST_TIMEOUT(up_scales_from_zero_and_back, 90)
     CHECK_EQ_INT(complete(&u, 4, &body), 0);
     CHECK(strstr(body, "\n200"));
     free(body);
+    /* both starts are in the pool's cold-start histogram (a start is seen at the pool's next
+     * tick after the worker registers), which promtool accepts */
+    char *m = NULL;
+    for (double t1 = now_s();; usleep(100000)) {
+        free(m);
+        m = NULL;
+        CHECK_EQ_INT(syn_test_sh(&m,
+                                 "curl -s http://127.0.0.1:%d/metrics > %s/m.txt && promtool "
+                                 "check metrics < %s/m.txt 2>&1 && grep '^synapse_pool_cold_start' "
+                                 "%s/m.txt",
+                                 u.port, syn_test_tmpdir(), syn_test_tmpdir(), syn_test_tmpdir()),
+                     0);
+        if (strstr(m, "synapse_pool_cold_start_seconds_count{model=\"stories260K\"} 2\n")) break;
+        if (now_s() - t1 > 10) FAIL("two cold starts not in the histogram:\n%s", m);
+    }
+    CHECK(
+        strstr(m, "synapse_pool_cold_start_seconds_bucket{model=\"stories260K\",le=\"+Inf\"} 2\n"));
+    CHECK(strstr(m, "synapse_pool_cold_start_seconds_bucket{model=\"stories260K\",le=\"0.05\"}"));
+    const char *sum = strstr(m, "synapse_pool_cold_start_seconds_sum{model=\"stories260K\"} ");
+    CHECK(sum && strtod(strchr(sum, '}') + 2, NULL) > 0);
+    free(m);
     up_stop(&u);
 }
 
