@@ -33,6 +33,7 @@ static void usage(FILE *f)
            "      --ctx N                 context per sequence (default: model's, <= 4096)\n"
            "      --kv-cache-mb N         KV cache size (default: engine's)\n"
            "      --chat-template NAME    override the model's chat template\n"
+           "                              (the names: synapse generate --help)\n"
            "      --idle-timeout S        drain events: idle seconds before the worker exits\n"
            "                              (default 30; the event may say otherwise)\n"
            "      --drain-timeout S       drain events: grace period at the deadline (default 10)\n"

@@ -42,6 +42,7 @@ static void usage(FILE *f)
         "      --max-attempts N        deliveries before dead-lettering (default 3)\n"
         "      --drain-timeout S       grace period on SIGTERM (default 30)\n"
         "      --chat-template NAME    override the model's chat template\n"
+        "                              (the names: synapse generate --help)\n"
         "  -t, --threads N             engine threads (default: all)      SYNAPSE_THREADS\n"
         "      --backend NAME          cpu or cuda (a CUDA=1 build; without a GPU it logs why\n"
         "                              and runs on the CPU) (default cpu) SYNAPSE_BACKEND\n"
