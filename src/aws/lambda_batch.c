@@ -121,8 +121,8 @@ static int job_text(struct lb_batch *b, int chat_id, const char *chat_err, const
         return syn_seterr(err, errlen, SYN_EINVAL, "jobs[%d].messages must be a non-empty array",
                           idx);
     if (chat_id < 0)
-        return syn_seterr(err, errlen, SYN_EINVAL, "jobs[%d]: this model has no chat template: %s",
-                          idx, chat_err ? chat_err : "");
+        return syn_seterr(err, errlen, SYN_EINVAL, "jobs[%d]: %s", idx,
+                          chat_err ? chat_err : "chat: no chat template");
     size_t n = json_array_size(msgs);
     struct syn_chat_msg *m = calloc(n, sizeof *m);
     if (!m) return syn_seterr(err, errlen, SYN_ENOMEM, "out of memory");

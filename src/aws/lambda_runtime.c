@@ -53,7 +53,7 @@ struct rt {
     struct syn_http_client *http;
     struct syn_engine *e; /* for batches; NULL while a drain has it unloaded */
     int chat_id;
-    char chat_err[256];
+    char chat_err[512];
     char model[101];
     char bin[4096];
 };

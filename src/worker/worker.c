@@ -90,7 +90,7 @@ struct sched {
     struct syn_engine *e;
     const struct syn_tokenizer *tok;
     int chat_id; /* resolved chat template, or < 0 (chat jobs then fail) */
-    char chat_err[256];
+    char chat_err[512];
     int n_vocab;
     struct wio io;
     struct wjob **jobs; /* (max_seqs * 2) held jobs: running first is not required */
@@ -272,8 +272,7 @@ static void remove_job(struct sched *s, int i)
 static int render_chat(struct sched *s, const char *messages, char **out, char *err, size_t errlen)
 {
     if (s->chat_id < 0)
-        return syn_seterr(err, errlen, SYN_EINVAL, "this model has no chat template: %s",
-                          s->chat_err);
+        return syn_seterr(err, errlen, SYN_EINVAL, "%s", s->chat_err); /* says why, and the fix */
     json_error_t je;
     json_t *arr = json_loads(messages, 0, &je);
     int rc = SYN_EINVAL;
