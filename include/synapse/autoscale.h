@@ -4,9 +4,14 @@
  * that finds no worker; the cost simulator (`synapse bench sim`) calls the very same function
  * over a trace. Nothing here reads clocks, Redis or processes.
  *
- * Scale-down is not decided here: a worker beyond min_warm exits by itself after idle_timeout
+ * Scale-down happens two ways. A worker beyond min_warm exits by itself after idle_timeout
  * seconds without work (the pool starts those with --idle-timeout, and the min_warm ones with
- * none), so a busy worker is never killed mid-sequence.
+ * none). But the queue hands jobs to whichever worker asks, so under steady traffic that one
+ * worker could carry, every surplus worker still gets a job now and then and never idles out.
+ * So the policy also asks the pool to drain one worker once the pool has had more workers than
+ * the load needs for half the idle timeout in a row, never the last one (`stop`): the pool picks
+ * one started beyond min_warm and sends it SIGTERM, and it finishes its running sequences before
+ * it exits, so a busy worker is never killed mid-sequence.
  */
 #ifndef SYNAPSE_AUTOSCALE_H
 #define SYNAPSE_AUTOSCALE_H
@@ -31,6 +36,8 @@ struct syn_scale_state {
     int free_slots;        /* free slots reported by ready workers */
     double arrival_rate;   /* requests per second, recent */
     double mean_service_s; /* seconds a request holds a slot, recent (0 = unknown) */
+    double surplus_s;      /* how long alive has stayed above the decision's `needed` without a
+                              break (the caller's clock; 0 = not in surplus) */
 };
 
 enum syn_scale_reason {
@@ -46,6 +53,10 @@ struct syn_scale_decision {
     int desired; /* workers the pool should have (alive + starting) */
     int start;   /* workers to start now (desired - alive - starting, >= 0) */
     int reason;  /* enum syn_scale_reason */
+    int needed;  /* workers the load needs now, within [min_warm, max_workers]; below alive is
+                    a surplus, which the caller times into surplus_s */
+    int stop;    /* workers to drain now (0 or 1): the surplus has lasted idle_timeout_s / 2 and
+                    nothing is starting */
 };
 
 struct syn_scale_policy syn_scale_default_policy(void);

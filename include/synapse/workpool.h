@@ -51,6 +51,7 @@ struct syn_workpool_stats {
     uint64_t exited_total;    /* local workers that exited (any reason) */
     uint64_t crashed_total;   /* of those, killed by a signal or exit status != 0 */
     uint64_t decisions[6];    /* starts by enum syn_scale_reason */
+    uint64_t drained_total;   /* local workers sent SIGTERM to scale in (a surplus) */
     double last_cold_start_s; /* spawn to registered, most recent */
     /* every local start that registered: per bucket of syn_cold_start_bounds (not cumulative;
      * the last is +Inf), their sum and count */

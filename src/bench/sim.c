@@ -301,6 +301,7 @@ struct worker {
     int n_items;
     int in_step;
     uint64_t idle_gen;       /* bumped whenever it gets work; an idle exit must match */
+    int draining;            /* told to drain (a surplus): claims nothing, exits when empty */
     int hb_running, hb_free; /* what its last heartbeat said */
 };
 
@@ -327,7 +328,8 @@ struct sim {
     double rate, last_rate_t;
     size_t arrivals_at_last_tick;
     int started_this_tick;
-    double service_ewma; /* mean slot-holding time of finished requests */
+    double service_ewma;  /* mean slot-holding time of finished requests */
+    double surplus_since; /* start of the current surplus (more alive than needed); -1 */
     double last_event_t;
     size_t cap_ticks;
 };
@@ -401,6 +403,10 @@ static int start_step(struct sim *s, int id, double now)
     if (w->n_items == 0) {
         w->in_step = 0;
         w->idle_gen++;
+        if (w->draining) {
+            w->state = W_EXITED;
+            return 0;
+        }
         if (!w->warm && s->p->policy.scale.idle_timeout_s > 0)
             return heap_push(&s->h, now + s->p->policy.scale.idle_timeout_s, EV_IDLE_EXIT, id,
                              w->idle_gen);
@@ -422,7 +428,7 @@ static int claim(struct sim *s, int id, double now)
 {
     struct worker *w = &s->w[id];
     int took = 0;
-    while (w->n_seqs < s->slots && s->q_head < s->q_tail) {
+    while (!w->draining && w->n_seqs < s->slots && s->q_head < s->q_tail) {
         int ri = s->queue[s->q_head++];
         s->rq[ri].admit_t = now;
         w->seqs[w->n_seqs++] = ri;
@@ -437,7 +443,7 @@ static int dispatch_idle(struct sim *s, double now)
 {
     for (int i = 0; i < s->n_w && s->q_head < s->q_tail; i++) {
         struct worker *w = &s->w[i];
-        if (w->state != W_READY || w->in_step) continue;
+        if (w->state != W_READY || w->in_step || w->draining) continue;
         if (claim(s, i, now) && start_step(s, i, now)) return -1;
     }
     return 0;
@@ -524,7 +530,7 @@ static int on_tick(struct sim *s, double now)
     int ready = 0, warm = 0, running_now = 0;
     for (int i = 0; i < s->n_w; i++) {
         const struct worker *w = &s->w[i];
-        if (w->state == W_READY) {
+        if (w->state == W_READY && !w->draining) {
             st.alive++;
             ready++;
             st.running += w->hb_running;
@@ -546,7 +552,27 @@ static int on_tick(struct sim *s, double now)
     st.arrival_rate = s->rate;
     if (p->policy.predictive)
         st.mean_service_s = s->service_ewma > 0 ? s->service_ewma : service_prior(s);
+    st.surplus_s = s->surplus_since >= 0 ? now - s->surplus_since : 0;
     struct syn_scale_decision d = syn_autoscale_decide(&p->policy.scale, &st);
+    if (d.needed >= st.alive)
+        s->surplus_since = -1;
+    else if (s->surplus_since < 0)
+        s->surplus_since = now;
+    if (d.stop > 0) { /* workpool.c's drain_candidate: beyond min_warm, fewest running */
+        int best = -1;
+        for (int i = 0; i < s->n_w; i++) {
+            const struct worker *w = &s->w[i];
+            if (w->state != W_READY || w->warm || w->draining) continue;
+            if (best < 0 || w->hb_running < s->w[best].hb_running) best = i;
+        }
+        if (best >= 0) {
+            struct worker *w = &s->w[best];
+            w->draining = 1;
+            s->r->workers_drained++;
+            if (!w->in_step) w->state = W_EXITED; /* nothing running: it exits at once */
+        }
+        s->surplus_since = now;
+    }
     for (int i = 0; i < d.start; i++) {
         int is_warm = warm < p->policy.scale.min_warm;
         if (spawn(s, now, is_warm, 0) < 0) return -1;
@@ -592,6 +618,7 @@ int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, cha
     s.t = t;
     s.slots = p->policy.scale.slots_per_worker > 0 ? p->policy.scale.slots_per_worker : 1;
     s.last_rate_t = -1;
+    s.surplus_since = -1;
     s.last_ready = p->policy.scale.min_warm;
     int rc = SYN_ENOMEM;
     size_t n = t->n;

@@ -11,7 +11,10 @@
  *     in the pool. The arrival rate is smoothed the pool's way (0.7 old + 0.3 new per tick).
  *   - workers: a started worker is ready cold_start_s later; the first min_warm run without an
  *     idle timeout, the others exit after idle_timeout_s without work and are reaped at the
- *     next tick (a worker is paid for from its start to its reaping).
+ *     next tick (a worker is paid for from its start to its reaping). When the policy asks
+ *     for a drain (a surplus that lasted idle_timeout_s / 2), the ready worker beyond min_warm
+ *     with the fewest running sequences claims nothing more and exits once its sequences
+ *     finish, as a worker does on the pool's SIGTERM.
  *   - the scheduler: continuous batching as src/worker/worker.c does it: max_seqs sequences, at
  *     every step one decode token for each running sequence, then prefill chunks in admission
  *     order with what is left of max_batched_tokens; a sequence's first token comes at the end
@@ -130,6 +133,7 @@ struct syn_sim_result {
     double attainment;        /* share of requests meeting both objectives */
     double ttft_p50, ttft_p90, ttft_p99, ttft_max, tpot_p50, tpot_p99, e2e_p99; /* seconds */
     int workers_started; /* cold starts, the initial min_warm not counted */
+    int workers_drained; /* told to drain by the policy (a lasting surplus) */
     size_t waited_cold;  /* requests that arrived when no worker was ready */
     int peak_workers;
     double *ttft, *tpot, *e2e;  /* (n) per request; -1 where undefined; owned */

@@ -377,14 +377,14 @@ int cmd_bench_sim(int argc, char **argv)
                     "\"prompt_tokens\":%llu,\"output_tokens\":%llu,\"slo_attainment\":%.5f,"
                     "\"ttft_p50_ms\":%.3f,\"ttft_p90_ms\":%.3f,\"ttft_p99_ms\":%.3f,"
                     "\"ttft_max_ms\":%.3f,\"tpot_p50_ms\":%.3f,\"tpot_p99_ms\":%.3f,"
-                    "\"e2e_p99_ms\":%.3f,\"waited_cold\":%zu}",
+                    "\"e2e_p99_ms\":%.3f,\"waited_cold\":%zu,\"workers_drained\":%d}",
                     i ? "," : "", p.policy.name, p.policy.scale.min_warm,
                     p.policy.scale.max_workers, p.policy.scale.idle_timeout_s, p.policy.predictive,
                     r->workers_started, r->peak_workers, r->worker_seconds, r->end_s, r->cost,
                     r->cost_per_mtok, r->cost_per_mtok_out, (unsigned long long)r->prompt_tokens,
                     (unsigned long long)r->output_tokens, r->attainment, 1e3 * r->ttft_p50,
                     1e3 * r->ttft_p90, 1e3 * r->ttft_p99, 1e3 * r->ttft_max, 1e3 * r->tpot_p50,
-                    1e3 * r->tpot_p99, 1e3 * r->e2e_p99, r->waited_cold);
+                    1e3 * r->tpot_p99, 1e3 * r->e2e_p99, r->waited_cold, r->workers_drained);
         for (size_t k = 0; ft && k < r->n_ticks; k++) {
             const struct syn_sim_tick *tk = &r->ticks[k];
             fprintf(ft, "%s,%.3f,%d,%d,%d,%d,%d,%d\n", p.policy.name, tk->t, tk->alive,

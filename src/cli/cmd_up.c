@@ -237,6 +237,10 @@ static size_t hook_metrics(void *ud, char *buf, size_t cap)
     for (int r = 0; r < (int)(sizeof st.decisions / sizeof st.decisions[0]); r++)
         put(buf, cap, &n, "synapse_pool_scaling_decisions_total{model=\"%s\",reason=\"%s\"} %llu\n",
             m, syn_scale_reason_name(r), (unsigned long long)st.decisions[r]);
+    HEAD("synapse_pool_workers_drained_total", "counter",
+         "Workers the pool drained (SIGTERM) because it had more than the load needed.");
+    put(buf, cap, &n, "synapse_pool_workers_drained_total{model=\"%s\"} %llu\n", m,
+        (unsigned long long)st.drained_total);
     HEAD("synapse_pool_worker_seconds_total", "counter",
          "Seconds of worker time used (each live worker process counts one per second).");
     put(buf, cap, &n, "synapse_pool_worker_seconds_total{backend=\"%s\",model=\"%s\"} %.6f\n", b, m,

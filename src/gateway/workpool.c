@@ -31,6 +31,7 @@ struct child {
     char id[101];     /* the worker id we gave it */
     int warm;         /* started without an idle timeout (one of min_warm) */
     int registered;   /* seen in the registry */
+    int draining;     /* sent SIGTERM to scale in */
     double spawned_s; /* monotonic */
 };
 
@@ -52,6 +53,7 @@ struct syn_workpool {
     uint64_t last_total; /* arrivals at the last tick */
     double last_rate_s;
     double last_tick_s;
+    double surplus_since; /* monotonic start of the current surplus (more alive than needed); -1 */
 };
 
 static double mono_s(void)
@@ -140,6 +142,7 @@ static int spawn(struct syn_workpool *wp, int warm)
     c->pid = pid;
     c->warm = warm;
     c->registered = 0;
+    c->draining = 0;
     c->spawned_s = mono_s();
     wp->st.started_total++;
     return 0;
@@ -159,6 +162,30 @@ static void record_cold_start(struct syn_workpool_stats *st, double s)
     st->cold_start_sum_s += s;
     st->cold_starts_seen++;
     st->last_cold_start_s = s;
+}
+
+/* The local worker to drain for a scale-in: started beyond min_warm, registered, not draining
+ * yet, and running the fewest sequences (its heartbeat), so that the least work waits on the
+ * drain. NULL when there is none. Caller holds mu. */
+static struct child *drain_candidate(struct syn_workpool *wp, const struct syn_worker_info *infos,
+                                     int n)
+{
+    struct child *best = NULL;
+    int best_running = 0;
+    for (int k = 0; k < MAX_CHILDREN; k++) {
+        struct child *c = &wp->children[k];
+        if (!c->pid || c->warm || !c->registered || c->draining) continue;
+        int running = -1;
+        for (int i = 0; i < n && running < 0; i++)
+            if (!strcmp(infos[i].id, c->id) && infos[i].state == SYN_WORKER_READY)
+                running = infos[i].running;
+        if (running < 0) continue; /* not ready (or gone from the registry) */
+        if (!best || running < best_running) {
+            best = c;
+            best_running = running;
+        }
+    }
+    return best;
 }
 
 static void reap(struct syn_workpool *wp, double now)
@@ -242,7 +269,25 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
     wp->last_tick_s = now;
     wp->st.cost_dollars = wp->st.worker_seconds * wp->p.price_per_hour / 3600.0;
 
+    s.surplus_s = wp->surplus_since >= 0 ? now - wp->surplus_since : 0;
     struct syn_scale_decision d = syn_autoscale_decide(&wp->p.policy, &s);
+    if (d.needed >= s.alive)
+        wp->surplus_since = -1;
+    else if (wp->surplus_since < 0)
+        wp->surplus_since = now;
+    if (d.stop > 0 && wp->local) {
+        struct child *c = drain_candidate(wp, infos, n);
+        if (c && kill(c->pid, SIGTERM) == 0) {
+            c->draining = 1;
+            wp->st.drained_total++;
+            syn_info(LOG,
+                     "scaling: drain worker %s (more workers than the load needs for %.1f s; "
+                     "alive %d, needed %d, waiting %lld, running %lld)",
+                     c->id, s.surplus_s, s.alive, d.needed, (long long)s.waiting,
+                     (long long)s.running);
+        }
+        wp->surplus_since = now; /* the next drain, if any, after another full period */
+    }
     if (d.start > 0 && wp->local) {
         for (int i = 0; i < d.start; i++) {
             int w = warm < wp->p.policy.min_warm;
@@ -344,6 +389,7 @@ int syn_workpool_new(const struct syn_workpool_params *p, struct syn_workpool **
     if (wp->p.tick_ms <= 0) wp->p.tick_ms = 200;
     if (wp->p.heartbeat_ms <= 0) wp->p.heartbeat_ms = 1000;
     wp->local = local;
+    wp->surplus_since = -1;
     if (p->synapse_bin) {
         snprintf(wp->bin, sizeof wp->bin, "%s", p->synapse_bin);
     } else {

@@ -1,7 +1,8 @@
 /*
  * `synapse up` as a user runs it: the whole stack answers with curl; the pool scales from zero
  * when a request arrives and back to zero after the idle timeout (checked in the process table);
- * min_warm workers stay up and a killed one is replaced; a burst beyond max_queue gets 429s with
+ * min_warm workers stay up and a killed one is replaced; under steady traffic that one worker
+ * carries, a surplus worker is drained; a burst beyond max_queue gets 429s with
  * Retry-After while every admitted request completes; a connection the gateway closes is closed
  * for the client even while workers it started run; Ctrl-C leaves no process or file behind.
  */
@@ -175,6 +176,49 @@ TEST_TIMEOUT(up_min_warm_holds_and_replaces_crashed_worker, 90)
     CHECK_EQ_INT(complete(&u, 4, &body), 0);
     CHECK(strstr(body, "\n200"));
     free(body);
+    up_stop(&u);
+}
+
+TEST_TIMEOUT(up_drains_a_surplus_worker_under_steady_traffic, 120)
+{
+    struct up u;
+    up_start(&u, "--min-warm 0 --max-workers 2 --idle-timeout 2 --max-seqs 2");
+    /* a burst wants more workers than the cap: two start */
+    CHECK_EQ_INT(syn_test_sh(NULL,
+                             "cd %s && for i in $(seq 1 8); do curl -s -o burst$i "
+                             "http://127.0.0.1:%d/v1/completions -H 'Content-Type: "
+                             "application/json' -d '{\"model\":\"stories260K\",\"prompt\":"
+                             "\"Once\",\"max_tokens\":250,\"temperature\":0}' & done; wait",
+                             syn_test_tmpdir(), u.port),
+                 0);
+    CHECK_EQ_INT(wait_workers(u.pid, 2, 10), 2);
+    /* then a request every 0.25 s, which one worker carries with room to spare; both workers
+     * keep taking some of them, so neither idles for 2 s: the pool drains one */
+    double t0 = now_s(), one_at = -1;
+    int sent = 0;
+    while (now_s() - t0 < 40) {
+        char *body = NULL;
+        CHECK_EQ_INT(complete(&u, 8, &body), 0);
+        CHECK(strstr(body, "\n200"));
+        free(body);
+        sent++;
+        if (count_workers(u.pid) == 1) {
+            if (one_at < 0) one_at = now_s() - t0;
+            if (now_s() - t0 > one_at + 3) break; /* and it stays at one under the traffic */
+        } else if (one_at >= 0) {
+            FAIL("back to two workers %.1f s after draining to one", now_s() - t0 - one_at);
+        }
+        usleep(250000);
+    }
+    fprintf(stderr, "one worker left %.1f s into the trickle (%d requests)\n", one_at, sent);
+    CHECK(one_at >= 0);
+    char *m = NULL;
+    CHECK_EQ_INT(syn_test_sh(&m, "curl -s http://127.0.0.1:%d/metrics", u.port), 0);
+    if (!strstr(m, "synapse_pool_workers_drained_total{model=\"stories260K\"} 1\n")) {
+        char *log = syn_test_read_file(u.out, NULL);
+        FAIL("no drain counted:\n%s\n%s", strstr(m, "synapse_pool"), log ? log : "");
+    }
+    free(m);
     up_stop(&u);
 }
 

@@ -1,4 +1,5 @@
-/* The autoscaling policy as a pure function: from zero, min_warm, backlog, arrivals, the cap. */
+/* The autoscaling policy as a pure function: from zero, min_warm, backlog, arrivals, the cap,
+ * and draining a surplus that lasted. */
 #include "harness.h"
 #include "synapse/autoscale.h"
 
@@ -79,4 +80,45 @@ TEST(autoscale_never_shrinks)
     CHECK_EQ_INT(d.start, 0);
     CHECK_EQ_INT(d.desired, 5);
     CHECK_EQ_STR(syn_scale_reason_name(SYN_SCALE_FROM_ZERO), "from_zero");
+}
+
+TEST(autoscale_drains_a_lasting_surplus)
+{
+    struct syn_scale_policy p = policy(1, 8);
+    p.idle_timeout_s = 10;
+    /* two workers, load one can carry (8 of its 10 slots) */
+    struct syn_scale_state s = {.alive = 2, .running = 8};
+    struct syn_scale_decision d = syn_autoscale_decide(&p, &s);
+    CHECK_EQ_INT(d.needed, 1);
+    CHECK_EQ_INT(d.stop, 0); /* the surplus has not lasted yet */
+    CHECK_EQ_INT(d.desired, 2);
+    s.surplus_s = 4.9;
+    CHECK_EQ_INT(syn_autoscale_decide(&p, &s).stop, 0);
+    s.surplus_s = 5;
+    d = syn_autoscale_decide(&p, &s);
+    CHECK_EQ_INT(d.stop, 1);
+    CHECK_EQ_INT(d.start, 0);
+    /* not while a worker starts, nor below min_warm, nor when the load needs them all */
+    s.starting = 1;
+    CHECK_EQ_INT(syn_autoscale_decide(&p, &s).stop, 0);
+    s.starting = 0;
+    s.running = 12;
+    d = syn_autoscale_decide(&p, &s);
+    CHECK_EQ_INT(d.needed, 2);
+    CHECK_EQ_INT(d.stop, 0);
+    s.running = 0;
+    s.alive = 1;
+    d = syn_autoscale_decide(&p, &s);
+    CHECK_EQ_INT(d.needed, 1); /* min_warm */
+    CHECK_EQ_INT(d.stop, 0);
+    /* scale to zero: the last worker is never drained (it leaves by idling out) */
+    p.min_warm = 0;
+    d = syn_autoscale_decide(&p, &s);
+    CHECK_EQ_INT(d.needed, 0);
+    CHECK_EQ_INT(d.stop, 0);
+    s.alive = 2;
+    CHECK_EQ_INT(syn_autoscale_decide(&p, &s).stop, 1);
+    /* and never with the idle timeout off (workers kept up) */
+    p.idle_timeout_s = 0;
+    CHECK_EQ_INT(syn_autoscale_decide(&p, &s).stop, 0);
 }

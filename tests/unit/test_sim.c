@@ -312,6 +312,34 @@ TEST(sim_backlog_starts_workers_by_the_policy)
     syn_trace_free(t);
 }
 
+TEST(sim_drains_workers_a_steady_trickle_keeps_busy)
+{
+    /* a burst that needs 3 workers, then 60 s of one request every 50 ms, each holding a slot
+     * ~0.4 s: one worker carries it (~8 of 16 slots), but a job arriving while a worker is
+     * mid-step goes to an idle one, so no worker idles for 5 s and only draining shrinks the
+     * pool (without it: ~198 worker-seconds) */
+    enum { BURST = 40, TRICKLE = 1200 };
+    static double times[BURST + TRICKLE];
+    for (int i = 0; i < BURST; i++) times[i] = 0.001 * i;
+    for (int i = 0; i < TRICKLE; i++) times[BURST + i] = 1.0 + 0.05 * i;
+    struct syn_trace *t = trace_of(times, BURST + TRICKLE, 16, 128);
+    struct syn_sim_result *r = simulate(t, "scale-to-zero:5", 3);
+    CHECK_EQ_INT(r->completed, BURST + TRICKLE);
+    CHECK_EQ_INT(r->peak_workers, 3);
+    CHECK_EQ_INT(r->workers_drained, 2);
+    /* one worker for the last half of the trickle, and both drains at least 5 s apart */
+    double first_one = -1;
+    for (size_t k = 0; k < r->n_ticks; k++) {
+        const struct syn_sim_tick *tk = &r->ticks[k];
+        if (tk->t > 20 && tk->t < 60) CHECK_EQ_INT(tk->alive + tk->starting, 1);
+        if (first_one < 0 && tk->alive == 1) first_one = tk->t;
+    }
+    CHECK(first_one >= 5); /* burst ends ~1 s, a surplus of 2.5 s, then another of 2.5 s */
+    CHECK(r->worker_seconds < 61 + 2 * 15);
+    syn_sim_result_free(r);
+    syn_trace_free(t);
+}
+
 TEST(sim_batching_beats_one_at_a_time)
 {
     double times[16] = {0};
