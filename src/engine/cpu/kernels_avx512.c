@@ -18,8 +18,9 @@
  *
  * With more than one activation row, quantised weights take another road to the same steps:
  * each thread unpacks an L2-sized block of weight rows once into its work area (the packed
- * layout below), then runs every tile of activation rows against it, activation-row tile by
- * tile so that the tile's activations stay in L1 while the packed rows stream past from L2.
+ * layout below; the block's first tile of activation rows does it as it computes), then runs
+ * every other tile of activation rows against it, activation-row tile by tile so that the
+ * tile's activations stay in L1 while the packed rows stream past from L2.
  * The unpacked values are the ones the decode tiles compute in registers, and both roads share
  * the arithmetic (q_pairs), so packing changes no bit.
  */
@@ -416,10 +417,12 @@ TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0,
 
 /* ---- packed quantised weights, for the batch tiles ----
  *
- * With many activation rows, a block of weight rows is unpacked once into the thread's work area
- * (what load_q8_4 / load_q4_4 and load_d4 give, stored as they are) and every batch tile then
- * loads its registers from there with three plain loads per row and group, instead of unpacking
- * the same rows again for every tile of activation rows. Per row and group of four blocks:
+ * With many activation rows, each block of weight rows is unpacked once into the thread's work
+ * area (what load_q8_4 / load_q4_4 and load_d4 give, stored as they are) and every later batch
+ * tile loads its registers from there with three plain loads per row and group, instead of
+ * unpacking the same rows again for every tile of activation rows. The unpacking is done by the
+ * block's first tile of activation rows (tile_qf), which computes from the registers it
+ * unpacked and stores them on the way. Per row and group of four blocks:
  *
  *     int8_t lo[64], hi[64]   the quants as the dpbusd steps take them
  *     float  dw[16]           the block scales, block g in lanes 4g..4g+3
@@ -452,52 +455,70 @@ static size_t work_bytes_avx512(int wtype, int K, int T)
     return (size_t)block_rows(q_row_bytes(wtype, K)) * (size_t)n_groups(K) * PACK_GROUP_BYTES;
 }
 
-TARGET INLINE void pack_group(const uint8_t *blk, const int wt, const int n, uint8_t *dst)
+/* An NT x NR tile over the weight rows as they are in memory that also packs them: a batch tile
+ * like tile_q's (the same q_pairs, so the same bits) that stores each group's unpacked rows at
+ * pk (row r0's packed row; rows pk_stride bytes apart) for the block's later tiles.
+ *
+ * It replaces a separate packing pass over the block before its first tile. That pass only
+ * moved memory, and it did not overlap with the tiles' arithmetic: reading the weights from
+ * DRAM and computing with them added up. Fused, the first tile's arithmetic runs while its
+ * rows arrive. Measured on Zen 5, every product of six tinyllama-1.1b Q8_0 layers and the
+ * output projection at T = 16, six rounds alternated with the separate pass: one thread
+ * 43.4-45.4 -> 37.2-39.5 ms (CPU time), two threads 23.2-24.0 -> 20.6-21.6 ms. */
+TARGET INLINE void tile_qf(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
+                           const int NR, uint8_t *pk, size_t pk_stride)
 {
-    __m512i lo, hi;
-    if (wt == SYN_DT_Q8_0)
-        load_q8_4(blk, n, &lo, &hi);
-    else
-        load_q4_4(blk, n, &lo, &hi);
-    _mm512_store_si512(dst, lo);
-    _mm512_store_si512(dst + 64, hi);
-    _mm512_store_ps(dst + 128, load_d4(blk, wt, n));
-}
-
-/* Packs weight rows [rs, re) into dst, row after row of n_groups(K) groups. */
-TARGET INLINE void pack_rows(const struct syn_mm *mm, const int wt, int rs, int re, uint8_t *dst)
-{
-    const int nb = mm->K / SYN_QBLOCK, ng = n_groups(mm->K);
+    const int nb = mm->K / SYN_QBLOCK;
     const size_t bb =
         wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
-    for (int r = rs; r < re; r++) {
-        const uint8_t *w = mm->w + (size_t)r * mm->w_row_bytes;
-        uint8_t *d = dst + (size_t)(r - rs) * ng * PACK_GROUP_BYTES;
-        int b = 0;
-        for (; b + GROUP <= nb; b += GROUP, d += PACK_GROUP_BYTES)
-            pack_group(w + (size_t)b * bb, wt, GROUP, d);
-        switch (nb - b) {
-        case 1:
-            pack_group(w + (size_t)b * bb, wt, 1, d);
-            break;
-        case 2:
-            pack_group(w + (size_t)b * bb, wt, 2, d);
-            break;
-        case 3:
-            pack_group(w + (size_t)b * bb, wt, 3, d);
-            break;
-        }
+    const uint8_t *w[MAX_NR], *xg[8];
+    __m512 acc[8][MAX_NR];
+    UNROLL
+    for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
+    UNROLL
+    for (int i = 0; i < NT; i++) {
+        xg[i] = mm->xq + (size_t)(t0 + i) * mm->xq_stride;
+        UNROLL
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
     }
-}
 
-TARGET NOINLINE void pack_q8_0(const struct syn_mm *mm, int rs, int re, uint8_t *dst)
-{
-    pack_rows(mm, SYN_DT_Q8_0, rs, re, dst);
-}
+    /* Prefetch the next tile's rows, one tile ahead (see prefetch_span). */
+    const size_t pf_step = (size_t)NR * GROUP * bb;
+    const uint8_t *pf = w[0] + (size_t)NR * mm->w_row_bytes;
 
-TARGET NOINLINE void pack_q4_0(const struct syn_mm *mm, int rs, int re, uint8_t *dst)
-{
-    pack_rows(mm, SYN_DT_Q4_0, rs, re, dst);
+    for (int b = 0; b < nb; b += GROUP, pk += PACK_GROUP_BYTES) {
+        const int n = nb - b < GROUP ? nb - b : GROUP;
+        __m512i lo[MAX_NR], hi[MAX_NR];
+        __m512 dw[MAX_NR];
+        if (n == GROUP) {
+            prefetch_span(pf, pf_step);
+            pf += pf_step;
+        }
+        UNROLL
+        for (int j = 0; j < NR; j++) {
+            const uint8_t *blk = w[j] + (size_t)b * bb;
+            /* Whole groups with n known at compile time; a last partial one at run time. */
+            if (n == GROUP) {
+                if (wt == SYN_DT_Q8_0)
+                    load_q8_4(blk, GROUP, &lo[j], &hi[j]);
+                else
+                    load_q4_4(blk, GROUP, &lo[j], &hi[j]);
+                dw[j] = load_d4(blk, wt, GROUP);
+            } else {
+                if (wt == SYN_DT_Q8_0)
+                    load_q8_4(blk, n, &lo[j], &hi[j]);
+                else
+                    load_q4_4(blk, n, &lo[j], &hi[j]);
+                dw[j] = load_d4(blk, wt, n);
+            }
+            uint8_t *d = pk + (size_t)j * pk_stride;
+            _mm512_store_si512(d, lo[j]);
+            _mm512_store_si512(d + 64, hi[j]);
+            _mm512_store_ps(d + 128, dw[j]);
+        }
+        q_pairs(acc, lo, hi, dw, xg, (size_t)(b / GROUP) * GROUP_BYTES, NT, NR);
+    }
+    store_sums(mm, acc, t0, r0, NT, NR);
 }
 
 /* An NT x NR tile over packed rows: mm->w is the work area (rows of n_groups(K) groups), r0
@@ -691,6 +712,22 @@ TARGET NOINLINE void tiles_q4_0p(const struct syn_mm *m, int t, int r, int nt, i
     PACKED_CASES(tile_qp, m, SYN_DT_Q4_0, t, r, nt, nr, MT_Q, MR_Q)
 }
 
+/* The packing first tiles (tile_qf), in the batch shapes; pk and pk_stride as for tile_qf. */
+#define TILE_QF(m, wt, t, r, nt, nr) tile_qf(m, wt, t, r, nt, nr, pk, pk_stride)
+
+typedef void tile_pack_fn(const struct syn_mm *mm, int t0, int r0, int nt, int nr, uint8_t *pk,
+                          size_t pk_stride);
+
+TARGET NOINLINE void tiles_q8_0f(const struct syn_mm *m, int t, int r, int nt, int nr, uint8_t *pk,
+                                 size_t pk_stride){
+    PACKED_CASES(TILE_QF, m, SYN_DT_Q8_0, t, r, nt, nr, MT_Q, MR_Q)}
+
+TARGET NOINLINE void tiles_q4_0f(const struct syn_mm *m, int t, int r, int nt, int nr, uint8_t *pk,
+                                 size_t pk_stride)
+{
+    PACKED_CASES(TILE_QF, m, SYN_DT_Q4_0, t, r, nt, nr, MT_Q, MR_Q)
+}
+
 /* A weight type's tiles and the batch tile shape they were compiled for. */
 struct tile_set {
     tile_fn *fn; /* runs one tile of nt x nr */
@@ -736,23 +773,28 @@ static void run_block_t_major(const struct tile_set *set, const struct syn_mm *m
     }
 }
 
-/* The quantised batch path with packing: block by block of rows, pack, then every tile. */
+/* The quantised batch path with packing, block by block of rows: the first tile of activation
+ * rows against the rows in memory, packing them (tile_qf), then the other tiles of activation
+ * rows against the packed block, tile by tile (run_block_t_major). */
 static void rows_packed(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
     static const struct tile_set q8 = {tiles_q8_0p, MT_Q, MR_Q}, q4 = {tiles_q4_0p, MT_Q, MR_Q};
     const struct tile_set *set = mm->wtype == SYN_DT_Q8_0 ? &q8 : &q4;
+    tile_pack_fn *first = mm->wtype == SYN_DT_Q8_0 ? tiles_q8_0f : tiles_q4_0f;
     const int sub = block_rows(mm->w_row_bytes);
+    const int mr = set->mr, nt = mm->T < set->mt ? mm->T : set->mt;
     struct syn_mm pm = *mm;
     pm.w = work;
     pm.w_row_bytes = (size_t)n_groups(mm->K) * PACK_GROUP_BYTES;
     for (int rs = r0; rs < r1; rs += sub) {
-        int re = rs + sub < r1 ? rs + sub : r1;
-        if (mm->wtype == SYN_DT_Q8_0)
-            pack_q8_0(mm, rs, re, work);
-        else
-            pack_q4_0(mm, rs, re, work);
+        const int re = rs + sub < r1 ? rs + sub : r1;
+        int r = rs;
+        for (; r + mr <= re; r += mr)
+            first(mm, 0, r, nt, mr, work + (size_t)(r - rs) * pm.w_row_bytes, pm.w_row_bytes);
+        for (; r < re; r++)
+            first(mm, 0, r, nt, 1, work + (size_t)(r - rs) * pm.w_row_bytes, pm.w_row_bytes);
         pm.y = mm->y + rs;
-        run_block_t_major(set, &pm, 0, re - rs, 0, mm->T);
+        run_block_t_major(set, &pm, 0, re - rs, nt, mm->T);
     }
 }
 
