@@ -524,6 +524,49 @@ TEST_TIMEOUT(kernels_batch_invariant_q4_0, 120)
     check_batch_invariance_all_isas(SYN_DT_Q4_0);
 }
 
+TEST_TIMEOUT(kernels_quant_batch_across_l2_blocks, 120)
+{
+    /* Weight rows over several of the batch path's L2-sized blocks in one call (one thread takes
+     * every row at once; 2048-element rows make 3 blocks of Q8_0 and 2 of Q4_0 here), a
+     * leftover row, and batches that fill the first tile of activation rows, which packs each
+     * block, partly, wholly or with tiles after it: every row exactly as it comes alone. */
+    const int R = 201, K = 2048, N = 19;
+    const int batches[] = {2, 4, 5, 16, 19};
+    const int types[] = {SYN_DT_Q8_0, SYN_DT_Q4_0};
+    struct syn_pool *pools[2] = {syn_pool_new(1), syn_pool_new(2)};
+    CHECK(pools[0] && pools[1]);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        struct wmat m;
+        wmat_make(&m, types[ti], R, K);
+        float *xs = malloc(sizeof(float) * (size_t)N * K);
+        float *alone = malloc(sizeof(float) * (size_t)N * R);
+        CHECK(xs && alone);
+        fill_random(xs, (size_t)N * K);
+        for (int i = 0; i < N; i++) {
+            float *y = run_matmul(NULL, &m, xs + (size_t)i * K, 1);
+            memcpy(alone + (size_t)i * R, y, sizeof(float) * R);
+            free(y);
+        }
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+            for (int p = 0; p < 2; p++) {
+                const int T = batches[b];
+                float *y = run_matmul(pools[p], &m, xs, T);
+                for (int t = 0; t < T; t++)
+                    if (memcmp(y + (size_t)t * R, alone + (size_t)t * R, sizeof(float) * R) != 0)
+                        FAIL("%s %s: row %d of a batch of %d (pool %d) differs from the same row "
+                             "alone",
+                             syn_cpu_kernels_isa(), syn_dtype_name(types[ti]), t, T, p + 1);
+                free(y);
+            }
+        }
+        free(alone);
+        free(xs);
+        wmat_free(&m);
+    }
+    syn_pool_free(pools[0]);
+    syn_pool_free(pools[1]);
+}
+
 TEST(kernels_large_batch_uses_every_block)
 {
     /* T beyond the kernels' activation block and R beyond one task's rows, against the
