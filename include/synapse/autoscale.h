@@ -9,7 +9,7 @@
  * none). But the queue hands jobs to whichever worker asks, so under steady traffic that one
  * worker could carry, every surplus worker still gets a job now and then and never idles out.
  * So the policy also asks the pool to drain one worker once the pool has had more workers than
- * the load needs for half the idle timeout in a row, never the last one (`stop`): the pool picks
+ * the load needs for the idle timeout in a row, never the last one (`stop`): the pool picks
  * one started beyond min_warm and sends it SIGTERM, and it finishes its running sequences before
  * it exits, so a busy worker is never killed mid-sequence.
  */
@@ -55,7 +55,7 @@ struct syn_scale_decision {
     int reason;  /* enum syn_scale_reason */
     int needed;  /* workers the load needs now, within [min_warm, max_workers]; below alive is
                     a surplus, which the caller times into surplus_s */
-    int stop;    /* workers to drain now (0 or 1): the surplus has lasted idle_timeout_s / 2 and
+    int stop;    /* workers to drain now (0 or 1): the surplus has lasted idle_timeout_s and
                     nothing is starting */
 };
 

@@ -12,7 +12,7 @@
  *   - workers: a started worker is ready cold_start_s later; the first min_warm run without an
  *     idle timeout, the others exit after idle_timeout_s without work and are reaped at the
  *     next tick (a worker is paid for from its start to its reaping). When the policy asks
- *     for a drain (a surplus that lasted idle_timeout_s / 2), the ready worker beyond min_warm
+ *     for a drain (a surplus that lasted idle_timeout_s), the ready worker beyond min_warm
  *     with the fewest running sequences claims nothing more and exits once its sequences
  *     finish, as a worker does on the pool's SIGTERM.
  *   - the scheduler: continuous batching as src/worker/worker.c does it: max_seqs sequences, at

@@ -25,7 +25,7 @@ static void usage(FILE *f)
         "Discrete-event simulation of one model's worker pool over a trace: the gateway's own\n"
         "autoscaling policy (syn_autoscale_decide) every 200 ms tick, workers that take\n"
         "cold-start seconds to be ready and exit after their idle timeout (or are drained\n"
-        "when the policy finds them surplus for half of it), and continuous batching in each\n"
+        "when the policy finds them surplus for as long), and continuous batching in each\n"
         "worker with step times fitted from `synapse bench engine --json`.\n"
         "Reports, per policy: workers started, worker-seconds, cost, $ per million tokens, SLO\n"
         "attainment, TTFT p50/p99 and TPOT p99.\n\n"

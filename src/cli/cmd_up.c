@@ -58,7 +58,7 @@ static void usage(FILE *f)
         "      --min-warm N         workers always up (default 1; 0 = scale to zero)\n"
         "      --max-workers N      at most this many workers (default 2)\n"
         "      --idle-timeout S     extra workers exit after S idle seconds (default 30);\n"
-        "                           one the load no longer needs for S/2 s is drained\n"
+        "                           one the load no longer needs for S s is drained\n"
         "      --max-seqs N         sequences batched per worker (default 16)\n"
         "      --worker-threads N   engine threads per worker (default: all CPUs)\n"
         "      --max-queue N        waiting requests per model before 429 (default 256)\n"

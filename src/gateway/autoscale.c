@@ -4,7 +4,7 @@
  * law), looked at only when the service time is known. Each is divided by the slots a worker
  * offers at the target utilisation and rounded up; the result is clamped to [min_warm,
  * max_workers], and to at least one whenever anything waits. Fewer than are alive, for
- * half of idle_timeout_s in a row, drains one.
+ * idle_timeout_s in a row, drains one.
  */
 #include "synapse/autoscale.h"
 
@@ -61,13 +61,13 @@ struct syn_scale_decision syn_autoscale_decide(const struct syn_scale_policy *p,
     }
     if (s->waiting > 0 && have == 0) reason = SYN_SCALE_FROM_ZERO;
     d.needed = want < p->max_workers ? want : (p->max_workers > 0 ? p->max_workers : 0);
-    /* shrink one at a time, only after a surplus that lasted half the idle timeout (so that
-     * the drain, not a worker's own idle exit, settles a surplus the traffic keeps busy),
-     * and never the
-     * last worker: under traffic that heartbeats barely show (short jobs) the load can look
-     * like none, and going to zero is for a worker that really idles (it exits by itself) */
+    /* shrink one at a time, only after a surplus that lasted the idle timeout (the patience
+     * an idle worker gets before it exits: a worker kept for bursts stays as long either
+     * way), and never the last worker: under traffic that heartbeats barely show (short
+     * jobs) the load can look like none, and going to zero is for a worker that really idles
+     * (it exits by itself) */
     if (d.needed < s->alive && s->alive > p->min_warm && s->alive > 1 && s->starting == 0 &&
-        p->idle_timeout_s > 0 && s->surplus_s >= 0.5 * p->idle_timeout_s)
+        p->idle_timeout_s > 0 && s->surplus_s >= p->idle_timeout_s)
         d.stop = 1;
     /* the workers to have: never fewer than now (draining is `stop`, not a lower target) */
     if (want < have) want = have;

@@ -192,8 +192,9 @@ TEST_TIMEOUT(up_drains_a_surplus_worker_under_steady_traffic, 120)
                              syn_test_tmpdir(), u.port),
                  0);
     CHECK_EQ_INT(wait_workers(u.pid, 2, 10), 2);
-    /* then a request every 0.25 s, which one worker carries with room to spare; both workers
-     * keep taking some of them, so neither idles for 2 s: the pool drains one */
+    /* then about ten short requests a second, which one worker carries with room to spare;
+     * the queue hands them to both workers in turn, so neither idles for 2 s, and after 2 s
+     * of surplus the pool drains one */
     double t0 = now_s(), one_at = -1;
     int sent = 0;
     while (now_s() - t0 < 40) {
@@ -208,7 +209,7 @@ TEST_TIMEOUT(up_drains_a_surplus_worker_under_steady_traffic, 120)
         } else if (one_at >= 0) {
             FAIL("back to two workers %.1f s after draining to one", now_s() - t0 - one_at);
         }
-        usleep(250000);
+        usleep(80000);
     }
     fprintf(stderr, "one worker left %.1f s into the trickle (%d requests)\n", one_at, sent);
     CHECK(one_at >= 0);

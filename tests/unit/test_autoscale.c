@@ -92,9 +92,9 @@ TEST(autoscale_drains_a_lasting_surplus)
     CHECK_EQ_INT(d.needed, 1);
     CHECK_EQ_INT(d.stop, 0); /* the surplus has not lasted yet */
     CHECK_EQ_INT(d.desired, 2);
-    s.surplus_s = 4.9;
+    s.surplus_s = 9.9;
     CHECK_EQ_INT(syn_autoscale_decide(&p, &s).stop, 0);
-    s.surplus_s = 5;
+    s.surplus_s = 10;
     d = syn_autoscale_decide(&p, &s);
     CHECK_EQ_INT(d.stop, 1);
     CHECK_EQ_INT(d.start, 0);

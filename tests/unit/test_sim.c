@@ -334,7 +334,7 @@ TEST(sim_drains_workers_a_steady_trickle_keeps_busy)
         if (tk->t > 20 && tk->t < 60) CHECK_EQ_INT(tk->alive + tk->starting, 1);
         if (first_one < 0 && tk->alive == 1) first_one = tk->t;
     }
-    CHECK(first_one >= 5); /* burst ends ~1 s, a surplus of 2.5 s, then another of 2.5 s */
+    CHECK(first_one >= 10); /* burst ends ~1 s, a surplus of 5 s, then another of 5 s */
     CHECK(r->worker_seconds < 61 + 2 * 15);
     syn_sim_result_free(r);
     syn_trace_free(t);
