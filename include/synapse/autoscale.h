@@ -65,6 +65,16 @@ struct syn_scale_policy syn_scale_default_policy(void);
 struct syn_scale_decision syn_autoscale_decide(const struct syn_scale_policy *p,
                                                const struct syn_scale_state *s);
 
+/* The surplus clock behind syn_scale_state.surplus_s, kept by the caller as `since` (the time
+ * the current surplus began, < 0 when there is none) so that the pool and the simulator time a
+ * surplus the same way. syn_scale_surplus_s gives the state's surplus_s at `now`;
+ * syn_scale_surplus_next the clock after decision d was taken at `now` for a pool of `alive`
+ * workers: started when d.needed first falls below alive, cleared when it does not, and
+ * restarted after a drain, so that the next one waits a full period. */
+double syn_scale_surplus_s(double since, double now);
+double syn_scale_surplus_next(double since, const struct syn_scale_decision *d, int alive,
+                              double now);
+
 /* "none", "min_warm", "from_zero", "backlog", "arrivals", "at_max" (metric label values). */
 const char *syn_scale_reason_name(int reason);
 

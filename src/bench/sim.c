@@ -552,12 +552,9 @@ static int on_tick(struct sim *s, double now)
     st.arrival_rate = s->rate;
     if (p->policy.predictive)
         st.mean_service_s = s->service_ewma > 0 ? s->service_ewma : service_prior(s);
-    st.surplus_s = s->surplus_since >= 0 ? now - s->surplus_since : 0;
+    st.surplus_s = syn_scale_surplus_s(s->surplus_since, now);
     struct syn_scale_decision d = syn_autoscale_decide(&p->policy.scale, &st);
-    if (d.needed >= st.alive)
-        s->surplus_since = -1;
-    else if (s->surplus_since < 0)
-        s->surplus_since = now;
+    s->surplus_since = syn_scale_surplus_next(s->surplus_since, &d, st.alive, now);
     if (d.stop > 0) { /* workpool.c's drain_candidate: beyond min_warm, fewest running */
         int best = -1;
         for (int i = 0; i < s->n_w; i++) {
@@ -571,7 +568,6 @@ static int on_tick(struct sim *s, double now)
             s->r->workers_drained++;
             if (!w->in_step) w->state = W_EXITED; /* nothing running: it exits at once */
         }
-        s->surplus_since = now;
     }
     for (int i = 0; i < d.start; i++) {
         int is_warm = warm < p->policy.scale.min_warm;

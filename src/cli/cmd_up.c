@@ -18,9 +18,11 @@
 #include "synapse/queue.h"
 #include "synapse/workpool.h"
 #include "common/proc.h"
+#include "gateway/metrics.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -215,11 +217,9 @@ static size_t hook_metrics(void *ud, char *buf, size_t cap)
     uint64_t cum = 0;
     for (int i = 0; i <= SYN_COLD_START_BUCKETS; i++) {
         cum += st.cold_start_counts[i];
-        char le[32];
-        if (i < SYN_COLD_START_BUCKETS)
-            snprintf(le, sizeof le, "%g", syn_cold_start_bounds[i]);
-        else
-            snprintf(le, sizeof le, "+Inf");
+        char le[40];
+        gw_metric_number(le, sizeof le,
+                         i < SYN_COLD_START_BUCKETS ? syn_cold_start_bounds[i] : INFINITY);
         put(buf, cap, &n, "synapse_pool_cold_start_seconds_bucket{model=\"%s\",le=\"%s\"} %llu\n",
             m, le, (unsigned long long)cum);
     }

@@ -30,6 +30,19 @@ const char *syn_scale_reason_name(int reason)
     return reason >= 0 && reason <= SYN_SCALE_AT_MAX ? names[reason] : "unknown";
 }
 
+double syn_scale_surplus_s(double since, double now)
+{
+    return since >= 0 ? now - since : 0;
+}
+
+double syn_scale_surplus_next(double since, const struct syn_scale_decision *d, int alive,
+                              double now)
+{
+    if (d->stop > 0) return now;
+    if (d->needed >= alive) return -1;
+    return since < 0 ? now : since;
+}
+
 static int workers_for(double slots, const struct syn_scale_policy *p)
 {
     double per = (double)(p->slots_per_worker > 0 ? p->slots_per_worker : 1) *

@@ -148,8 +148,6 @@ static int spawn(struct syn_workpool *wp, int warm)
     return 0;
 }
 
-/* Reaps our own children only (never waitpid(-1): the embedding process may have others, such
- * as the private redis-server of `synapse up`). */
 const double syn_cold_start_bounds[SYN_COLD_START_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
                                                               10,   20,  30,   60,  120, 300, 600};
 
@@ -188,6 +186,8 @@ static struct child *drain_candidate(struct syn_workpool *wp, const struct syn_w
     return best;
 }
 
+/* Reaps our own children only (never waitpid(-1): the embedding process may have others, such
+ * as the private redis-server of `synapse up`). */
 static void reap(struct syn_workpool *wp, double now)
 {
     for (int i = 0; i < MAX_CHILDREN; i++) {
@@ -269,12 +269,9 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
     wp->last_tick_s = now;
     wp->st.cost_dollars = wp->st.worker_seconds * wp->p.price_per_hour / 3600.0;
 
-    s.surplus_s = wp->surplus_since >= 0 ? now - wp->surplus_since : 0;
+    s.surplus_s = syn_scale_surplus_s(wp->surplus_since, now);
     struct syn_scale_decision d = syn_autoscale_decide(&wp->p.policy, &s);
-    if (d.needed >= s.alive)
-        wp->surplus_since = -1;
-    else if (wp->surplus_since < 0)
-        wp->surplus_since = now;
+    wp->surplus_since = syn_scale_surplus_next(wp->surplus_since, &d, s.alive, now);
     if (d.stop > 0 && wp->local) {
         struct child *c = drain_candidate(wp, infos, n);
         if (c && kill(c->pid, SIGTERM) == 0) {
@@ -286,7 +283,6 @@ static void tick(struct syn_workpool *wp, struct syn_qclient *q)
                      c->id, s.surplus_s, s.alive, d.needed, (long long)s.waiting,
                      (long long)s.running);
         }
-        wp->surplus_since = now; /* the next drain, if any, after another full period */
     }
     if (d.start > 0 && wp->local) {
         for (int i = 0; i < d.start; i++) {
