@@ -364,14 +364,11 @@ TARGET INLINE void q_step(__m512 (*acc)[MAX_NR], const int wt, const uint8_t *co
     q_pairs(acc, lo, hi, dw, xg, go, NT, NR);
 }
 
-TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
-                          const int NR)
+/* What every quantised tile starts with: its NR weight rows, its NT rows of quantised
+ * activations, and zeroed sums. */
+TARGET INLINE void tile_q_start(const struct syn_mm *mm, int t0, int r0, const int NT, const int NR,
+                                const uint8_t **w, const uint8_t **xg, __m512 (*acc)[MAX_NR])
 {
-    const int nb = mm->K / SYN_QBLOCK;
-    const size_t bb =
-        wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
-    const uint8_t *w[MAX_NR], *xg[8];
-    __m512 acc[8][MAX_NR];
     UNROLL
     for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
     UNROLL
@@ -380,6 +377,17 @@ TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0,
         UNROLL
         for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
     }
+}
+
+TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0, const int NT,
+                          const int NR)
+{
+    const int nb = mm->K / SYN_QBLOCK;
+    const size_t bb =
+        wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
+    const uint8_t *w[MAX_NR], *xg[8];
+    __m512 acc[8][MAX_NR];
+    tile_q_start(mm, t0, r0, NT, NR, w, xg, acc);
 
     /* Prefetch the next tile's rows, one tile ahead (see prefetch_span). */
     const size_t pf_step = (size_t)NR * GROUP * bb;
@@ -473,14 +481,7 @@ TARGET INLINE void tile_qf(const struct syn_mm *mm, const int wt, int t0, int r0
         wt == SYN_DT_Q8_0 ? sizeof(struct syn_block_q8_0) : sizeof(struct syn_block_q4_0);
     const uint8_t *w[MAX_NR], *xg[8];
     __m512 acc[8][MAX_NR];
-    UNROLL
-    for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
-    UNROLL
-    for (int i = 0; i < NT; i++) {
-        xg[i] = mm->xq + (size_t)(t0 + i) * mm->xq_stride;
-        UNROLL
-        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-    }
+    tile_q_start(mm, t0, r0, NT, NR, w, xg, acc);
 
     /* Prefetch the next tile's rows, one tile ahead (see prefetch_span). */
     const size_t pf_step = (size_t)NR * GROUP * bb;
@@ -530,14 +531,7 @@ TARGET INLINE void tile_qp(const struct syn_mm *mm, const int wt, int t0, int r0
     const int ng = n_groups(mm->K);
     const uint8_t *w[MAX_NR], *xg[8];
     __m512 acc[8][MAX_NR];
-    UNROLL
-    for (int j = 0; j < NR; j++) w[j] = mm->w + (size_t)(r0 + j) * mm->w_row_bytes;
-    UNROLL
-    for (int i = 0; i < NT; i++) {
-        xg[i] = mm->xq + (size_t)(t0 + i) * mm->xq_stride;
-        UNROLL
-        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-    }
+    tile_q_start(mm, t0, r0, NT, NR, w, xg, acc);
     for (int G = 0; G < ng; G++) {
         __m512i lo[MAX_NR], hi[MAX_NR];
         __m512 dw[MAX_NR];
