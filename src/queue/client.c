@@ -398,6 +398,7 @@ void qc_state_for(struct syn_qclient *c, const char *model)
     if (strcmp(c->state_model, model) == 0) return;
     snprintf(c->state_model, sizeof c->state_model, "%s", model);
     c->hi_streak = 0;
+    c->claim_drained = 0;
     snprintf(c->cursor[0], sizeof c->cursor[0], "0-0");
     snprintf(c->cursor[1], sizeof c->cursor[1], "0-0");
 }

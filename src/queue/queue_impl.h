@@ -55,6 +55,7 @@ struct syn_qclient {
     /* claim state (per client, for the model last claimed from) */
     char state_model[101]; /* the model the fields below belong to */
     int hi_streak;         /* claims in a row that high-priority jobs filled completely */
+    int claim_drained;     /* the last claim left both job streams empty */
     char cursor[2][48];    /* XAUTOCLAIM cursor per priority ("0-0" = from the start) */
 };
 

@@ -457,19 +457,30 @@ out:
 static int claim_once(struct syn_qclient *c, const char *model, const char *consumer, int max,
                       int block_ms, struct syn_job *out, int *got)
 {
-    char keys[2][160];
+    char keys[2][160], both[2][160];
     int got_prio[2] = {0, 0}, rc;
     redisReply *r = NULL;
     if ((rc = qc_begin(c))) return rc;
     qc_state_for(c, model);
     syn_q_key_jobs(keys[SYN_PRIO_NORMAL], sizeof keys[0], model, SYN_PRIO_NORMAL);
     syn_q_key_jobs(keys[SYN_PRIO_HIGH], sizeof keys[0], model, SYN_PRIO_HIGH);
+    /* the read over both streams names high first, so that high entries are taken first if
+     * it returns more than max */
+    memcpy(both[0], keys[SYN_PRIO_HIGH], sizeof both[0]);
+    memcpy(both[1], keys[SYN_PRIO_NORMAL], sizeof both[1]);
 
     /* high first, normal with the room left; after HI_STREAK_MAX claims in a row that high
-     * filled completely (normal never asked), normal goes first once */
+     * filled completely (normal never asked), normal goes first once. A blocking claim after
+     * one that left both streams empty (it took fewer than it could) goes straight to the
+     * blocking read over both: a worker that has run out of work waits with one round trip
+     * instead of three, and if jobs came meanwhile the read returns them at once. Only the
+     * blocking claim takes this road: it comes from a worker that holds nothing, so its max is
+     * all of its slots, and more than that arriving on both streams since its last claim
+     * (the entries beyond max, handed back, go to the back of their stream) is rare. */
+    const int one_read = c->claim_drained && block_ms > 0;
     int first = c->hi_streak >= HI_STREAK_MAX ? SYN_PRIO_NORMAL : SYN_PRIO_HIGH;
     int normal_read = 0;
-    for (int k = 0; k < 2 && *got < max; k++) {
+    for (int k = 0; k < 2 && *got < max && !one_read; k++) {
         int prio = k == 0 ? first : 1 - first;
         if ((rc = xreadgroup(c, model, consumer, &keys[prio], 1, max - *got, 0, &r))) break;
         if (prio == SYN_PRIO_NORMAL) normal_read = 1;
@@ -478,13 +489,19 @@ static int claim_once(struct syn_qclient *c, const char *model, const char *cons
         r = NULL;
         if (rc) break;
     }
-    if (rc == SYN_OK) c->hi_streak = normal_read ? 0 : c->hi_streak + 1;
     if (rc == SYN_OK && *got == 0 && block_ms > 0) {
-        /* both empty: wait on both at once */
-        if ((rc = xreadgroup(c, model, consumer, keys, 2, max, block_ms, &r)) == SYN_OK) {
+        /* both empty (or, after a short claim, not asked yet): wait on both at once */
+        if ((rc = xreadgroup(c, model, consumer, both, 2, max, block_ms, &r)) == SYN_OK) {
             rc = take_read(c, model, keys, r, out, max, got, got_prio);
             if (r) freeReplyObject(r);
         }
+        normal_read = 1;
+    }
+    if (rc == SYN_OK) {
+        c->hi_streak = normal_read ? 0 : c->hi_streak + 1;
+        c->claim_drained = *got < max; /* both streams were read and came up short */
+    } else {
+        c->claim_drained = 0;
     }
     return rc;
 }

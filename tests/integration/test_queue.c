@@ -403,6 +403,58 @@ TEST(queue_priority_order_and_anti_starvation)
     syn_qclient_free(c);
 }
 
+TEST(queue_blocking_claim_after_a_short_one_is_one_read)
+{
+    /* a worker that has run out of work: after a claim that found fewer jobs than it asked
+     * for, its blocking claim is a single read over both streams, which still takes high
+     * first and hands back what it cannot hold */
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    struct syn_qclient *c = client(&r);
+    redisContext *x = raw(&r);
+    struct syn_job jobs[4];
+    CHECK_EQ_INT(syn_q_claim(c, MODEL, "w", 4, 0, jobs), 0);
+    long long before = server_reads(x);
+    CHECK_EQ_INT(syn_q_claim(c, MODEL, "w", 4, 50, jobs), 0);
+    long long reads = server_reads(x) - before - 1; /* minus the second INFO itself */
+    if (reads != 1) FAIL("a blocking claim after an empty one took %lld server reads", reads);
+    /* a non-blocking claim still reads high, then normal */
+    before = server_reads(x);
+    CHECK_EQ_INT(syn_q_claim(c, MODEL, "w", 4, 0, jobs), 0);
+    reads = server_reads(x) - before - 1;
+    if (reads != 2) FAIL("a non-blocking claim took %lld server reads (two expected)", reads);
+
+    char id[32];
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof id, "n%d", i);
+        submit(c, id, SYN_PRIO_NORMAL);
+        snprintf(id, sizeof id, "h%d", i);
+        submit(c, id, SYN_PRIO_HIGH);
+    }
+    /* jobs on both streams since the last claim: the blocking read returns at once */
+    CHECK_EQ_INT(syn_q_claim(c, MODEL, "w", 4, 2000, jobs), 4);
+    CHECK_EQ_STR(jobs[0].id, "h0");
+    CHECK_EQ_STR(jobs[1].id, "h1");
+    CHECK_EQ_STR(jobs[2].id, "h2");
+    CHECK_EQ_STR(jobs[3].id, "n0");
+    for (int i = 0; i < 4; i++) CHECK_EQ_INT(jobs[i].attempt, 1);
+    release_all(jobs, 4);
+    /* n1 and n2 came back in the same read and were handed back, attempt unchanged */
+    CHECK_EQ_INT(syn_q_claim(c, MODEL, "w", 4, 0, jobs), 2);
+    CHECK_EQ_STR(jobs[0].id, "n1");
+    CHECK_EQ_STR(jobs[1].id, "n2");
+    CHECK_EQ_INT(jobs[0].attempt, 1);
+    CHECK_EQ_INT(jobs[1].attempt, 1);
+    release_all(jobs, 2);
+    /* that claim took fewer than it asked for: the next blocking one is a single read again */
+    before = server_reads(x);
+    CHECK_EQ_INT(syn_q_claim(c, MODEL, "w", 4, 50, jobs), 0);
+    reads = server_reads(x) - before - 1;
+    if (reads != 1) FAIL("a blocking claim after a short one took %lld server reads", reads);
+    redisFree(x);
+    syn_qclient_free(c);
+}
+
 TEST(queue_blocking_claim_waits_and_wakes)
 {
     struct syn_test_redis r;
