@@ -5,7 +5,10 @@
 # compared with: step times from `bench engine` (engine.sh), the cold-start penalty from
 # coldstart.sh, and the per-step overhead and request hop from a calibration run at 2 req/s.
 # SIM_ONLY=1 reruns only the simulations and the comparison on the saved real runs; SIM_BIN
-# names the binary that simulates (default: $SYN).
+# names the binary that simulates (default: $SYN). BRACKET=1 measures the step times again
+# right before and right after each policy's real run and simulates that policy with their
+# mean (engine_t1_pP_POLICY.json): on a shared machine whose speed drifts by a quarter within
+# minutes, inputs measured once at the start can describe a different machine than the run.
 #   bench/load/validate.sh                   -> results/validation_*.json
 . "$(dirname "$0")/lib.sh"
 SIM_BIN=${SIM_BIN:-$SYN}
@@ -72,15 +75,48 @@ for pol in $POLICIES; do
         stop_up
         cp "$UP_LOG" "$OUT/validation_real_$tag.log"
     }
+    # the step times one policy is simulated with: the series' own, or (BRACKET=1) the mean
+    # of two measurements taken just before and just after its real run
+    bracket_engine() { # $1: before|after
+        for p in 64 256; do
+            "$SYN" bench engine -m "$MODEL" -t 1 --batch 1,2,4,8,16,32 --prompt "$p" --gen 32 \
+                --reps 3 --json >"$OUT/engine_t1_p${p}_${tag}_$1.json"
+        done
+    }
     if [ -z "${SIM_ONLY:-}" ]; then
+        [ -n "${BRACKET:-}" ] && { log "step times before the run"; measure bracket_engine before; }
         measure real_run
         echo "$M_LA $M_OTHERS" >"$OUT/validation_real_$tag.machine"
+        [ -n "${BRACKET:-}" ] && { log "step times after the run"; measure bracket_engine after; }
+    fi
+    ENG64=$OUT/engine_t1_p64.json ENG256=$OUT/engine_t1_p256.json
+    if [ -f "$OUT/engine_t1_p64_${tag}_before.json" ]; then
+        for p in 64 256; do
+            python3 - "$OUT/engine_t1_p${p}_${tag}" <<'PY'
+import json, sys
+base = sys.argv[1]
+a, b = (json.load(open(f"{base}_{w}.json")) for w in ("before", "after"))
+m = dict(a)
+m["prefill_tokens_per_s"] = (a["prefill_tokens_per_s"] + b["prefill_tokens_per_s"]) / 2
+tb = {d["batch"]: d["tokens_per_s"] for d in b["decode"]}
+m["decode"] = [dict(d, tokens_per_s=(d["tokens_per_s"] + tb[d["batch"]]) / 2) for d in a["decode"]]
+m["sample_us_per_row"] = (a.get("sample_us_per_row", 0) + b.get("sample_us_per_row", 0)) / 2
+m["bracketed"] = "mean of the measurements before and after the real run"
+json.dump(m, open(f"{base}.json", "w"), indent=1)
+PY
+        done
+        ENG64=$OUT/engine_t1_p64_$tag.json ENG256=$OUT/engine_t1_p256_$tag.json
+        log "simulating with bracketed step times: $(python3 -c "
+import json,sys
+for f in sys.argv[1:]:
+    d=json.load(open(f)); print(f.split('/')[-1], 'batch 1', round(d['decode'][0]['tokens_per_s']), 'batch 16', round(next(x['tokens_per_s'] for x in d['decode'] if x['batch']==16)), end='; ')
+" "$OUT/engine_t1_p64_${tag}_before.json" "$OUT/engine_t1_p64_${tag}_after.json")"
     fi
     read -r la others <"$OUT/validation_real_$tag.machine"
     t0=$(cat "$OUT/validation_real_$tag.t0")
     # shellcheck disable=SC2086
     "$SIM_BIN" bench sim --trace "$TRACE" $SCALE --policy "$pol" --max-workers $MAXW --max-seqs 16 \
-        --model-json "$OUT/engine_t1_p64.json" --model-json "$OUT/engine_t1_p256.json" \
+        --model-json "$ENG64" --model-json "$ENG256" \
         --cold-start "$COLD_S" --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" \
         --cpu-cores 2 --worker-threads 1 --json "$OUT/validation_sim_$tag.json" \
         --timeline "$OUT/validation_sim_$tag.timeline.csv" >&2
@@ -110,6 +146,7 @@ res = {
     "policy": pol, "load_average_before": float(la), "t0_unix": t0,
     "other_sessions_cpu_share": float(others),
     "calibration": {"hop_ms": float(hop), "step_overhead_ms": float(over), "cold_penalty_s": float(cold)},
+    "step_times_bracketed": __import__("os").path.exists(f"{out}/engine_t1_p64_{tag}.json"),
     "requests": len(real["requests"]) if isinstance(real["requests"], list) else real["requests"],
     "real_ok": real["ok"],
     "real": {"ttft_p99_ms": real["ttft"]["p99_ms"], "ttft_p50_ms": real["ttft"]["p50_ms"],
