@@ -7,8 +7,9 @@
 # SIM_ONLY=1 reruns only the simulations and the comparison on the saved real runs; SIM_BIN
 # names the binary that simulates (default: $SYN). BRACKET=1 measures the step times again
 # right before and right after each policy's real run and simulates that policy with their
-# mean (engine_t1_pP_POLICY.json): on a shared machine whose speed drifts by a quarter within
-# minutes, inputs measured once at the start can describe a different machine than the run.
+# mean (engine_t1_pP_POLICY.json; with SIM_ONLY=1, the saved pair): on a shared machine whose
+# speed drifts by a quarter within minutes, inputs measured once at the start can describe a
+# different machine than the run.
 #   bench/load/validate.sh                   -> results/validation_*.json
 . "$(dirname "$0")/lib.sh"
 SIM_BIN=${SIM_BIN:-$SYN}
@@ -89,8 +90,8 @@ for pol in $POLICIES; do
         echo "$M_LA $M_OTHERS" >"$OUT/validation_real_$tag.machine"
         [ -n "${BRACKET:-}" ] && { log "step times after the run"; measure bracket_engine after; }
     fi
-    ENG64=$OUT/engine_t1_p64.json ENG256=$OUT/engine_t1_p256.json
-    if [ -f "$OUT/engine_t1_p64_${tag}_before.json" ]; then
+    ENG64=$OUT/engine_t1_p64.json ENG256=$OUT/engine_t1_p256.json BRACKETED=0
+    if [ -n "${BRACKET:-}" ] && [ -f "$OUT/engine_t1_p64_${tag}_before.json" ]; then
         for p in 64 256; do
             python3 - "$OUT/engine_t1_p${p}_${tag}" <<'PY'
 import json, sys
@@ -105,7 +106,7 @@ m["bracketed"] = "mean of the measurements before and after the real run"
 json.dump(m, open(f"{base}.json", "w"), indent=1)
 PY
         done
-        ENG64=$OUT/engine_t1_p64_$tag.json ENG256=$OUT/engine_t1_p256_$tag.json
+        ENG64=$OUT/engine_t1_p64_$tag.json ENG256=$OUT/engine_t1_p256_$tag.json BRACKETED=1
         log "simulating with bracketed step times: $(python3 -c "
 import json,sys
 for f in sys.argv[1:]:
@@ -120,9 +121,10 @@ for f in sys.argv[1:]:
         --cold-start "$COLD_S" --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" \
         --cpu-cores 2 --worker-threads 1 --json "$OUT/validation_sim_$tag.json" \
         --timeline "$OUT/validation_sim_$tag.timeline.csv" >&2
-    python3 - "$OUT" "$tag" "$t0" "$la" "$pol" "$HOP_MS" "$OVER_MS" "$COLD_S" "$others" <<'PY'
+    python3 - "$OUT" "$tag" "$t0" "$la" "$pol" "$HOP_MS" "$OVER_MS" "$COLD_S" "$others" \
+        "$BRACKETED" <<'PY'
 import datetime, json, re, sys
-out, tag, t0, la, pol, hop, over, cold, others = sys.argv[1:]
+out, tag, t0, la, pol, hop, over, cold, others, bracketed = sys.argv[1:]
 t0 = float(t0)
 real = json.load(open(f"{out}/validation_real_{tag}.json"))
 sim = json.load(open(f"{out}/validation_sim_{tag}.json"))["policies"][0]
@@ -146,7 +148,7 @@ res = {
     "policy": pol, "load_average_before": float(la), "t0_unix": t0,
     "other_sessions_cpu_share": float(others),
     "calibration": {"hop_ms": float(hop), "step_overhead_ms": float(over), "cold_penalty_s": float(cold)},
-    "step_times_bracketed": __import__("os").path.exists(f"{out}/engine_t1_p64_{tag}.json"),
+    "step_times_bracketed": bracketed == "1",
     "requests": len(real["requests"]) if isinstance(real["requests"], list) else real["requests"],
     "real_ok": real["ok"],
     "real": {"ttft_p99_ms": real["ttft"]["p99_ms"], "ttft_p50_ms": real["ttft"]["p50_ms"],
