@@ -1035,11 +1035,14 @@ static void finish(struct gw_http_req *r)
     req_free(r);
     if (keep && !c->h->stopping) {
         c->state = C_HEAD;
-        /* the read deadline runs from when the response is written */
-        if (c->waiting)
+        /* the read deadline runs from when the response is written; until then the write
+         * timeout governs (a read deadline armed by an earlier pipelined answer is dropped) */
+        if (c->waiting) {
             c->held = 1;
-        else
+            event_del(c->timer);
+        } else {
             arm_read_timer(c);
+        }
     } else {
         c->state = C_CLOSING;
         conn_stop_reading(c);

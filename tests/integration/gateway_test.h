@@ -92,10 +92,13 @@ static GWT_UNUSED int gwt_wait_port(pid_t pid, const char *log, double timeout_s
     return -1;
 }
 
-static GWT_UNUSED int gwt_connect(int port)
+/* Connects to the port on 127.0.0.1; a receive buffer of rcvbuf bytes when > 0, set before the
+ * connection so that the window the client advertises never shrinks. */
+static GWT_UNUSED int gwt_connect_rcvbuf(int port, int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) FAIL("socket: %s", strerror(errno));
+    if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
@@ -103,6 +106,11 @@ static GWT_UNUSED int gwt_connect(int port)
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
         FAIL("connect to port %d: %s", port, strerror(errno));
     return fd;
+}
+
+static GWT_UNUSED int gwt_connect(int port)
+{
+    return gwt_connect_rcvbuf(port, 0);
 }
 
 static GWT_UNUSED void gwt_send(int fd, const char *buf, size_t n)

@@ -435,15 +435,17 @@ TEST_TIMEOUT(gateway_slow_clients_are_cut_off, 60)
 
 /* A client that pipelines requests and never reads the answers: the gateway stops taking its
  * requests once one answer waits for the socket (it buffers no more than that), cuts it off
- * after the write timeout, and serves others meanwhile. */
+ * after the write timeout (not the read timeout, which an earlier answer in the pipeline may
+ * have armed), and serves others meanwhile. */
 TEST_TIMEOUT(gateway_pipelining_reader_that_never_reads, 60)
 {
     struct gw g;
-    const char *extra[] = {"--write-timeout-ms", "1500", NULL};
+    const char *extra[] = {"--write-timeout-ms", "3000", NULL};
     gw_start(&g, extra);
-    int fd = gwt_connect(g.port);
-    int small = 4096;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    /* a small receive window from the start: shrinking it after the handshake leaves answers
+     * already in flight beyond it, and the kernel drops them and the ACKs they carry, which
+     * stalls the client's own sending for seconds */
+    int fd = gwt_connect_rcvbuf(g.port, 4096);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     static const char req[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
     enum { BATCH = 1024, LIMIT = 64 << 20 };
@@ -466,17 +468,23 @@ TEST_TIMEOUT(gateway_pipelining_reader_that_never_reads, 60)
     free(buf);
     /* kernel buffers on both sides and the gateway's read limit: a few MB at most */
     if (sent >= 16 << 20) FAIL("the gateway took %zu bytes of requests it could not answer", sent);
-    /* others are served while it is stuck */
-    double t = gwt_now();
+    /* others are served while it is stuck: it is still open when they have their answers */
     gwt_expect_healthy(g.port, "a client that does not read");
-    CHECK(gwt_now() - t < 0.5);
-    /* the write timeout closes it */
-    gwt_sleep_ms(2500);
     struct gwt_resp m = gwt_request(g.port, "GET", "/metrics", "", NULL, 5000);
-    CHECK(strstr(m.body, "synapse_gateway_http_write_timeouts_total 1\n"));
-    CHECK(strstr(m.body, "synapse_gateway_connections 1\n") ||
-          strstr(m.body, "synapse_gateway_connections 0\n"));
+    CHECK(strstr(m.body, "synapse_gateway_http_write_timeouts_total 0\n"));
+    CHECK(strstr(m.body, "synapse_gateway_http_read_timeouts_total 0\n"));
     gwt_resp_free(&m);
+    /* the write timeout closes it, and nothing else does */
+    double end = gwt_now() + 15;
+    int cut = 0;
+    while (!cut && gwt_now() < end) {
+        gwt_sleep_ms(200);
+        m = gwt_request(g.port, "GET", "/metrics", "", NULL, 5000);
+        cut = strstr(m.body, "synapse_gateway_http_write_timeouts_total 1\n") != NULL;
+        if (cut) CHECK(strstr(m.body, "synapse_gateway_http_read_timeouts_total 0\n"));
+        gwt_resp_free(&m);
+    }
+    if (!cut) FAIL("the connection that does not read was not cut off by the write timeout");
     close(fd);
     gwt_stop(g.pid, g.log, 15);
 }
