@@ -47,7 +47,8 @@ static void engine_usage(FILE *f)
 {
     fprintf(
         f, "Usage: synapse bench engine -m MODEL [--batch 1,4,16,64] [--prompt N] [--gen N]\n"
-           "                            [--reps R] [-t N] [--backend NAME] [--e2e] [--json]\n\n"
+           "                            [--context N] [--reps R] [-t N] [--backend NAME] [--e2e]\n"
+           "                            [--json]\n\n"
            "Measures, in one run: memory read bandwidth (all threads streaming a 1 GiB buffer),\n"
            "model load time (map + first token), prefill tokens/s (one sequence of --prompt\n"
            "tokens), and decode tokens/s at each batch size (that many sequences decoding --gen\n"
@@ -62,6 +63,9 @@ static void engine_usage(FILE *f)
            "      --batch LIST   batch sizes (default 1,4,16)\n"
            "      --prompt N     prefill length (default 128)\n"
            "      --gen N        decode steps per measurement (default 32)\n"
+           "      --context N    decode after N tokens of context in each sequence, a\n"
+           "                     different text per sequence (default 0: from one token,\n"
+           "                     where attention costs next to nothing)\n"
            "      --reps R       repetitions, median reported (default 3)\n"
            "  -t, --threads N    CPU threads (default: all)\n"
            "      --backend NAME cpu or cuda (default: $SYNAPSE_BACKEND, else cpu)\n"
@@ -89,20 +93,36 @@ static int parse_batches(const char *s, int *out)
     return *s ? -1 : n;
 }
 
-/* Decode throughput: b sequences, each started from one token, then gen lock-step steps. */
-static int time_decode(struct syn_engine *e, int b, int gen, double *tps)
+/* Decode throughput: b sequences, each started from one token after ctx tokens of its own (each
+ * sequence a different text, in steps of up to the engine's token budget, untimed), then gen
+ * lock-step steps. */
+static int time_decode(struct syn_engine *e, int b, int gen, int ctx, double *tps)
 {
     int seqs[4096];
     struct syn_step_item items[4096];
     int32_t toks[4096];
-    int nv = syn_engine_hparams(e)->n_vocab;
+    int nv = syn_engine_hparams(e)->n_vocab, rc = 0;
+    const int chunk = syn_engine_max_batch_tokens(e);
+    int32_t *text = ctx > 0 ? malloc(sizeof *text * (size_t)chunk) : NULL;
+    if (ctx > 0 && !text) return SYN_ENOMEM;
     for (int i = 0; i < b; i++) {
         seqs[i] = syn_engine_seq_new(e);
-        if (seqs[i] < 0) return seqs[i];
+        if (seqs[i] < 0) {
+            free(text);
+            return seqs[i];
+        }
+        for (int done = 0; done < ctx && rc == 0; done += chunk) {
+            int m = ctx - done < chunk ? ctx - done : chunk;
+            for (int k = 0; k < m; k++)
+                text[k] = (int32_t)(1 + ((i + 1) * 104729 + (done + k) * 7919) % (nv - 1));
+            struct syn_step_item it = {seqs[i], text, m, SYN_LOGITS_NONE};
+            rc = syn_engine_step(e, &it, 1);
+        }
         toks[i] = (int32_t)(1 + (i * 7919) % (nv - 1));
         items[i] = (struct syn_step_item){seqs[i], &toks[i], 1, SYN_LOGITS_LAST};
     }
-    int rc = syn_engine_step(e, items, b);
+    free(text);
+    if (rc == 0) rc = syn_engine_step(e, items, b);
     double t0 = now_s();
     for (int s = 0; s < gen && rc == 0; s++) {
         for (int i = 0; i < b; i++) toks[i] = (int32_t)(1 + (toks[i] * 31 + s) % (nv - 1));
@@ -242,21 +262,16 @@ out:
 static int bench_engine(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},
-        {"batch", required_argument, 0, 'b'},
-        {"prompt", required_argument, 0, 'p'},
-        {"gen", required_argument, 0, 'g'},
-        {"reps", required_argument, 0, 'r'},
-        {"threads", required_argument, 0, 't'},
-        {"backend", required_argument, 0, 'B'},
-        {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},
-        {"e2e", no_argument, 0, 'E'},
-        {0, 0, 0, 0},
+        {"model", required_argument, 0, 'm'},   {"batch", required_argument, 0, 'b'},
+        {"prompt", required_argument, 0, 'p'},  {"gen", required_argument, 0, 'g'},
+        {"reps", required_argument, 0, 'r'},    {"threads", required_argument, 0, 't'},
+        {"backend", required_argument, 0, 'B'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {"e2e", no_argument, 0, 'E'},
+        {"context", required_argument, 0, 'C'}, {0, 0, 0, 0},
     };
     const char *cmd = "bench engine", *model = NULL, *backend = NULL;
     int batches[MAX_BATCHES] = {1, 4, 16}, nb = 3, json = 0, e2e = 0, c;
-    long prompt = 128, gen = 32, reps = 3, threads = 0;
+    long prompt = 128, gen = 32, reps = 3, threads = 0, context = 0;
     while ((c = cli_getopt(cmd, argc, argv, "m:t:h", opts)) != -1) {
         switch (c) {
         case 'm':
@@ -271,6 +286,9 @@ static int bench_engine(int argc, char **argv)
             break;
         case 'g':
             if (cli_parse_long(cmd, "--gen", optarg, 1, 1 << 16, &gen)) return 2;
+            break;
+        case 'C':
+            if (cli_parse_long(cmd, "--context", optarg, 0, 1 << 16, &context)) return 2;
             break;
         case 'r':
             if (cli_parse_long(cmd, "--reps", optarg, 1, 100, &reps)) return 2;
@@ -319,8 +337,9 @@ static int bench_engine(int argc, char **argv)
     ep.n_threads = (int)threads;
     ep.max_seqs = max_b;
     ep.max_batch_tokens = prompt > max_b ? (prompt < 512 ? (int)prompt : 512) : max_b;
-    ep.n_ctx = (int)(prompt + gen + 8);
+    ep.n_ctx = (int)((prompt > context ? prompt : context) + gen + 8);
     ep.kv_cache_bytes = 0;
+    if (context > 0) ep.kv_cache_bytes = (size_t)1 << 40; /* every sequence at full length */
     if (e2e) {
         /* prompts packed into big steps, and every sequence at full length in the KV pool (the
          * engine caps the pool at what max_seqs full sequences need) */
@@ -336,7 +355,7 @@ static int bench_engine(int argc, char **argv)
         return 1;
     }
     double t_load = now_s() - t0, tps;
-    int rc = time_decode(e, 1, 1, &tps); /* the first token */
+    int rc = time_decode(e, 1, 1, 0, &tps); /* the first token */
     double t_first = now_s() - t0;
     if (rc) goto fail;
     const char *be_name = syn_engine_backend_name(e), *device = "cpu";
@@ -364,7 +383,7 @@ static int bench_engine(int argc, char **argv)
     pf_med = median(pf, (int)reps);
     for (int i = 0; i < nb; i++) {
         for (int r = 0; r < reps; r++)
-            if ((rc = time_decode(e, batches[i], (int)gen, &dec[i][r]))) goto fail;
+            if ((rc = time_decode(e, batches[i], (int)gen, (int)context, &dec[i][r]))) goto fail;
         dec_med[i] = median(dec[i], (int)reps);
         gen_med[i] = 0;
         if (!e2e) continue;
@@ -386,9 +405,9 @@ static int bench_engine(int argc, char **argv)
                "\"isa\":\"%s\",\"weight_bytes\":%llu,"
                "\"membw_gbs\":%.2f,\"floor_tokens_per_s\":%.2f,\"load_s\":%.4f,"
                "\"first_token_s\":%.4f,\"prompt_tokens\":%ld,\"prefill_tokens_per_s\":%.2f,"
-               "\"gen_tokens\":%ld,\"decode\":[",
+               "\"gen_tokens\":%ld,\"decode_context\":%ld,\"decode\":[",
                model, be_name, device, n_threads, syn_cpu_kernels_isa(), (unsigned long long)wb,
-               gbs, floor_tps, t_load, t_first, prompt, pf_med, gen);
+               gbs, floor_tps, t_load, t_first, prompt, pf_med, gen, context);
         for (int i = 0; i < nb; i++)
             printf("%s{\"batch\":%d,\"tokens_per_s\":%.2f%s", i ? "," : "", batches[i], dec_med[i],
                    "}");
@@ -417,6 +436,7 @@ static int bench_engine(int argc, char **argv)
         printf("prefill          %.1f tokens/s (%ld tokens)\n", pf_med, prompt);
         for (int i = 0; i < nb; i++) {
             printf("decode batch %-3d %.1f tokens/s", batches[i], dec_med[i]);
+            if (context > 0) printf("  (after %ld tokens of context)", context);
             if (b1 > 0) printf("  (%.2fx batch 1)", dec_med[i] / b1);
             if (batches[i] == 1) printf("  (%.0f%% of floor)", 100.0 * b1 / floor_tps);
             printf("\n");

@@ -275,3 +275,37 @@ TEST(engine_load_errors_are_clear)
     CHECK_EQ_INT(syn_engine_load(&p, &e, err, sizeof err), SYN_EUNSUPPORTED);
     CHECK(strstr(err, "tpu"));
 }
+
+/* `bench engine --context N` decodes after N tokens of context per sequence: the figure where
+ * attention counts. It reports the context in its JSON, and a decode at a long context is
+ * slower than from one token (stories260K: 1 MB of weights and 260 K multiply-adds a token; at
+ * 1,000 positions its attention reads 2.5 MB of K and V and does 640 K multiply-adds). */
+TEST(bench_engine_decodes_after_a_context)
+{
+    char *out = NULL;
+    CHECK_EQ_INT(syn_test_sh(&out,
+                             "%s bench engine -m %s --batch 1,2 --gen 4 --reps 1 -t 1 --context "
+                             "1000 --json",
+                             syn_test_bin(), stories()),
+                 0);
+    CHECK(out && strstr(out, "\"decode_context\":1000,"));
+    CHECK(out && strstr(out, "{\"batch\":2,\"tokens_per_s\":"));
+    const char *d = out ? strstr(out, "{\"batch\":1,\"tokens_per_s\":") : NULL;
+    double far = d ? atof(d + strlen("{\"batch\":1,\"tokens_per_s\":")) : 0;
+    free(out);
+    out = NULL;
+    CHECK_EQ_INT(syn_test_sh(&out, "%s bench engine -m %s --batch 1 --gen 4 --reps 1 -t 1 --json",
+                             syn_test_bin(), stories()),
+                 0);
+    CHECK(out && strstr(out, "\"decode_context\":0,"));
+    d = out ? strstr(out, "{\"batch\":1,\"tokens_per_s\":") : NULL;
+    double near = d ? atof(d + strlen("{\"batch\":1,\"tokens_per_s\":")) : 0;
+    free(out);
+    CHECK(far > 0 && near > 0);
+    CHECK(far < near);
+    out = NULL;
+    CHECK_EQ_INT(
+        syn_test_sh(&out, "%s bench engine -m %s --context -1 2>&1", syn_test_bin(), stories()), 2);
+    CHECK(out && strstr(out, "--context"));
+    free(out);
+}
