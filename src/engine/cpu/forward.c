@@ -27,6 +27,11 @@
 #define FWD_X86 0
 #endif
 
+/* Query heads per attention task: a task is a few microseconds of work at short contexts, so
+ * one per (token, head) spent as much time handing tasks out as running them at batch 16. The
+ * heads of a task that share a K/V head (grouped-query attention) read its K and V once. */
+#define ATT_HEADS_PER_TASK 4
+
 struct cpu_state {
     struct syn_pool *pool;
     float *kv;       /* (n_blocks, n_layer, 2, block_tokens, kv_dim) */
@@ -40,7 +45,7 @@ struct cpu_state {
     float *xo;       /* (max_logit_rows, dim) rows that need logits */
     float *rope_cos; /* (n_ctx, head_dim/2) */
     float *rope_sin; /* (n_ctx, head_dim/2) */
-    float *att;      /* (n_threads, n_ctx) attention scores per thread */
+    float *att;      /* (n_threads, ATT_HEADS_PER_TASK, n_ctx) attention scores per thread */
     void *scratch;   /* matmul scratch, 64-byte aligned */
     int n_threads;
 };
@@ -155,7 +160,8 @@ static int cpu_init(struct syn_engine *e, char *err, size_t errlen)
     s->xo = alloc_aligned((size_t)e->max_logit_rows * hp->dim * sizeof(float));
     s->rope_cos = alloc_aligned((size_t)e->n_ctx * half * sizeof(float));
     s->rope_sin = alloc_aligned((size_t)e->n_ctx * half * sizeof(float));
-    s->att = alloc_aligned((size_t)s->n_threads * (size_t)e->n_ctx * sizeof(float));
+    s->att =
+        alloc_aligned((size_t)s->n_threads * ATT_HEADS_PER_TASK * (size_t)e->n_ctx * sizeof(float));
     s->scratch = alloc_aligned(scratch);
     if (!s->kv || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->hb || !s->hb2 || !s->xo ||
         !s->rope_cos || !s->rope_sin || !s->att || !s->scratch) {
@@ -463,142 +469,232 @@ static void task_rope_store(void *arg, int task, int thread)
     }
 }
 
-/* Query heads per attention task: a task is a few microseconds of work at short contexts, so
- * one per (token, head) spent as much time handing tasks out as running them at batch 16. */
-#define ATT_HEADS_PER_TASK 4
-
 static int n_att_chunks(const struct syn_hparams *hp)
 {
     return (hp->n_head + ATT_HEADS_PER_TASK - 1) / ATT_HEADS_PER_TASK;
 }
 
+/* Where heads h .. h + nh - 1 of token t (sharing K/V head g) find their inputs. */
+struct att_heads {
+    const float *q;        /* (nh, head_dim): the heads' queries, one after the other */
+    float *out;            /* (nh, head_dim): their outputs */
+    float *att;            /* (nh, n_ctx): their scores, then weights */
+    int n_ctx;             /* stride of att */
+    const float *kv;       /* the KV pool */
+    const int32_t *blocks; /* the sequence's block table */
+    int bt, kvd, pos;      /* block tokens, K/V row width, the token's position */
+    size_t block_stride;   /* floats per block */
+    size_t k_off, v_off;   /* head g's K and V within a block (layer included) */
+    float scale;           /* 1 / sqrt(head_dim) */
+};
+
 #if FWD_X86
-/* attention_head for head_dim = 16 * nc (nc <= 8) on AVX-512, with the query and the output
- * held in registers across positions: the generic path calls dot and axpy per position, and
- * its axpy reloads and stores the output each time, a chain through memory that made the
- * attention a third of a batch-16 decode step on the stories15m shape. The operations and
- * their order are dot_avx512's and axpy_avx512's, so the results are the same bit for bit.
- * nc is a constant at each call (see att_head_avx512), so the loops over it unroll. */
+/* nh heads (1, 2 or 4) of head_dim = 16 * nc (nc <= 8) that share a K/V head, on AVX-512: each
+ * K and V row is loaded once for all of them, and the queries and the outputs stay in registers
+ * across positions (the generic path calls a dot and an axpy per head and position, and its
+ * axpy reloads and stores the output each time, a chain through memory). For every head the
+ * operations and their order are dot_avx512's and axpy_avx512's, so the results are the same
+ * bit for bit. nc and nh are constants at each call (see att_heads_avx512), so loops over them
+ * unroll. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-att_head_avx512_nc(const float *q, float *out, float *att, const float *kv, const int32_t *blocks,
-                   int bt, size_t block_stride, size_t k_off, size_t v_off, int kvd, int pos,
-                   float scale, const int nc)
+att_heads_avx512_n(const struct att_heads *a, const int nc, const int nh)
 {
-    __m512 qv[8], ov[8];
-    for (int i = 0; i < nc; i++) qv[i] = _mm512_loadu_ps(q + 16 * i);
-    float mx = -INFINITY;
+    /* locals, not a->: the score stores could alias the struct for the compiler */
+    const float *const kv = a->kv, *const q = a->q;
+    const int32_t *const blocks = a->blocks;
+    const int bt = a->bt, kvd = a->kvd, pos = a->pos, hd = 16 * nc;
+    const size_t n_ctx = (size_t)a->n_ctx, stride = a->block_stride;
+    const size_t k_off = a->k_off, v_off = a->v_off;
+    const float scale = a->scale;
+    float *const att = a->att, *const out = a->out;
+    __m512 qv[4][8], ov[4][8];
+    float mx[4], inv[4];
+#pragma GCC unroll 4
+    for (int h = 0; h < nh; h++) {
+#pragma GCC unroll 8
+        for (int i = 0; i < nc; i++) qv[h][i] = _mm512_loadu_ps(q + hd * h + 16 * i);
+        mx[h] = -INFINITY;
+    }
     for (int b = 0, j = 0; j <= pos; b++) {
-        const float *k = kv + (size_t)blocks[b] * block_stride + k_off;
+        const float *k = kv + (size_t)blocks[b] * stride + k_off;
         for (int r = 0; r < bt && j <= pos; r++, j++, k += kvd) {
-            __m512 acc = _mm512_setzero_ps();
-            for (int i = 0; i < nc; i++)
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(k + 16 * i), qv[i], acc);
-            float d = _mm512_reduce_add_ps(acc) * scale;
-            att[j] = d;
-            if (d > mx) mx = d;
+            __m512 kr[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < nc; i++) kr[i] = _mm512_loadu_ps(k + 16 * i);
+#pragma GCC unroll 4
+            for (int h = 0; h < nh; h++) {
+                __m512 acc = _mm512_setzero_ps();
+#pragma GCC unroll 8
+                for (int i = 0; i < nc; i++) acc = _mm512_fmadd_ps(kr[i], qv[h][i], acc);
+                float d = _mm512_reduce_add_ps(acc) * scale;
+                att[h * n_ctx + (size_t)j] = d;
+                if (d > mx[h]) mx[h] = d;
+            }
         }
     }
-    float sum = 0.0f;
-    for (int j = 0; j <= pos; j++) {
-        att[j] = expf(att[j] - mx);
-        sum += att[j];
+    for (int h = 0; h < nh; h++) {
+        float *w = att + h * n_ctx, sum = 0.0f;
+        for (int j = 0; j <= pos; j++) {
+            w[j] = expf(w[j] - mx[h]);
+            sum += w[j];
+        }
+        inv[h] = 1.0f / sum;
     }
-    const float inv = 1.0f / sum;
-    for (int i = 0; i < nc; i++) ov[i] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int h = 0; h < nh; h++)
+#pragma GCC unroll 8
+        for (int i = 0; i < nc; i++) ov[h][i] = _mm512_setzero_ps();
     for (int b = 0, j = 0; j <= pos; b++) {
-        const float *v = kv + (size_t)blocks[b] * block_stride + v_off;
+        const float *v = kv + (size_t)blocks[b] * stride + v_off;
         for (int r = 0; r < bt && j <= pos; r++, j++, v += kvd) {
-            const __m512 a = _mm512_set1_ps(att[j] * inv);
-            for (int i = 0; i < nc; i++)
-                ov[i] = _mm512_fmadd_ps(a, _mm512_loadu_ps(v + 16 * i), ov[i]);
+            __m512 vr[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < nc; i++) vr[i] = _mm512_loadu_ps(v + 16 * i);
+#pragma GCC unroll 4
+            for (int h = 0; h < nh; h++) {
+                const __m512 w = _mm512_set1_ps(att[h * n_ctx + (size_t)j] * inv[h]);
+#pragma GCC unroll 8
+                for (int i = 0; i < nc; i++) ov[h][i] = _mm512_fmadd_ps(w, vr[i], ov[h][i]);
+            }
         }
     }
-    for (int i = 0; i < nc; i++) _mm512_storeu_ps(out + 16 * i, ov[i]);
+#pragma GCC unroll 4
+    for (int h = 0; h < nh; h++)
+#pragma GCC unroll 8
+        for (int i = 0; i < nc; i++) _mm512_storeu_ps(out + hd * h + 16 * i, ov[h][i]);
 }
 
-/* 1 when it handled the head (AVX-512 chosen and head_dim a multiple of 16 up to 128). */
-__attribute__((target("avx512f"))) static int
-att_head_avx512(const float *q, float *out, float *att, const float *kv, const int32_t *blocks,
-                int bt, size_t block_stride, size_t k_off, size_t v_off, int kvd, int hd, int pos,
-                float scale)
+static int g_att_generic; /* syn_cpu_attention_force_generic */
+
+/* The most heads one att_heads_avx512 call takes at this head_dim (its outputs must fit the
+ * registers), 0 when the AVX-512 path does not apply. */
+static int att_avx512_max_heads(int hd)
 {
-#define ATT_NC(n)                                                                                  \
-    case n:                                                                                        \
-        att_head_avx512_nc(q, out, att, kv, blocks, bt, block_stride, k_off, v_off, kvd, pos,      \
-                           scale, n);                                                              \
-        return 1
-    if (hd % 16) return 0;
-    switch (hd / 16) {
-        ATT_NC(1);
-        ATT_NC(2);
-        ATT_NC(3);
-        ATT_NC(4);
-        ATT_NC(5);
-        ATT_NC(6);
-        ATT_NC(7);
-        ATT_NC(8);
+    if (g_att_generic || g_dot != dot_avx512 || hd % 16 || hd > 128) return 0;
+    return hd <= 64 ? 4 : 2;
+}
+
+__attribute__((target("avx512f"))) static void att_heads_avx512(const struct att_heads *a, int hd,
+                                                                int nh)
+{
+#define ATT_CASE(nc, n)                                                                            \
+    case (nc)*8 + (n):                                                                             \
+        att_heads_avx512_n(a, nc, n);                                                              \
+        break
+#define ATT_CASES(nc)                                                                              \
+    ATT_CASE(nc, 1);                                                                               \
+    ATT_CASE(nc, 2);                                                                               \
+    ATT_CASE(nc, 4)
+    switch (hd / 16 * 8 + nh) {
+        ATT_CASES(1);
+        ATT_CASES(2);
+        ATT_CASES(3);
+        ATT_CASES(4);
+        ATT_CASE(5, 1);
+        ATT_CASE(5, 2);
+        ATT_CASE(6, 1);
+        ATT_CASE(6, 2);
+        ATT_CASE(7, 1);
+        ATT_CASE(7, 2);
+        ATT_CASE(8, 1);
+        ATT_CASE(8, 2);
     default:
-        return 0;
+        abort(); /* att_avx512_max_heads and the caller keep to the cases above */
     }
-#undef ATT_NC
+#undef ATT_CASES
+#undef ATT_CASE
 }
 #endif
 
-/* One (token, head): softmax(q k^T / sqrt(d)) v over positions 0..pos of the token's sequence,
- * block by block. */
-static void attention_head(struct step_ctx *c, int t, int h, int thread)
+void syn_cpu_attention_force_generic(int on)
+{
+#if FWD_X86
+    g_att_generic = on;
+#else
+    (void)on;
+#endif
+}
+
+/* Heads h .. h + nh - 1 of token t, which share one K/V head: softmax(q k^T / sqrt(d)) v over
+ * positions 0..pos of the token's sequence, block by block. */
+static void attention_heads(struct step_ctx *c, int t, int h, int nh, int thread)
 {
     const struct syn_engine *e = c->e;
     const struct syn_hparams *hp = &e->model.hp;
     struct cpu_state *s = c->s;
     const int hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_kv_head * hd;
     const int g = h / (hp->n_head / hp->n_kv_head);
-    const int pos = c->plan->pos[t], seq = c->plan->seq[t];
-    const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
-    float *att = s->att + (size_t)thread * e->n_ctx;
-    const float scale = 1.0f / sqrtf((float)hd);
     const int bt = e->block_tokens;
-    const int32_t *blocks = e->seqs[seq].blocks;
     const size_t layer_off = (size_t)c->layer * 2 * bt * kvd;
-    const size_t block_stride = (size_t)hp->n_layer * 2 * bt * kvd;
-    float *out = s->xb + (size_t)t * qd + (size_t)h * hd;
+    struct att_heads a = {
+        .q = s->q + (size_t)t * qd + (size_t)h * hd,
+        .out = s->xb + (size_t)t * qd + (size_t)h * hd,
+        .att = s->att + (size_t)thread * ATT_HEADS_PER_TASK * e->n_ctx,
+        .n_ctx = e->n_ctx,
+        .kv = s->kv,
+        .blocks = e->seqs[c->plan->seq[t]].blocks,
+        .bt = bt,
+        .kvd = kvd,
+        .pos = c->plan->pos[t],
+        .block_stride = (size_t)hp->n_layer * 2 * bt * kvd,
+        .k_off = layer_off + (size_t)g * hd,
+        .v_off = layer_off + (size_t)bt * kvd + (size_t)g * hd,
+        .scale = 1.0f / sqrtf((float)hd),
+    };
 #if FWD_X86
-    if (g_dot == dot_avx512 &&
-        att_head_avx512(q, out, att, s->kv, blocks, bt, block_stride, layer_off + (size_t)g * hd,
-                        layer_off + (size_t)bt * kvd + (size_t)g * hd, kvd, hd, pos, scale))
+    const int most = att_avx512_max_heads(hd);
+    if (most) {
+        for (int done = 0; done < nh;) {
+            int n = nh - done >= 4 && most >= 4 ? 4 : nh - done >= 2 ? 2 : 1;
+            struct att_heads part = a;
+            part.q += (size_t)done * hd;
+            part.out += (size_t)done * hd;
+            att_heads_avx512(&part, hd, n);
+            done += n;
+        }
         return;
+    }
 #endif
-
-    float mx = -INFINITY;
-    for (int j = 0; j <= pos; j++) {
-        const float *k = s->kv + (size_t)blocks[j / bt] * block_stride + layer_off +
-                         (size_t)(j % bt) * kvd + (size_t)g * hd;
-        float d = g_dot(q, k, hd) * scale;
-        att[j] = d;
-        if (d > mx) mx = d;
-    }
-    float sum = 0.0f;
-    for (int j = 0; j <= pos; j++) {
-        att[j] = expf(att[j] - mx);
-        sum += att[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int i = 0; i < hd; i++) out[i] = 0.0f;
-    for (int j = 0; j <= pos; j++) {
-        const float *v = s->kv + (size_t)blocks[j / bt] * block_stride + layer_off +
-                         (size_t)bt * kvd + (size_t)(j % bt) * kvd + (size_t)g * hd;
-        g_axpy(out, att[j] * inv, v, hd);
+    for (int k = 0; k < nh; k++) {
+        const float *q = a.q + (size_t)k * hd;
+        float *att = a.att, *out = a.out + (size_t)k * hd;
+        float mx = -INFINITY;
+        for (int j = 0; j <= a.pos; j++) {
+            const float *kr =
+                a.kv + (size_t)a.blocks[j / bt] * a.block_stride + a.k_off + (size_t)(j % bt) * kvd;
+            float d = g_dot(q, kr, hd) * a.scale;
+            att[j] = d;
+            if (d > mx) mx = d;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j <= a.pos; j++) {
+            att[j] = expf(att[j] - mx);
+            sum += att[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int i = 0; i < hd; i++) out[i] = 0.0f;
+        for (int j = 0; j <= a.pos; j++) {
+            const float *v =
+                a.kv + (size_t)a.blocks[j / bt] * a.block_stride + a.v_off + (size_t)(j % bt) * kvd;
+            g_axpy(out, att[j] * inv, v, hd);
+        }
     }
 }
 
-/* Heads [chunk * ATT_HEADS_PER_TASK, ...) of one token, one after the other. */
+/* Heads [chunk * ATT_HEADS_PER_TASK, ...) of one token, those sharing a K/V head together. */
 static void task_attention(void *arg, int task, int thread)
 {
     struct step_ctx *c = arg;
     const struct syn_hparams *hp = &c->e->model.hp;
     const int nc = n_att_chunks(hp), t = task / nc, h0 = task % nc * ATT_HEADS_PER_TASK;
-    for (int h = h0; h < hp->n_head && h < h0 + ATT_HEADS_PER_TASK; h++)
-        attention_head(c, t, h, thread);
+    const int group = hp->n_head / hp->n_kv_head;
+    const int end = h0 + ATT_HEADS_PER_TASK < hp->n_head ? h0 + ATT_HEADS_PER_TASK : hp->n_head;
+    for (int h = h0; h < end;) {
+        int n = 1;
+        while (h + n < end && (h + n) / group == h / group) n++;
+        attention_heads(c, t, h, n, thread);
+        h += n;
+    }
 }
 
 /* SwiGLU in chunks of SWIGLU_CHUNK columns (a multiple of 16) of one row, so that a single

@@ -48,6 +48,11 @@ void syn_cpu_matmul_multi(struct syn_pool *pool, int wtype, int K, const float *
 /* Which instruction set the kernels chose ("avx512", "avx2", "scalar"). */
 const char *syn_cpu_kernels_isa(void);
 
+/* Tests only: on = 1 makes attention take the generic per-position dot and axpy even where the
+ * AVX-512 path applies, so that a test can check the two agree bit for bit. Not to be called
+ * while a step runs. */
+void syn_cpu_attention_force_generic(int on);
+
 /* Forces a path for tests: "avx512", "avx2" or "scalar"; returns 0, or -1 if the CPU lacks it. */
 int syn_cpu_kernels_force(const char *isa);
 
