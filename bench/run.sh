@@ -1,7 +1,8 @@
 #!/bin/sh
 # The benchmarks (`make bench`, which builds first): `synapse bench engine` on random-weight models
-# of the stories15m and tinyllama-1.1b shapes in F16 and Q8_0, then `synapse bench worker`.
-# Builds nothing. Writes one JSON object per benchmark to build/bench/*.json and a short summary
+# of the stories15m and tinyllama-1.1b shapes in F16 and Q8_0, then `synapse bench worker`, then
+# decode after a 512-token context and the attention A/B (bench/attention_ab.c, which this script
+# compiles with cc against build/libsynapse.a; the rest it does not build). Writes one JSON object per benchmark to build/bench/*.json and a short summary
 # to stdout; progress and the commands run go to stderr. docs/BENCHMARKS.md explains the numbers.
 #
 # The models are generated into build/bench-models/ when missing (the 1.1B ones take a few
@@ -88,6 +89,28 @@ run engine-tinyllama-1.1b-q8_0 "$SYNAPSE" bench engine -m "$MODELS/tinyllama-1.1
     --batch 1,4,16 $BIG_ARGS || status=1
 run worker "$SYNAPSE" bench worker --batch-model "$MODELS/stories15m-f16.gguf" $WORKER_ARGS ||
     status=1
+# Decode after a long context, where attention counts, and the AVX-512 attention path against
+# the generic one in one process (bench/attention_ab.c, built here against build/libsynapse.a).
+run engine-stories15m-f16-ctx512 "$SYNAPSE" bench engine -m "$MODELS/stories15m-f16.gguf" \
+    --batch 1,16 --context 512 $SMALL_ARGS || status=1
+if cc -O2 -Iinclude -Isrc -pthread bench/attention_ab.c build/libsynapse.a -lhiredis -levent \
+    -ljansson -lcurl -lssl -lcrypto -lm -o "$OUT/attention_ab"; then
+    : >"$OUT/attention.txt"
+    for spec in stories15m-f16:16:512 tinyllama-1.1b-q8_0:1:1024; do
+        m=${spec%%:*} rest=${spec#*:}
+        log "attention A/B on $m, batch ${rest%%:*}, context ${rest#*:} (load average $(loadavg))"
+        if r=$("$OUT/attention_ab" "$MODELS/$m.gguf" "${rest%%:*}" "${rest#*:}" 0 \
+            "$([ "$QUICK" = 1 ] && echo 2 || echo 6)"); then
+            echo "$m $r [load avg $(loadavg | cut -d' ' -f1)]" >>"$OUT/attention.txt"
+        else
+            status=1
+        fi
+    done
+    rm -f "$OUT/attention_ab"
+else
+    log "bench/attention_ab.c did not build"
+    status=1
+fi
 
 # The summary: a few numbers per file, read with python3's json module when it is there.
 rm -f "$OUT/synapse.bin"
@@ -127,6 +150,17 @@ if w:
           f"  [load avg {w['loadavg_start'][0]:.2f}]")
 else:
     print("worker               (no result)")
+j = load("engine-stories15m-f16-ctx512")
+if j:
+    dec = {d["batch"]: d["tokens_per_s"] for d in j["decode"]}
+    print(f"stories15m-f16 @512  b1 {dec.get(1, 0):.1f} tok/s, b16 {dec.get(16, 0):.1f} tok/s "
+          f"(decode after 512 tokens of context)  [load avg {j['loadavg_before'].split()[0]}]")
+try:
+    with open(os.path.join(out, "attention.txt")) as f:
+        for line in f:
+            print("attention A/B        " + line.rstrip())
+except OSError:
+    pass
 EOF
 else
     for f in "$OUT"/*.json; do echo "$f: $(cat "$f")"; done
