@@ -86,6 +86,22 @@ def validation():
     print()
 
 
+def repeated():
+    rows = [load(p) for p in sorted(glob.glob(f"{RES}/repeated_*.json"))]
+    if not rows:
+        return
+    print("| policy | runs | p99 TTFT real, each run (ms) | real spread | median real / sim (ms) | error | "
+          "worker-s median real / sim | error |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['policy']} | {r['runs']} | {', '.join(f'{x:.0f}' for x in r['real_ttft_p99_ms'])} | "
+              f"{100 * r['real_ttft_p99_spread']:.0f}% | {r['real_ttft_p99_ms_median']:.0f} / "
+              f"{r['sim_ttft_p99_ms_median']:.0f} | {100 * r['error_ttft_p99_of_medians']:+.1f}% | "
+              f"{r['real_worker_seconds_median']:.1f} / {r['sim_worker_seconds_median']:.1f} | "
+              f"{100 * r['error_worker_seconds_of_medians']:+.1f}% |")
+    print()
+
+
 def traces():
     for p in sorted(glob.glob(f"{RES}/traces_*_cold*.json")):
         name, cold = re.search(r"traces_(\w+)_cold(\w+)\.json", p).groups()
@@ -106,4 +122,5 @@ if __name__ == "__main__":
     batching("batching_t1")
     coldstart()
     validation()
+    repeated()
     traces()
