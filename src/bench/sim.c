@@ -332,7 +332,20 @@ struct sim {
     double surplus_since; /* start of the current surplus (more alive than needed); -1 */
     double last_event_t;
     size_t cap_ticks;
+    uint64_t rng; /* splitmix64 state, from params.phase_seed */
 };
+
+/* The delay to a periodic event's first occurrence: a whole period, or with a phase seed a
+ * uniform draw in (0, period]. */
+static double first_in(struct sim *s, double period)
+{
+    if (!s->p->phase_seed) return period;
+    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return period * ((double)((z >> 11) + 1) / 9007199254740992.0); /* (0, 1] x period */
+}
 
 static int busy_workers(const struct sim *s)
 {
@@ -366,7 +379,7 @@ static int spawn(struct sim *s, double now, int warm, int ready_now)
     if (ready_now) {
         w->state = W_READY;
         w->hb_free = s->slots;
-        if (heap_push(&s->h, now + s->p->heartbeat_s, EV_HEARTBEAT, id, 0)) return -1;
+        if (heap_push(&s->h, now + first_in(s, s->p->heartbeat_s), EV_HEARTBEAT, id, 0)) return -1;
     } else {
         if (heap_push(&s->h, now + s->p->model.cold_start_s, EV_READY, id, 0)) return -1;
     }
@@ -616,6 +629,7 @@ int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, cha
     s.last_rate_t = -1;
     s.surplus_since = -1;
     s.last_ready = p->policy.scale.min_warm;
+    s.rng = p->phase_seed;
     int rc = SYN_ENOMEM;
     size_t n = t->n;
     struct syn_sim_result *r = calloc(1, sizeof *r);
@@ -637,7 +651,8 @@ int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, cha
     for (int i = 0; i < p->policy.scale.min_warm; i++)
         if (spawn(&s, 0, 1, 1) < 0) goto out;
     if (n && heap_push(&s.h, t->reqs[0].t, EV_ARRIVAL, 0, 0)) goto out;
-    if (heap_push(&s.h, 0, EV_TICK, 0, ++s.tick_gen)) goto out;
+    if (heap_push(&s.h, p->phase_seed ? first_in(&s, p->tick_s) : 0, EV_TICK, 0, ++s.tick_gen))
+        goto out;
     double now = 0, end_limit = t->span_s + 1e6;
     while (s.h.n > 0 && !finished(&s)) {
         struct ev e = heap_pop(&s.h);
@@ -669,7 +684,7 @@ int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, cha
             w->state = W_READY;
             w->hb_running = 0;
             w->hb_free = s.slots;
-            bad |= heap_push(&s.h, now + p->heartbeat_s, EV_HEARTBEAT, e.a, 0);
+            bad |= heap_push(&s.h, now + first_in(&s, p->heartbeat_s), EV_HEARTBEAT, e.a, 0);
             claim(&s, e.a, now);
             bad |= start_step(&s, e.a, now); /* with nothing claimed its idle timer starts */
             break;

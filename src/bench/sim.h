@@ -9,6 +9,8 @@
  *     runs a tick at once, as syn_workpool_poke does. Running sequences and free slots reach the
  *     policy through heartbeats (every heartbeat_s), so the policy sees them as late as it does
  *     in the pool. The arrival rate is smoothed the pool's way (0.7 old + 0.3 new per tick).
+ *     The phases of ticks and heartbeats are fixed (first tick at 0, heartbeats from each
+ *     worker's ready time) unless phase_seed draws them.
  *   - workers: a started worker is ready cold_start_s later; the first min_warm run without an
  *     idle timeout, the others exit after idle_timeout_s without work and are reaped at the
  *     next tick (a worker is paid for from its start to its reaping). When the policy asks
@@ -108,7 +110,14 @@ struct syn_sim_params {
     double price_per_hour;         /* $ per worker-hour */
     double slo_ttft_s, slo_tpot_s; /* objectives (default 0.2, 0.05) */
     int cpu_cores;                 /* 0: each worker has its own machine; else they share these */
-    int timeline;                  /* record the pool at every tick */
+    /* 0: the first tick at t = 0 and each worker's heartbeats every heartbeat_s from its ready
+     * time. Else the first tick and each worker's first heartbeat come at a phase drawn from
+     * this seed, uniform over one period. In a real pool these phases are set by milliseconds
+     * of start-up and loop jitter; whether a burst shorter than a heartbeat period is seen by
+     * the policy (and starts a worker) turns on them, so one phase is one possible run among
+     * many. Simulating several seeds gives the spread of outcomes a real run is drawn from. */
+    uint64_t phase_seed;
+    int timeline; /* record the pool at every tick */
 };
 
 struct syn_sim_params syn_sim_default_params(void);

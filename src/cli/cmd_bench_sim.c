@@ -8,6 +8,7 @@
 #include "bench/trace.h"
 #include "synapse/autoscale.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,10 @@ static void usage(FILE *f)
         "      --price-per-hour P    $ per worker-hour (default 1)\n"
         "      --slo-ttft-ms A       (default 200)    --slo-tpot-ms B  (default 50)\n"
         "      --tick-ms N           policy tick (default 200)  --heartbeat-ms N (default 1000)\n"
+        "      --phase-seed S        draw the first tick's and each worker's heartbeat phase\n"
+        "                            from seed S (default 0: tick at 0, heartbeats from ready);\n"
+        "                            a real pool's phases are jitter, so runs over several\n"
+        "                            seeds show the spread a real run falls in\n"
         "      --json FILE           results as JSON ('-' = stdout)\n"
         "      --timeline FILE       CSV of the pool at every tick (policy,t,alive,starting,\n"
         "                            running,waiting,arrivals,started)\n"
@@ -123,6 +128,7 @@ int cmd_bench_sim(int argc, char **argv)
         O_TPOT,
         O_TICK,
         O_HB,
+        O_PHASE,
         O_JSON,
         O_TIMELINE,
         O_REQS,
@@ -154,6 +160,7 @@ int cmd_bench_sim(int argc, char **argv)
         {"slo-tpot-ms", required_argument, 0, O_TPOT},
         {"tick-ms", required_argument, 0, O_TICK},
         {"heartbeat-ms", required_argument, 0, O_HB},
+        {"phase-seed", required_argument, 0, O_PHASE},
         {"json", required_argument, 0, O_JSON},
         {"timeline", required_argument, 0, O_TIMELINE},
         {"requests-csv", required_argument, 0, O_REQS},
@@ -263,6 +270,10 @@ int cmd_bench_sim(int argc, char **argv)
             if (cli_parse_double(cmd, "--heartbeat-ms", optarg, 1, 1e6, &d)) return 2;
             p.heartbeat_s = d / 1e3;
             break;
+        case O_PHASE:
+            if (cli_parse_long(cmd, "--phase-seed", optarg, 0, LONG_MAX, &v)) return 2;
+            p.phase_seed = (uint64_t)v;
+            break;
         case O_JSON:
             json_path = optarg;
             break;
@@ -354,7 +365,9 @@ int cmd_bench_sim(int argc, char **argv)
             1e3 * p.slo_tpot_s);
     fprintf(txt, "%-22s %7s %10s %10s %10s %7s %9s %9s %9s %7s\n", "policy", "starts", "worker-s",
             "cost $", "$/Mtok", "SLO %", "TTFT p50", "TTFT p99", "TPOT p99", "cold rq");
-    if (fj) fprintf(fj, "{\"requests\":%zu,\"span_s\":%.3f,\"policies\":[", t->n, t->span_s);
+    if (fj)
+        fprintf(fj, "{\"requests\":%zu,\"span_s\":%.3f,\"phase_seed\":%llu,\"policies\":[", t->n,
+                t->span_s, (unsigned long long)p.phase_seed);
     for (int i = 0; i < n_specs; i++) {
         if (syn_sim_policy_parse(specs[i], &base, &p.policy, err, sizeof err)) {
             fprintf(stderr, "synapse bench sim: %s\n", err);
