@@ -126,18 +126,16 @@ for f in sys.argv[1:]:
     fi
     read -r la others <"$OUT/validation_real_$tag.machine"
     t0=$(cat "$OUT/validation_real_$tag.t0")
-    # shellcheck disable=SC2086
-    "$SIM_BIN" bench sim --trace "$TRACE" $SCALE --policy "$pol" --max-workers $MAXW --max-seqs 16 \
-        --model-json "$ENG64" --model-json "$ENG256" \
-        --cold-start "$COLD_S" --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" \
-        --cpu-cores 2 --worker-threads 1 --json "$OUT/validation_sim_$tag.json" \
-        --timeline "$OUT/validation_sim_$tag.timeline.csv" >&2
-    for k in $(seq 1 "$SIM_SEEDS"); do # the same, at other heartbeat and tick phases
+    simulate() { # this run's simulation; the arguments are added to bench sim's
         # shellcheck disable=SC2086
         "$SIM_BIN" bench sim --trace "$TRACE" $SCALE --policy "$pol" --max-workers $MAXW \
             --max-seqs 16 --model-json "$ENG64" --model-json "$ENG256" --cold-start "$COLD_S" \
-            --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" --cpu-cores 2 --worker-threads 1 \
-            --phase-seed "$k" --json "$OUT/validation_sim_${tag}_s$k.json" >/dev/null
+            --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" --cpu-cores 2 --worker-threads 1 "$@"
+    }
+    simulate --json "$OUT/validation_sim_$tag.json" \
+        --timeline "$OUT/validation_sim_$tag.timeline.csv" >&2
+    for k in $(seq 1 "$SIM_SEEDS"); do # the same, at other heartbeat and tick phases
+        simulate --phase-seed "$k" --json "$OUT/validation_sim_${tag}_s$k.json" >/dev/null
     done
     python3 - "$OUT" "$tag" "$t0" "$la" "$pol" "$HOP_MS" "$OVER_MS" "$COLD_S" "$others" \
         "$BRACKETED" "$SIM_SEEDS" <<'PY'
@@ -197,8 +195,8 @@ PY
 done
 
 # 3. with REPEAT > 1: each policy's medians over its runs
+[ "$REPEAT" -gt 1 ] || exit 0
 for pol in $POLICIES; do
-    [ "$REPEAT" -gt 1 ] || break
     python3 - "$OUT" "$(echo "$pol" | tr ':' '_')" "$REPEAT" "$pol" <<'PY'
 import json, statistics as st, sys
 out, base, n, pol = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

@@ -487,9 +487,6 @@ out:
     return rc;
 }
 
-/* Decode tokens/s of the engine at batch b, as `synapse bench engine` measures it (no sampling:
- * the next tokens are made up), except that each sequence starts from a prompt of n_prompt
- * tokens so that the positions match the worker's jobs. */
 /* One round of engine_decode_tps: b fresh sequences prefilled (not timed), then gen decode steps;
  * adds the decode time to *secs. */
 static int engine_decode_round(struct syn_engine *e, int b, int n_prompt, int gen, double *secs)
@@ -524,8 +521,10 @@ out:
     return rc;
 }
 
-/* Decode tokens/s of the engine alone at batch b. Every batch size decodes the same GAIN_SEQS
- * sequences of gen tokens (at b = 1, one after another, as the worker with --max-seqs 1 serves
+/* Decode tokens/s of the engine alone at batch b, as `synapse bench engine` measures it (no
+ * sampling: the next tokens are made up), except that each sequence starts from a prompt of
+ * n_prompt tokens so that the positions match the worker's jobs. Every batch size decodes the
+ * same GAIN_SEQS sequences of gen tokens (at b = 1, one after another, as the worker with --max-seqs 1 serves
  * its jobs), so both sides of the gain run for comparable times: a batch-1 measurement of one
  * sequence lasts well under 0.1 s and one preemption would move it by several percent. */
 static int engine_decode_tps(struct syn_engine *e, int b, int n_prompt, int gen, double *tps)
