@@ -218,6 +218,26 @@ int syn_q_post_events_check(struct syn_qclient *c, const struct syn_event *ev,
                             const char *const *reply_keys, int n, const char *const *job_ids,
                             int n_ids, int *cancelled);
 
+/* What a worker sends after an engine step, in one pipelined round trip, in this order: the
+ * step's events; the acknowledgements (XACK + XDEL) of up to SYN_Q_ACK_BATCH jobs of `model`
+ * whose final events went out in an earlier round trip; the cancellation checks of the jobs it
+ * holds. Acks never ride with their own job's final event: a reply that fails (Redis out of
+ * memory refuses XADD but takes XACK) would lose the job, and MULTI cannot span the reply
+ * stream's and the job stream's cluster slots. Any part may be empty. On an error the events
+ * may have been posted and the acks made (both are harmless again); cancelled[] is not to be
+ * trusted. */
+struct syn_q_step_out {
+    const struct syn_event *ev;    /* (n_ev) */
+    const char *const *reply_keys; /* (n_ev) */
+    int n_ev;
+    const struct syn_job *const *acks; /* (n_acks) */
+    int n_acks;
+    const char *const *check_ids; /* (n_check) */
+    int n_check;
+    int *cancelled; /* (n_check) OUT */
+};
+int syn_q_post_step(struct syn_qclient *c, const char *model, const struct syn_q_step_out *o);
+
 /* Marks a job cancelled (SET syn:cancel:{id} EX 3600, PUBLISH syn:cancel id). */
 int syn_q_cancel(struct syn_qclient *c, const char *job_id);
 /* For each of n job ids, out[i] = 1 if cancelled. One round trip. */

@@ -754,42 +754,13 @@ int syn_q_ack(struct syn_qclient *c, const char *model, const struct syn_job *j)
     return rc;
 }
 
-/* Up to SYN_Q_ACK_BATCH jobs' XACK + XDEL in one pipelined round trip. */
-static int ack_many_once(struct syn_qclient *c, const char *model,
-                         const struct syn_job *const *jobs, int n)
-{
-    char key[160];
-    redisReply *r[2 * SYN_Q_ACK_BATCH] = {0};
-    int rc = qc_begin(c);
-    if (rc) return rc;
-    for (int k = 0; k < n; k++) {
-        syn_q_key_jobs(key, sizeof key, model, jobs[k]->priority);
-        const char *ack[] = {"XACK", key, SYN_Q_GROUP, jobs[k]->entry, NULL};
-        const char *del[] = {"XDEL", key, jobs[k]->entry, NULL};
-        if ((rc = append_strs(c, ack)) || (rc = append_strs(c, del))) return rc;
-    }
-    if ((rc = qc_collect(c, 2 * n, r))) return rc;
-    for (int i = 0; i < 2 * n && rc == SYN_OK; i++)
-        if (r[i]->type != REDIS_REPLY_INTEGER)
-            rc = qc_reply_error(c, r[i], i % 2 ? "XDEL" : "XACK");
-    qc_free_replies(r, 2 * n);
-    return rc;
-}
-
 int syn_q_ack_many(struct syn_qclient *c, const char *model, const struct syn_job *const *jobs,
                    int n)
 {
-    if (!c || !syn_q_name_ok(model) || n < 0 || n > SYN_Q_ACK_BATCH || (n && !jobs))
-        return SYN_EINVAL;
-    for (int k = 0; k < n; k++)
-        if (!jobs[k] || !entry_ok(jobs[k]->entry) ||
-            (jobs[k]->priority != SYN_PRIO_NORMAL && jobs[k]->priority != SYN_PRIO_HIGH))
-            return SYN_EINVAL;
-    if (n == 0) return SYN_OK;
+    if (!c || !syn_q_name_ok(model)) return SYN_EINVAL;
     /* XACK and XDEL of an entry already gone answer 0: a retried batch changes nothing twice */
-    int rc = ack_many_once(c, model, jobs, n);
-    if (qc_retry(c, rc)) rc = ack_many_once(c, model, jobs, n);
-    return rc;
+    struct syn_q_step_out o = {.acks = jobs, .n_acks = n};
+    return syn_q_post_step(c, model, &o);
 }
 
 static int requeue_once(struct syn_qclient *c, const char *model, const struct syn_job *j)
@@ -887,50 +858,92 @@ static int read_cancel_checks(struct syn_qclient *c, redisReply **r, const char 
     return rc;
 }
 
-/* Events and (n_ids > 0) cancellation checks, all in one round trip. */
-static int post_once(struct syn_qclient *c, const struct syn_event *ev,
-                     const char *const *reply_keys, int n, const char *const *ids, int n_ids,
-                     int *cancelled)
+/* Appends XACK + XDEL of each job; *n_cmd gets the count. */
+static int append_acks(struct syn_qclient *c, const char *model, const struct syn_job *const *jobs,
+                       int n, int *n_cmd)
 {
-    int rc = qc_begin(c), n_post = 0, n_check = 0;
+    char key[160];
+    *n_cmd = 0;
+    for (int k = 0; k < n; k++) {
+        syn_q_key_jobs(key, sizeof key, model, jobs[k]->priority);
+        const char *ack[] = {"XACK", key, SYN_Q_GROUP, jobs[k]->entry, NULL};
+        const char *del[] = {"XDEL", key, jobs[k]->entry, NULL};
+        int rc = append_strs(c, ack);
+        if (rc || (rc = append_strs(c, del))) return rc;
+        *n_cmd += 2;
+    }
+    return SYN_OK;
+}
+
+/* Checks the n replies of append_acks. */
+static int check_acks(struct syn_qclient *c, redisReply **r, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (r[i]->type != REDIS_REPLY_INTEGER)
+            return qc_reply_error(c, r[i], i % 2 ? "XDEL" : "XACK");
+    return SYN_OK;
+}
+
+/* Events, acks and cancellation checks (any of them empty), all in one round trip. */
+static int post_once(struct syn_qclient *c, const char *model, const struct syn_q_step_out *o)
+{
+    int rc = qc_begin(c), n_post = 0, n_ack = 0, n_check = 0;
     if (rc) return rc;
-    redisReply **r = calloc((size_t)n * 2 + (size_t)n_ids + 1, sizeof *r);
+    redisReply **r =
+        calloc((size_t)o->n_ev * 2 + (size_t)o->n_acks * 2 + (size_t)o->n_check + 1, sizeof *r);
     if (!r) return SYN_ENOMEM;
-    if ((rc = append_posts(c, ev, reply_keys, n, &n_post)) ||
-        (rc = append_cancel_checks(c, ids, n_ids, cancelled, &n_check)))
+    if ((rc = append_posts(c, o->ev, o->reply_keys, o->n_ev, &n_post)) ||
+        (rc = append_acks(c, model, o->acks, o->n_acks, &n_ack)) ||
+        (rc = append_cancel_checks(c, o->check_ids, o->n_check, o->cancelled, &n_check)))
         goto out;
-    if (n_post + n_check == 0) goto out;
-    if ((rc = qc_collect(c, n_post + n_check, r))) goto out;
+    if (n_post + n_ack + n_check == 0) goto out;
+    if ((rc = qc_collect(c, n_post + n_ack + n_check, r))) goto out;
     if (n_post) rc = check_replies(c, r, n_post, "posting events");
-    int rc2 = read_cancel_checks(c, r + n_post, ids, n_ids, cancelled);
+    int rc2 = check_acks(c, r + n_post, n_ack);
     if (rc == SYN_OK) rc = rc2;
-    qc_free_replies(r, n_post + n_check);
+    rc2 = read_cancel_checks(c, r + n_post + n_ack, o->check_ids, o->n_check, o->cancelled);
+    if (rc == SYN_OK) rc = rc2;
+    qc_free_replies(r, n_post + n_ack + n_check);
 out:
     free(r);
+    return rc;
+}
+
+int syn_q_post_step(struct syn_qclient *c, const char *model, const struct syn_q_step_out *o)
+{
+    if (!c || !o || o->n_ev < 0 || o->n_acks < 0 || o->n_acks > SYN_Q_ACK_BATCH || o->n_check < 0 ||
+        (o->n_ev && (!o->ev || !o->reply_keys)) ||
+        (o->n_check && (!o->check_ids || !o->cancelled)) || (o->n_acks && !o->acks) ||
+        (o->n_acks && !syn_q_name_ok(model)))
+        return SYN_EINVAL;
+    for (int k = 0; k < o->n_acks; k++)
+        if (!o->acks[k] || !entry_ok(o->acks[k]->entry) ||
+            (o->acks[k]->priority != SYN_PRIO_NORMAL && o->acks[k]->priority != SYN_PRIO_HIGH))
+            return SYN_EINVAL;
+    if (o->n_ev + o->n_acks + o->n_check == 0) return SYN_OK;
+    int rc = post_once(c, model, o);
+    if (qc_retry(c, rc)) rc = post_once(c, model, o);
     return rc;
 }
 
 int syn_q_post_events(struct syn_qclient *c, const struct syn_event *ev,
                       const char *const *reply_keys, int n)
 {
-    if (!c || n < 0 || (n && (!ev || !reply_keys))) return SYN_EINVAL;
-    if (n == 0) return SYN_OK;
-    int rc = post_once(c, ev, reply_keys, n, NULL, 0, NULL);
-    if (qc_retry(c, rc)) rc = post_once(c, ev, reply_keys, n, NULL, 0, NULL);
-    return rc;
+    struct syn_q_step_out o = {.ev = ev, .reply_keys = reply_keys, .n_ev = n};
+    return syn_q_post_step(c, NULL, &o);
 }
 
 int syn_q_post_events_check(struct syn_qclient *c, const struct syn_event *ev,
                             const char *const *reply_keys, int n, const char *const *job_ids,
                             int n_ids, int *cancelled)
 {
-    if (!c || n < 0 || n_ids < 0 || (n && (!ev || !reply_keys)) ||
-        (n_ids && (!job_ids || !cancelled)))
-        return SYN_EINVAL;
-    if (n == 0 && n_ids == 0) return SYN_OK;
-    int rc = post_once(c, ev, reply_keys, n, job_ids, n_ids, cancelled);
-    if (qc_retry(c, rc)) rc = post_once(c, ev, reply_keys, n, job_ids, n_ids, cancelled);
-    return rc;
+    struct syn_q_step_out o = {.ev = ev,
+                               .reply_keys = reply_keys,
+                               .n_ev = n,
+                               .check_ids = job_ids,
+                               .n_check = n_ids,
+                               .cancelled = cancelled};
+    return syn_q_post_step(c, NULL, &o);
 }
 
 /* ---- cancellation ---- */
@@ -961,9 +974,6 @@ int syn_q_cancel(struct syn_qclient *c, const char *job_id)
 
 int syn_q_cancelled(struct syn_qclient *c, const char *const *job_ids, int n, int *out)
 {
-    if (!c || n < 0 || (n && (!job_ids || !out))) return SYN_EINVAL;
-    if (n == 0) return SYN_OK;
-    int rc = post_once(c, NULL, NULL, 0, job_ids, n, out);
-    if (qc_retry(c, rc)) rc = post_once(c, NULL, NULL, 0, job_ids, n, out);
-    return rc;
+    struct syn_q_step_out o = {.check_ids = job_ids, .n_check = n, .cancelled = out};
+    return syn_q_post_step(c, NULL, &o);
 }

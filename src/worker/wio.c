@@ -24,6 +24,8 @@
  * end checks them with its events), and look for new jobs this often while slots are free. */
 #define CANCEL_POLL_MS 10
 #define CLAIM_POLL_MS  2
+/* Acks wait this long at most for events to ride with (flush). */
+#define ACK_LATER_MS 5
 
 static void free_msg(struct out_msg *m)
 {
@@ -94,47 +96,67 @@ struct checks {
     int done;         /* OUT: the check ran and flags can be trusted */
 };
 
+/* Acks waiting to ride with the next step's events (see flush). */
+struct later {
+    struct out_msg *head, **tail;
+    int64_t since_ms; /* when the oldest came */
+};
+
+/* Frees the acks of `later` before upto (those that went out). */
+static void later_drop(struct later *later, const struct out_msg *upto)
+{
+    while (later->head != upto) {
+        struct out_msg *nx = later->head->next;
+        free_msg(later->head);
+        later->head = nx;
+    }
+    if (!later->head) later->tail = &later->head;
+}
+
 /* Sends a batch of outgoing messages in order. Returns the unsent remainder (NULL if all went).
  * The cancellation checks in ck, if any, ride with the first batch of events, so that a step's
- * tokens and the answer to "were any of my jobs cancelled?" cost one round trip, not two. */
+ * tokens and the answer to "were any of my jobs cancelled?" cost one round trip, not two. An ack
+ * is not sent when its job's final event goes out: it waits in `later` and rides with the next
+ * batch of events, whose round trip it then shares (after a step that finished jobs, the next
+ * step's events usually follow within a step). The I/O thread sends acks alone only when no
+ * events come for ACK_LATER_MS, before it blocks, and at exit (io_main). */
 static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_msg *list,
-                             struct checks *ck)
+                             struct checks *ck, struct later *later, int64_t now_ms)
 {
     enum { BATCH = 256 };
     struct syn_event evs[BATCH];
     const char *keys[BATCH];
+    const struct syn_job *acks[SYN_Q_ACK_BATCH];
     list = events_first(list);
     while (list) {
         if (list->kind == OUT_EVENT) {
-            int n = 0;
-            struct out_msg *m = list;
+            int n = 0, n_acks = 0;
+            struct out_msg *m = list, *a = later->head;
             for (; m && m->kind == OUT_EVENT && n < BATCH; m = m->next, n++) {
                 evs[n] = m->ev;
                 keys[n] = m->reply;
             }
+            for (; a && n_acks < SYN_Q_ACK_BATCH; a = a->next) acks[n_acks++] = a->job;
             int n_ck = ck->done ? 0 : ck->n;
-            if (syn_q_post_events_check(c, evs, keys, n, ck->ids, n_ck, ck->flags) != 0)
-                return list;
+            struct syn_q_step_out o = {evs, keys, n, acks, n_acks, ck->ids, n_ck, ck->flags};
+            if (syn_q_post_step(c, w->model, &o) != 0) return list;
             if (n_ck) ck->done = 1;
             while (list != m) {
                 struct out_msg *nx = list->next;
                 free_msg(list);
                 list = nx;
             }
+            later_drop(later, a);
             continue;
         }
         if (list->kind == OUT_ACK) {
-            /* a step that finishes many jobs acknowledges them in one round trip, not one each */
-            const struct syn_job *jobs[SYN_Q_ACK_BATCH];
-            int n = 0;
-            struct out_msg *m = list;
-            for (; m && m->kind == OUT_ACK && n < SYN_Q_ACK_BATCH; m = m->next) jobs[n++] = m->job;
-            if (syn_q_ack_many(c, w->model, jobs, n) != 0) return list;
-            while (list != m) {
-                struct out_msg *nx = list->next;
-                free_msg(list);
-                list = nx;
-            }
+            /* every event before it in the list has gone out: it may ride with the next ones */
+            struct out_msg *nx = list->next;
+            if (!later->head) later->since_ms = now_ms;
+            list->next = NULL;
+            *later->tail = list;
+            later->tail = &list->next;
+            list = nx;
             continue;
         }
         if (syn_q_requeue(c, w->model, list->job) != 0) return list;
@@ -143,6 +165,20 @@ static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_ms
         list = nx;
     }
     return NULL;
+}
+
+/* Sends the acks waiting in `later` on their own. Returns 0 when none is left. */
+static int flush_later(struct wio *w, struct syn_qclient *c, struct later *later)
+{
+    while (later->head) {
+        const struct syn_job *acks[SYN_Q_ACK_BATCH];
+        int n = 0;
+        struct out_msg *a = later->head;
+        for (; a && n < SYN_Q_ACK_BATCH; a = a->next) acks[n++] = a->job;
+        if (syn_q_ack_many(c, w->model, acks, n) != 0) return -1;
+        later_drop(later, a);
+    }
+    return 0;
 }
 
 static void push_jobs(struct wio *w, struct syn_job *jobs, int n)
@@ -200,6 +236,8 @@ static void *io_main(void *arg)
     }
     int64_t next_hb = 0, next_reclaim = mono_ms() + p->reclaim_ms / 2, last_check = 0;
     int groups_ok = 0;
+    struct later later = {.head = NULL};
+    later.tail = &later.head;
     for (;;) {
         pthread_mutex_lock(&w->mu);
         if (!w->out_head && !w->stop) {
@@ -210,8 +248,13 @@ static void *io_main(void *arg)
              * and of this thread, which take the engine's core on a small machine) each time. */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            long wait_ms = w->held > 0 ? (w->want > 0 ? CLAIM_POLL_MS : CANCEL_POLL_MS)
-                                       : (w->want > 0 ? 0 : 20);
+            long wait_ms = w->held + w->n_inbox > 0 ? (w->want > 0 ? CLAIM_POLL_MS : CANCEL_POLL_MS)
+                                                    : (w->want > 0 ? 0 : 20);
+            if (later.head) {
+                /* the acks may not wait longer for events to ride with */
+                int64_t left = later.since_ms + ACK_LATER_MS - mono_ms();
+                if (left < wait_ms) wait_ms = left > 0 ? (long)left : 0;
+            }
             ts.tv_nsec += wait_ms * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
@@ -238,13 +281,23 @@ static void *io_main(void *arg)
             for (int i = 0; i < n_runs; i++) ids[i] = runs[i].id;
             ck.n = n_runs;
         }
-        struct out_msg *rest = ok ? flush(w, c, list, &ck) : list;
+        struct out_msg *rest = ok ? flush(w, c, list, &ck, &later, mono_ms()) : list;
         if (rest) {
             requeue_front(w, rest);
             ok = 0;
         }
+        /* the acks waiting for events go alone when none came in time, when the scheduler
+         * holds nothing (no step will come), and before the thread exits */
+        if (ok && !rest && later.head) {
+            pthread_mutex_lock(&w->mu);
+            int quiet = w->held + w->n_inbox == 0 && !w->out_head;
+            pthread_mutex_unlock(&w->mu);
+            if ((stop || quiet || mono_ms() - later.since_ms >= ACK_LATER_MS) &&
+                flush_later(w, c, &later) != 0)
+                ok = 0;
+        }
         wmetrics_redis(w->metrics, syn_qclient_errors(c), syn_qclient_reconnects(c), ok);
-        if (stop && !rest) {
+        if (stop && ok && !rest) {
             /* a claim that was in flight when the scheduler said stop may have left jobs in
              * the inbox after its last sweep: hand them back now rather than leave them pending
              * until another worker reclaims them */
@@ -338,6 +391,7 @@ static void *io_main(void *arg)
         }
     }
     syn_q_unregister(c, &w->info);
+    later_drop(&later, NULL); /* only if Redis was gone at exit: reclaimed by others */
 out:
     syn_qclient_free(c);
     free(claimed);

@@ -416,6 +416,65 @@ TEST_TIMEOUT(worker_new_job_joins_running_batch, 90)
     waitpid(w, NULL, 0);
 }
 
+/* Whether the reply stream holds the finishing event of job id. */
+static int has_finish(redisContext *c, const char *key, const char *id)
+{
+    char err[256];
+    int found = 0;
+    redisReply *rep = redisCommand(c, "XRANGE %s - +", key);
+    for (size_t e = 0; rep && rep->type == REDIS_REPLY_ARRAY && e < rep->elements; e++) {
+        struct syn_event ev;
+        if (syn_event_decode(rep->element[e]->element[1], &ev, err, sizeof err) == 0 &&
+            !strcmp(ev.job, id) && ev.finish)
+            found = 1;
+    }
+    if (rep) freeReplyObject(rep);
+    return found;
+}
+
+/* A finished job's ack waits for the next step's events to ride with (one round trip per step
+ * instead of two), but never goes out before the job's final event, and goes out on its own when
+ * the worker has nothing else to send: the entry leaves the pending list while another job still
+ * runs, and at once when the worker falls idle. */
+TEST_TIMEOUT(worker_acks_after_the_final_event_and_without_delay, 60)
+{
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    pid_t w = start_worker(&r, "ak", "--max-seqs 8");
+    wait_ready(&r, "ak");
+    struct syn_qclient *q;
+    char err[256];
+    CHECK_EQ_INT(syn_qclient_new(r.url, &q, err, sizeof err), 0);
+    redisContext *c = connect_redis(&r);
+    submit(q, "long", "Once upon a time", 4000, 0.9f, 9, rk("ak"));
+    wait_events(c, rk("ak"), 3, 500, 2000);
+    submit(q, "short", "The little dog", 3, 0.0f, 1, rk("ak"));
+    /* every time the pending list is looked at, a job missing from it has its final event out */
+    int64_t waiting = 1, pending = 1;
+    double t0 = now_s();
+    while (waiting + pending > 1 && now_s() - t0 < 10) {
+        CHECK_EQ_INT(syn_q_backlog(q, "stories", &waiting, &pending), 0);
+        if (waiting + pending <= 1) CHECK(has_finish(c, rk("ak"), "short"));
+    }
+    CHECK_EQ_INT(waiting + pending, 1);
+    CHECK(!has_finish(c, rk("ak"), "long")); /* acked while the long job still ran */
+    CHECK_EQ_INT(syn_q_cancel(q, "long"), 0);
+    /* the long job's ack follows its last event with no step after it to ride with */
+    t0 = now_s();
+    while (pending > 0 && now_s() - t0 < 10) {
+        CHECK_EQ_INT(syn_q_backlog(q, "stories", &waiting, &pending), 0);
+        if (pending == 0) CHECK(has_finish(c, rk("ak"), "long"));
+        usleep(1000);
+    }
+    CHECK_EQ_INT(pending, 0);
+    redisFree(c);
+    syn_qclient_free(q);
+    kill(w, SIGTERM);
+    int st;
+    waitpid(w, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* The step hands out its prefill budget oldest first: prompts of one length submitted together
  * finish in the order they came, even when finished jobs leave the batch between steps (the
  * worker once moved its newest job into a finished one's place, and that job then jumped the
