@@ -223,9 +223,10 @@ int syn_q_post_events_check(struct syn_qclient *c, const struct syn_event *ev,
  * whose final events went out in an earlier round trip; the cancellation checks of the jobs it
  * holds. Acks never ride with their own job's final event: a reply that fails (Redis out of
  * memory refuses XADD but takes XACK) would lose the job, and MULTI cannot span the reply
- * stream's and the job stream's cluster slots. Any part may be empty. On an error the events
- * may have been posted and the acks made (both are harmless again); cancelled[] is not to be
- * trusted. */
+ * stream's and the job stream's cluster slots. Any part may be empty. Returns an error when the
+ * round trip, an event or a check failed: the events may have been posted and the acks made
+ * (both are harmless again), and cancelled[] is not to be trusted. Whether the acks were made is
+ * acks_done alone, so that a failing ack does not send the events again. */
 struct syn_q_step_out {
     const struct syn_event *ev;    /* (n_ev) */
     const char *const *reply_keys; /* (n_ev) */
@@ -235,8 +236,9 @@ struct syn_q_step_out {
     const char *const *check_ids; /* (n_check) */
     int n_check;
     int *cancelled; /* (n_check) OUT */
+    int acks_done;  /* OUT: every ack was made */
 };
-int syn_q_post_step(struct syn_qclient *c, const char *model, const struct syn_q_step_out *o);
+int syn_q_post_step(struct syn_qclient *c, const char *model, struct syn_q_step_out *o);
 
 /* Marks a job cancelled (SET syn:cancel:{id} EX 3600, PUBLISH syn:cancel id). */
 int syn_q_cancel(struct syn_qclient *c, const char *job_id);

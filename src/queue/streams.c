@@ -760,7 +760,8 @@ int syn_q_ack_many(struct syn_qclient *c, const char *model, const struct syn_jo
     if (!c || !syn_q_name_ok(model)) return SYN_EINVAL;
     /* XACK and XDEL of an entry already gone answer 0: a retried batch changes nothing twice */
     struct syn_q_step_out o = {.acks = jobs, .n_acks = n};
-    return syn_q_post_step(c, model, &o);
+    int rc = syn_q_post_step(c, model, &o);
+    return rc == SYN_OK && !o.acks_done ? SYN_EIO : rc; /* check_acks said why */
 }
 
 static int requeue_once(struct syn_qclient *c, const char *model, const struct syn_job *j)
@@ -885,8 +886,9 @@ static int check_acks(struct syn_qclient *c, redisReply **r, int n)
 }
 
 /* Events, acks and cancellation checks (any of them empty), all in one round trip. */
-static int post_once(struct syn_qclient *c, const char *model, const struct syn_q_step_out *o)
+static int post_once(struct syn_qclient *c, const char *model, struct syn_q_step_out *o)
 {
+    o->acks_done = 0;
     int rc = qc_begin(c), n_post = 0, n_ack = 0, n_check = 0;
     if (rc) return rc;
     redisReply **r =
@@ -899,9 +901,8 @@ static int post_once(struct syn_qclient *c, const char *model, const struct syn_
     if (n_post + n_ack + n_check == 0) goto out;
     if ((rc = qc_collect(c, n_post + n_ack + n_check, r))) goto out;
     if (n_post) rc = check_replies(c, r, n_post, "posting events");
-    int rc2 = check_acks(c, r + n_post, n_ack);
-    if (rc == SYN_OK) rc = rc2;
-    rc2 = read_cancel_checks(c, r + n_post + n_ack, o->check_ids, o->n_check, o->cancelled);
+    o->acks_done = check_acks(c, r + n_post, n_ack) == SYN_OK;
+    int rc2 = read_cancel_checks(c, r + n_post + n_ack, o->check_ids, o->n_check, o->cancelled);
     if (rc == SYN_OK) rc = rc2;
     qc_free_replies(r, n_post + n_ack + n_check);
 out:
@@ -909,7 +910,7 @@ out:
     return rc;
 }
 
-int syn_q_post_step(struct syn_qclient *c, const char *model, const struct syn_q_step_out *o)
+int syn_q_post_step(struct syn_qclient *c, const char *model, struct syn_q_step_out *o)
 {
     if (!c || !o || o->n_ev < 0 || o->n_acks < 0 || o->n_acks > SYN_Q_ACK_BATCH || o->n_check < 0 ||
         (o->n_ev && (!o->ev || !o->reply_keys)) ||
@@ -920,6 +921,7 @@ int syn_q_post_step(struct syn_qclient *c, const char *model, const struct syn_q
         if (!o->acks[k] || !entry_ok(o->acks[k]->entry) ||
             (o->acks[k]->priority != SYN_PRIO_NORMAL && o->acks[k]->priority != SYN_PRIO_HIGH))
             return SYN_EINVAL;
+    o->acks_done = o->n_acks == 0;
     if (o->n_ev + o->n_acks + o->n_check == 0) return SYN_OK;
     int rc = post_once(c, model, o);
     if (qc_retry(c, rc)) rc = post_once(c, model, o);

@@ -138,7 +138,14 @@ static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_ms
             }
             for (; a && n_acks < SYN_Q_ACK_BATCH; a = a->next) acks[n_acks++] = a->job;
             int n_ck = ck->done ? 0 : ck->n;
-            struct syn_q_step_out o = {evs, keys, n, acks, n_acks, ck->ids, n_ck, ck->flags};
+            struct syn_q_step_out o = {.ev = evs,
+                                       .reply_keys = keys,
+                                       .n_ev = n,
+                                       .acks = acks,
+                                       .n_acks = n_acks,
+                                       .check_ids = ck->ids,
+                                       .n_check = n_ck,
+                                       .cancelled = ck->flags};
             if (syn_q_post_step(c, w->model, &o) != 0) return list;
             if (n_ck) ck->done = 1;
             while (list != m) {
@@ -146,7 +153,7 @@ static struct out_msg *flush(struct wio *w, struct syn_qclient *c, struct out_ms
                 free_msg(list);
                 list = nx;
             }
-            later_drop(later, a);
+            if (o.acks_done) later_drop(later, a); /* else they go alone (io_main) */
             continue;
         }
         if (list->kind == OUT_ACK) {

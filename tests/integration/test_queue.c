@@ -815,6 +815,80 @@ TEST(queue_post_events_check_is_one_round_trip)
     syn_qclient_free(c);
 }
 
+TEST(queue_post_step_acks_with_events_and_reports_acks_apart)
+{
+    /* a worker's step: its events, the acks of jobs that finished in an earlier step, and the
+     * cancellation checks, in one round trip; a failing ack is reported apart from the events */
+    enum { N = 6 };
+    struct syn_test_redis r;
+    syn_test_redis_start(&r, 0);
+    struct syn_qclient *c = client(&r);
+    redisContext *x = raw(&r);
+    for (int i = 0; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "j%d", i);
+        submit(c, id, i % 2 ? SYN_PRIO_NORMAL : SYN_PRIO_HIGH);
+    }
+    struct syn_job jobs[N];
+    int n = 0;
+    while (n < N) {
+        int k = syn_q_claim(c, MODEL, "w1", N - n, 0, jobs + n);
+        CHECK(k > 0);
+        n += k;
+    }
+    const struct syn_job *p[N];
+    for (int i = 0; i < N; i++) p[i] = &jobs[i];
+    CHECK_EQ_INT(syn_q_cancel(c, "j5"), SYN_OK);
+    struct syn_event ev[2];
+    const char *keys[2] = {REPLY, REPLY}, *ids[2] = {"j4", "j5"};
+    for (int i = 0; i < 2; i++) {
+        memset(&ev[i], 0, sizeof ev[i]);
+        snprintf(ev[i].job, sizeof ev[i].job, "j%d", 4 + i);
+        ev[i].n_tokens = 1;
+        ev[i].text = "x";
+        ev[i].text_len = 1;
+        ev[i].attempt = 1;
+    }
+    int out[2] = {-1, -1};
+    struct syn_q_step_out o = {.ev = ev,
+                               .reply_keys = keys,
+                               .n_ev = 2,
+                               .acks = p,
+                               .n_acks = 4,
+                               .check_ids = ids,
+                               .n_check = 2,
+                               .cancelled = out};
+    long long before = server_reads(x);
+    CHECK_EQ_INT(syn_q_post_step(c, MODEL, &o), SYN_OK);
+    long long reads = server_reads(x) - before - 1; /* minus the second INFO itself */
+    if (reads > 2)
+        FAIL("2 events, 4 acks and 2 checks took %lld server reads (one expected)", reads);
+    CHECK_EQ_INT(o.acks_done, 1);
+    CHECK(out[0] == 0 && out[1] == 1);
+    CHECK_EQ_INT(icmd(x, "XLEN %s", REPLY), 2);
+    CHECK_EQ_INT(pending_count(x, "syn:{tiny}:jobs") + pending_count(x, "syn:{tiny}:jobs:hi"), 2);
+    /* an ack that fails (its stream replaced by a string: WRONGTYPE) leaves acks_done 0, while
+     * the events still count as posted; syn_q_ack_many reports it as an error */
+    freeReplyObject(cmd(x, "DEL syn:{tiny}:jobs"));
+    freeReplyObject(cmd(x, "SET syn:{tiny}:jobs x"));
+    o.acks = p + 4; /* the claim took high first: jobs 4 and 5 are on the normal stream */
+    o.n_acks = 2;
+    CHECK_EQ_INT(jobs[4].priority, SYN_PRIO_NORMAL);
+    CHECK_EQ_INT(syn_q_post_step(c, MODEL, &o), SYN_OK);
+    CHECK_EQ_INT(o.acks_done, 0);
+    CHECK_EQ_INT(icmd(x, "XLEN %s", REPLY), 4);
+    CHECK(syn_q_ack_many(c, MODEL, p + 5, 1) != SYN_OK);
+    CHECK_EQ_INT(jobs[0].priority, SYN_PRIO_HIGH);
+    CHECK_EQ_INT(syn_q_ack_many(c, MODEL, p, 1), SYN_OK); /* acked before: harmless again */
+    /* nothing at all: nothing sent, acks_done 1 */
+    struct syn_q_step_out none = {0};
+    CHECK_EQ_INT(syn_q_post_step(c, MODEL, &none), SYN_OK);
+    CHECK_EQ_INT(none.acks_done, 1);
+    release_all(jobs, N);
+    redisFree(x);
+    syn_qclient_free(c);
+}
+
 /* ---- registry and backlog ---- */
 
 TEST(queue_registry_heartbeat_list_and_expiry)
