@@ -47,6 +47,13 @@ struct syn_engine_params {
                                   1 GiB (or one full-length sequence if that is larger) */
     int kv_block_tokens;       /* tokens per KV block (default 16) */
     const char *chat_template; /* NULL: from the model's metadata; else a template name */
+    const char *weights;       /* "resident": the model's files read into memory on 2 MiB huge
+                                  pages; "mapped": mmap'ed, shared with other processes through
+                                  the page cache. Default $SYNAPSE_WEIGHTS, else resident for the
+                                  CPU backend and mapped for CUDA (whose weights live on the
+                                  GPU). Resident avoids re-faulting 4 KiB pages after idle
+                                  spells, which costs more than the step on VMs with shadow
+                                  paging (docs/BENCHMARKS.md); it takes a private copy. */
 };
 
 /* Defaults as documented above. */

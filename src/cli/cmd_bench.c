@@ -47,7 +47,8 @@ static void engine_usage(FILE *f)
 {
     fprintf(
         f, "Usage: synapse bench engine -m MODEL [--batch 1,4,16,64] [--prompt N] [--gen N]\n"
-           "                            [--context N] [--reps R] [-t N] [--backend NAME] [--e2e]\n"
+           "                            [--context N] [--reps R] [-t N] [--backend NAME]\n"
+           "                            [--weights MODE] [--e2e]\n"
            "                            [--json]\n\n"
            "Measures, in one run: memory read bandwidth (all threads streaming a 1 GiB buffer),\n"
            "model load time (map + first token), prefill tokens/s (one sequence of --prompt\n"
@@ -69,6 +70,8 @@ static void engine_usage(FILE *f)
            "      --reps R       repetitions, median reported (default 3)\n"
            "  -t, --threads N    CPU threads (default: all)\n"
            "      --backend NAME cpu or cuda (default: $SYNAPSE_BACKEND, else cpu)\n"
+           "      --weights MODE resident or mapped (default: $SYNAPSE_WEIGHTS, else the\n"
+           "                     backend's: synapse worker --help)\n"
            "      --e2e          also time generation at each batch size as a client sees it:\n"
            "                     --prompt tokens of prefill then --gen new tokens per sequence,\n"
            "                     greedy, tokens/s = batch x gen / wall time, prefill included\n"
@@ -262,14 +265,21 @@ out:
 static int bench_engine(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},   {"batch", required_argument, 0, 'b'},
-        {"prompt", required_argument, 0, 'p'},  {"gen", required_argument, 0, 'g'},
-        {"reps", required_argument, 0, 'r'},    {"threads", required_argument, 0, 't'},
-        {"backend", required_argument, 0, 'B'}, {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},          {"e2e", no_argument, 0, 'E'},
-        {"context", required_argument, 0, 'C'}, {0, 0, 0, 0},
+        {"model", required_argument, 0, 'm'},
+        {"batch", required_argument, 0, 'b'},
+        {"prompt", required_argument, 0, 'p'},
+        {"gen", required_argument, 0, 'g'},
+        {"reps", required_argument, 0, 'r'},
+        {"threads", required_argument, 0, 't'},
+        {"backend", required_argument, 0, 'B'},
+        {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},
+        {"e2e", no_argument, 0, 'E'},
+        {"context", required_argument, 0, 'C'},
+        {"weights", required_argument, 0, 'W'},
+        {0, 0, 0, 0},
     };
-    const char *cmd = "bench engine", *model = NULL, *backend = NULL;
+    const char *cmd = "bench engine", *model = NULL, *backend = NULL, *weights = NULL;
     int batches[MAX_BATCHES] = {1, 4, 16}, nb = 3, json = 0, e2e = 0, c;
     long prompt = 128, gen = 32, reps = 3, threads = 0, context = 0;
     while ((c = cli_getopt(cmd, argc, argv, "m:t:h", opts)) != -1) {
@@ -299,6 +309,9 @@ static int bench_engine(int argc, char **argv)
         case 'B':
             backend = optarg;
             break;
+        case 'W':
+            weights = optarg;
+            break;
         case 'E':
             e2e = 1;
             break;
@@ -320,6 +333,7 @@ static int bench_engine(int argc, char **argv)
 
     struct syn_engine_params ep = syn_engine_default_params();
     if (backend) ep.backend = backend;
+    if (weights) ep.weights = weights;
     const int on_gpu = !strcmp(ep.backend, "cuda");
 
     /* bandwidth first (the CPU's with a pool of the same size, then freed; or the GPU's) */

@@ -18,7 +18,7 @@ static void usage(FILE *f)
     fprintf(
         f,
         "Usage: synapse worker --model PATH --redis URL [options]\n\n"
-        "Maps a model, takes jobs for it from Redis, runs them with continuous batching and\n"
+        "Loads a model, takes jobs for it from Redis, runs them with continuous batching and\n"
         "streams the tokens back. Exits by itself after --idle-timeout seconds without work.\n"
         "SIGTERM drains: running sequences finish (within --drain-timeout), the rest go back\n"
         "to the queue.\n\n"
@@ -46,6 +46,10 @@ static void usage(FILE *f)
         "  -t, --threads N             engine threads (default: all)      SYNAPSE_THREADS\n"
         "      --backend NAME          cpu or cuda (a CUDA=1 build; without a GPU it logs why\n"
         "                              and runs on the CPU) (default cpu) SYNAPSE_BACKEND\n"
+        "      --weights MODE          resident: read the model into memory on 2 MiB pages\n"
+        "                              (default on the CPU); mapped: mmap it, shared with\n"
+        "                              other workers through the page cache (default on CUDA)\n"
+        "                                                                 SYNAPSE_WEIGHTS\n"
         "      --metrics-port N        serve Prometheus metrics on GET /metrics at this port\n"
         "                              (0 = any free port, printed)   SYNAPSE_METRICS_PORT\n"
         "      --metrics-host ADDR     bind address for it (default 127.0.0.1)\n"
@@ -82,6 +86,7 @@ int cmd_worker(int argc, char **argv)
                                          {"chat-template", required_argument, 0, 'C'},
                                          {"threads", required_argument, 0, 't'},
                                          {"backend", required_argument, 0, 'G'},
+                                         {"weights", required_argument, 0, 'W'},
                                          {"metrics-port", required_argument, 0, 'M'},
                                          {"metrics-host", required_argument, 0, 'O'},
                                          {"pushgateway", required_argument, 0, 'P'},
@@ -183,6 +188,13 @@ int cmd_worker(int argc, char **argv)
             if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0)
                 return cli_usage_error(cmd, "--backend expects cpu or cuda, got '%s'", optarg);
             setenv("SYNAPSE_BACKEND", optarg, 1);
+            break;
+        case 'W':
+            /* likewise the way it brings the weights into memory */
+            if (strcmp(optarg, "resident") != 0 && strcmp(optarg, "mapped") != 0)
+                return cli_usage_error(cmd, "--weights expects resident or mapped, got '%s'",
+                                       optarg);
+            setenv("SYNAPSE_WEIGHTS", optarg, 1);
             break;
         case 'M':
             if (cli_parse_long(cmd, "--metrics-port", optarg, 0, 65535, &v)) return 2;

@@ -22,7 +22,7 @@
 struct syn_engine_params syn_engine_default_params(void)
 {
     /* the environment picks the backend for processes whose CLI has no flag for it (workers) */
-    const char *backend = getenv("SYNAPSE_BACKEND");
+    const char *backend = getenv("SYNAPSE_BACKEND"), *weights = getenv("SYNAPSE_WEIGHTS");
     struct syn_engine_params p = {
         .model_path = NULL,
         .backend = backend && *backend ? backend : "cpu",
@@ -34,6 +34,7 @@ struct syn_engine_params syn_engine_default_params(void)
         .kv_cache_bytes = 0,
         .kv_block_tokens = 16,
         .chat_template = NULL,
+        .weights = weights && *weights ? weights : NULL,
     };
     return p;
 }
@@ -75,10 +76,19 @@ int syn_engine_load(const struct syn_engine_params *p, struct syn_engine **out, 
                           p->backend);
 #endif
 
+    enum syn_filemap_mode mode = be == &syn_backend_cpu ? SYN_FILEMAP_RESIDENT : SYN_FILEMAP_MAPPED;
+    if (p->weights && !strcmp(p->weights, "mapped"))
+        mode = SYN_FILEMAP_MAPPED;
+    else if (p->weights && !strcmp(p->weights, "resident"))
+        mode = SYN_FILEMAP_RESIDENT;
+    else if (p->weights)
+        return syn_seterr(err, errlen, SYN_EINVAL,
+                          "engine: weights '%.40s' unknown (have: resident, mapped)", p->weights);
+
     int rc;
     struct syn_engine *e = calloc(1, sizeof *e);
     if (!e) return syn_seterr(err, errlen, SYN_ENOMEM, "engine: out of memory");
-    if ((rc = syn_model_load(p->model_path, &e->model, err, errlen))) {
+    if ((rc = syn_model_load(p->model_path, mode, &e->model, err, errlen))) {
         free(e);
         return rc;
     }

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -283,9 +282,9 @@ struct tensor_info {
 };
 
 struct syn_gguf {
-    const uint8_t *base;         /* the file: a mapping or the caller's buffer */
+    const uint8_t *base;         /* the file: fm.data or the caller's buffer */
     size_t size;                 /* its length */
-    int mapped;                  /* 1 when base is our mapping, unmapped by syn_gguf_free */
+    struct syn_filemap fm;       /* the file in memory when we opened it, released by free */
     uint32_t version;            /* 2 or 3 */
     uint32_t alignment;          /* general.alignment, or 32 */
     size_t data_offset;          /* file offset of the data section */
@@ -783,8 +782,9 @@ static int parse(struct syn_gguf *g, char *err, size_t errlen)
 
 /* ---- open, parse, free ---- */
 
-static int parse_into(const void *data, size_t size, int mapped, struct syn_gguf **out, char *err,
-                      size_t errlen)
+/* Parses data; on success the handle takes fm (when given) over, on failure the caller keeps it. */
+static int parse_into(const void *data, size_t size, struct syn_filemap *fm, struct syn_gguf **out,
+                      char *err, size_t errlen)
 {
     struct syn_gguf *g = calloc(1, sizeof *g);
     if (!g) return syn_seterr(err, errlen, SYN_ENOMEM, "gguf: out of memory");
@@ -793,11 +793,13 @@ static int parse_into(const void *data, size_t size, int mapped, struct syn_gguf
     int rc = parse(g, err, errlen);
     if (rc) {
         if (rc == SYN_ENOMEM) syn_seterr(err, errlen, rc, "gguf: out of memory building the index");
-        g->mapped = 0; /* the caller unmaps on failure */
         syn_gguf_free(g);
         return rc;
     }
-    g->mapped = mapped;
+    if (fm) {
+        g->fm = *fm;
+        memset(fm, 0, sizeof *fm);
+    }
     *out = g;
     return 0;
 }
@@ -808,14 +810,15 @@ int syn_gguf_parse(const void *data, size_t size, struct syn_gguf **out, char *e
     if (!out || (!data && size))
         return syn_seterr(err, errlen, SYN_EINVAL, "gguf: parse needs a buffer and an out pointer");
     *out = NULL;
-    return parse_into(data ? data : empty, size, 0, out, err, errlen);
+    return parse_into(data ? data : empty, size, NULL, out, err, errlen);
 }
 
-int syn_gguf_open(const char *path, struct syn_gguf **out, char *err, size_t errlen)
+int syn_gguf_open_mode(const char *path, enum syn_filemap_mode mode, struct syn_gguf **out,
+                       char *err, size_t errlen)
 {
     int rc = 0;
     int fd = -1;
-    void *map = NULL;
+    struct syn_filemap fm = {0};
     size_t size = 0;
     struct stat st;
     if (!out || !path) return syn_seterr(err, errlen, SYN_EINVAL, "gguf: open needs a path");
@@ -840,21 +843,23 @@ int syn_gguf_open(const char *path, struct syn_gguf **out, char *err, size_t err
     }
     size = (size_t)st.st_size;
     if (size > 0) {
-        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            map = NULL;
-            rc = syn_seterr(err, errlen, SYN_EIO, "gguf: cannot map '%s' (%zu bytes): %s", path,
-                            size, strerror(errno));
+        char msg[400];
+        if ((rc = syn_filemap_open(fd, path, size, mode, &fm, msg, sizeof msg))) {
+            syn_seterr(err, errlen, rc, "gguf: %s", msg);
             goto out;
         }
     }
-    rc = size > 0 ? parse_into(map, size, 1, out, err, errlen)
+    rc = size > 0 ? parse_into(fm.data, size, &fm, out, err, errlen)
                   : syn_gguf_parse(NULL, 0, out, err, errlen);
-    if (rc == 0) map = NULL; /* the handle owns it now */
 out:
-    if (map) munmap(map, size);
+    syn_filemap_release(&fm); /* empty if the handle took it over */
     if (fd >= 0) close(fd);
     return rc;
+}
+
+int syn_gguf_open(const char *path, struct syn_gguf **out, char *err, size_t errlen)
+{
+    return syn_gguf_open_mode(path, SYN_FILEMAP_MAPPED, out, err, errlen);
 }
 
 void syn_gguf_free(struct syn_gguf *g)
@@ -868,7 +873,7 @@ void syn_gguf_free(struct syn_gguf *g)
     free(g->names);
     free(g->kv_index.slots);
     free(g->t_index.slots);
-    if (g->mapped) munmap((void *)g->base, g->size);
+    syn_filemap_release(&g->fm);
     free(g);
 }
 

@@ -1,11 +1,13 @@
 /*
  * What the GGUF writer (gguf_writer.c) needs from the reader (gguf.c): the size of each value
  * type, the rule for key and tensor names, and a pair's raw bytes for copying it into a new
- * file. Private to src/engine.
+ * file; and how the model loader (model.c) opens a file with its weights resident. Private to
+ * src/engine.
  */
 #ifndef SYN_ENGINE_GGUF_IMPL_H
 #define SYN_ENGINE_GGUF_IMPL_H
 
+#include "common/filemap.h"
 #include "synapse/gguf.h"
 
 #include <stddef.h>
@@ -21,5 +23,9 @@ int syn_gguf_name_ok(const char *s);
  * (for arrays: element type, count, elements). Returns 0, or SYN_EINVAL when i is out of range. */
 int syn_gguf_kv_bytes(const struct syn_gguf *g, int64_t i, const char **key,
                       enum syn_gguf_type *type, const uint8_t **val, size_t *len);
+
+/* syn_gguf_open with the file brought into memory as mode says (syn_gguf_open: mapped). */
+int syn_gguf_open_mode(const char *path, enum syn_filemap_mode mode, struct syn_gguf **out,
+                       char *err, size_t errlen);
 
 #endif

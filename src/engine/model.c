@@ -11,6 +11,8 @@
 #include "synapse/log.h"
 #include "synapse/safetensors.h"
 #include "synapse/tokenizer.h"
+#include "engine/gguf_impl.h"
+#include "engine/safetensors_impl.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -292,11 +294,12 @@ static void prefault(const void *base, size_t size)
 #endif
 }
 
-static int load_gguf(const char *path, struct syn_model *m, char *err, size_t errlen)
+static int load_gguf(const char *path, enum syn_filemap_mode mode, struct syn_model *m, char *err,
+                     size_t errlen)
 {
-    int rc = syn_gguf_open(path, &m->gguf, err, errlen);
+    int rc = syn_gguf_open_mode(path, mode, &m->gguf, err, errlen);
     if (rc) return rc;
-    prefault(syn_gguf_base(m->gguf), syn_gguf_size(m->gguf));
+    if (mode == SYN_FILEMAP_MAPPED) prefault(syn_gguf_base(m->gguf), syn_gguf_size(m->gguf));
     if ((rc = hparams_from_gguf(m, err, errlen))) return rc;
     if ((rc = check_hparams(&m->hp, err, errlen))) return rc;
     if ((rc = bind_weights(m, 0, err, errlen))) return rc;
@@ -323,12 +326,13 @@ static char *hf_chat_template(const char *dir)
     return out;
 }
 
-static int load_hf(const char *dir, struct syn_model *m, char *err, size_t errlen)
+static int load_hf(const char *dir, enum syn_filemap_mode mode, struct syn_model *m, char *err,
+                   size_t errlen)
 {
     int rc = syn_hf_config_load(dir, &m->hp, err, errlen);
     if (rc) return rc;
     if ((rc = check_hparams(&m->hp, err, errlen))) return rc;
-    if ((rc = syn_hf_dir_open(dir, &m->hf, err, errlen))) return rc;
+    if ((rc = syn_hf_dir_open_mode(dir, mode, &m->hf, err, errlen))) return rc;
     if ((rc = bind_weights(m, 1, err, errlen))) return rc;
     char tpath[4096];
     snprintf(tpath, sizeof tpath, "%s/tokenizer.json", dir);
@@ -337,14 +341,16 @@ static int load_hf(const char *dir, struct syn_model *m, char *err, size_t errle
     return SYN_OK;
 }
 
-int syn_model_load(const char *path, struct syn_model *m, char *err, size_t errlen)
+int syn_model_load(const char *path, enum syn_filemap_mode mode, struct syn_model *m, char *err,
+                   size_t errlen)
 {
     memset(m, 0, sizeof *m);
     struct stat st;
     if (!path || stat(path, &st) != 0)
         return syn_seterr(err, errlen, SYN_EIO, "model: cannot open '%s': %s",
                           path ? path : "(null)", strerror(errno));
-    int rc = S_ISDIR(st.st_mode) ? load_hf(path, m, err, errlen) : load_gguf(path, m, err, errlen);
+    int rc = S_ISDIR(st.st_mode) ? load_hf(path, mode, m, err, errlen)
+                                 : load_gguf(path, mode, m, err, errlen);
     if (rc == 0 && syn_tokenizer_n_vocab(m->tok) > m->hp.n_vocab)
         rc = syn_seterr(err, errlen, SYN_EFORMAT,
                         "model: the tokenizer has %d tokens but the embedding only %d rows",

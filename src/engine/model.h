@@ -10,6 +10,7 @@
 #ifndef SYN_ENGINE_MODEL_H
 #define SYN_ENGINE_MODEL_H
 
+#include "common/filemap.h"
 #include "synapse/model.h"
 #include "synapse/tensor.h"
 
@@ -52,8 +53,10 @@ struct syn_model {
     uint64_t weight_bytes;      /* bytes of every matrix one decode step reads */
 };
 
-/* Loads path (a GGUF file or a Hugging Face directory). Returns 0 or a negative syn_err. */
-int syn_model_load(const char *path, struct syn_model *m, char *err, size_t errlen);
+/* Loads path (a GGUF file or a Hugging Face directory), its files brought into memory as mode
+ * says (common/filemap.h). Returns 0 or a negative syn_err. */
+int syn_model_load(const char *path, enum syn_filemap_mode mode, struct syn_model *m, char *err,
+                   size_t errlen);
 void syn_model_release(struct syn_model *m);
 
 #endif

@@ -8,6 +8,7 @@
  * jansson is kept after parsing. This module does not convert dtypes or know the engine's names.
  */
 #include "synapse/safetensors.h"
+#include "engine/safetensors_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,9 +67,9 @@ struct st_entry {
 };
 
 struct syn_safetensors {
-    const uint8_t *base;       /* the whole file (mapping or the caller's buffer) */
+    const uint8_t *base;       /* the whole file (fm.data or the caller's buffer) */
     size_t size;               /* its bytes */
-    int mapped;                /* 1 when base is our mmap and must be unmapped */
+    struct syn_filemap fm;     /* the file in memory when we opened it, released by free */
     uint64_t header_len;       /* N, the JSON header's bytes */
     int64_t n;                 /* tensors */
     struct st_entry *ents;     /* n entries, by ascending data offset; malloc'ed */
@@ -124,7 +124,7 @@ void syn_safetensors_free(struct syn_safetensors *st)
     }
     free(st->meta_keys);
     free(st->meta_vals);
-    if (st->mapped) munmap((void *)st->base, st->size);
+    syn_filemap_release(&st->fm);
     free(st);
 }
 
@@ -262,8 +262,9 @@ static int parse_entry(struct st_entry *e, const char *name, json_t *desc, uint6
     return 0;
 }
 
-static int st_parse(const void *data, size_t size, int mapped, struct syn_safetensors **out,
-                    char *err, size_t errlen)
+/* Parses data; on success the handle takes fm (when given) over, on failure the caller keeps it. */
+static int st_parse(const void *data, size_t size, struct syn_filemap *fm,
+                    struct syn_safetensors **out, char *err, size_t errlen)
 {
     struct syn_safetensors *st = NULL;
     json_t *root = NULL;
@@ -283,7 +284,6 @@ static int st_parse(const void *data, size_t size, int mapped, struct syn_safete
     }
     st->base = data;
     st->size = size;
-    st->mapped = mapped;
     if (size < 8) {
         rc = syn_seterr(err, errlen, SYN_EFORMAT,
                         "file has %zu bytes, expected at least 8 (the header length)", size);
@@ -364,14 +364,15 @@ static int st_parse(const void *data, size_t size, int mapped, struct syn_safete
         st->by_name[i] = &st->ents[i];
     }
     qsort(st->by_name, (size_t)st->n, sizeof *st->by_name, cmp_name_ptr);
+    if (fm) {
+        st->fm = *fm;
+        memset(fm, 0, sizeof *fm);
+    }
     *out = st;
     st = NULL;
 out:
     json_decref(root);
-    if (st) {
-        st->mapped = 0; /* the caller still owns (and unmaps) the buffer on failure */
-        syn_safetensors_free(st);
-    }
+    syn_safetensors_free(st); /* on failure; fm stays the caller's */
     return rc;
 }
 
@@ -383,16 +384,17 @@ int syn_safetensors_parse(const void *data, size_t size, struct syn_safetensors 
 
     if (!out || (!data && size))
         return syn_seterr(err, errlen, SYN_EINVAL, "safetensors: bad arguments");
-    rc = st_parse(data, size, 0, out, msg, sizeof msg);
+    rc = st_parse(data, size, NULL, out, msg, sizeof msg);
     if (rc) syn_seterr(err, errlen, rc, "safetensors: %s", msg);
     return rc;
 }
 
-int syn_safetensors_open(const char *path, struct syn_safetensors **out, char *err, size_t errlen)
+static int st_open(const char *path, enum syn_filemap_mode mode, struct syn_safetensors **out,
+                   char *err, size_t errlen)
 {
     char msg[512];
     struct stat sb;
-    void *map = MAP_FAILED;
+    struct syn_filemap fm = {0};
     size_t size = 0;
     int fd = -1, rc = 0;
 
@@ -416,22 +418,21 @@ int syn_safetensors_open(const char *path, struct syn_safetensors **out, char *e
                         path, size);
         goto out;
     }
-    map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        rc = syn_seterr(err, errlen, SYN_EIO, "safetensors: cannot map %s (%zu bytes): %s", path,
-                        size, strerror(errno));
+    if ((rc = syn_filemap_open(fd, path, size, mode, &fm, msg, sizeof msg))) {
+        syn_seterr(err, errlen, rc, "safetensors: %s", msg);
         goto out;
     }
-    rc = st_parse(map, size, 1, out, msg, sizeof msg);
-    if (rc) {
-        syn_seterr(err, errlen, rc, "safetensors: %s: %s", path, msg);
-        goto out;
-    }
-    map = MAP_FAILED; /* owned by the handle now */
+    rc = st_parse(fm.data, size, &fm, out, msg, sizeof msg);
+    if (rc) syn_seterr(err, errlen, rc, "safetensors: %s: %s", path, msg);
 out:
-    if (map != MAP_FAILED) munmap(map, size);
+    syn_filemap_release(&fm); /* empty if the handle took it over */
     if (fd >= 0) close(fd);
     return rc;
+}
+
+int syn_safetensors_open(const char *path, struct syn_safetensors **out, char *err, size_t errlen)
+{
+    return st_open(path, SYN_FILEMAP_MAPPED, out, err, errlen);
 }
 
 /* ---- accessors ---- */
@@ -649,6 +650,7 @@ struct syn_hf_dir {
     int n_shards;                    /* files opened (>= 1) */
     struct syn_safetensors **shards; /* n_shards handles, owned; array malloc'ed */
     char **names;                    /* n_shards file names (no directory), malloc'ed */
+    enum syn_filemap_mode mode;      /* how the shards are brought into memory */
 };
 
 void syn_hf_dir_free(struct syn_hf_dir *d)
@@ -680,7 +682,7 @@ static int dir_add_shard(struct syn_hf_dir *d, const char *dir, const char *name
         return syn_seterr(err, errlen, SYN_EINVAL, "hf: path %s/%s is too long", dir, name);
     d->names[d->n_shards] = strdup(name);
     if (!d->names[d->n_shards]) return syn_seterr(err, errlen, SYN_ENOMEM, "hf: out of memory");
-    rc = syn_safetensors_open(path, &d->shards[d->n_shards], err, errlen);
+    rc = st_open(path, d->mode, &d->shards[d->n_shards], err, errlen);
     d->n_shards++; /* counted even on failure so that free() releases the name */
     return rc;
 }
@@ -755,7 +757,8 @@ out:
     return rc;
 }
 
-int syn_hf_dir_open(const char *dir, struct syn_hf_dir **out, char *err, size_t errlen)
+int syn_hf_dir_open_mode(const char *dir, enum syn_filemap_mode mode, struct syn_hf_dir **out,
+                         char *err, size_t errlen)
 {
     struct syn_hf_dir *d = NULL;
     char path[4096];
@@ -765,6 +768,7 @@ int syn_hf_dir_open(const char *dir, struct syn_hf_dir **out, char *err, size_t 
     *out = NULL;
     d = calloc(1, sizeof *d);
     if (!d) return syn_seterr(err, errlen, SYN_ENOMEM, "hf: out of memory");
+    d->mode = mode;
     if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir) >=
         sizeof path) {
         rc = syn_seterr(err, errlen, SYN_EINVAL, "hf: directory path is too long");
@@ -808,6 +812,11 @@ int syn_hf_dir_open(const char *dir, struct syn_hf_dir **out, char *err, size_t 
 out:
     syn_hf_dir_free(d);
     return rc;
+}
+
+int syn_hf_dir_open(const char *dir, struct syn_hf_dir **out, char *err, size_t errlen)
+{
+    return syn_hf_dir_open_mode(dir, SYN_FILEMAP_MAPPED, out, err, errlen);
 }
 
 int syn_hf_dir_n_shards(const struct syn_hf_dir *d)
