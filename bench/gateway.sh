@@ -40,6 +40,12 @@
 # python3, cc.
 set -euo pipefail
 
+for tool in redis-server wrk python3 cc curl; do
+    command -v "$tool" >/dev/null || {
+        echo "gateway.sh: needs $tool (Debian: apt-get install ${tool/cc/gcc})" >&2
+        exit 1
+    }
+done
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SYN=${SYNAPSE:-./synapse}

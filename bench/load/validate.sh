@@ -9,7 +9,9 @@
 # right before and right after each policy's real run and simulates that policy with their
 # mean (engine_t1_pP_POLICY.json; with SIM_ONLY=1, the saved pair): on a shared machine whose
 # speed drifts by a quarter within minutes, inputs measured once at the start can describe a
-# different machine than the run. REPEAT=N (default 1) runs each policy N times in a row (each
+# different machine than the run. It brackets the calibration run the same way, and the hop
+# and step overhead are derived against that mean (engine_t1_p64_calib.json). Each of these
+# measurements reports medians of BRACKET_REPS (default 5) repetitions. REPEAT=N (default 1) runs each policy N times in a row (each
 # its own real run, bracket and simulation, tagged POLICY_rI) and compares the median real p99
 # and worker-seconds with the median simulated ones (repeated_POLICY.json): one real run's p99 on
 # this machine moves by more than the 15% the simulator is held to, so a single pair cannot
@@ -30,7 +32,35 @@ ensure_model
 [ -f "$OUT/engine_t1_p64.json" ] || "$(dirname "$0")/engine.sh"
 [ -f "$OUT/coldstart_t1.json" ] || "$(dirname "$0")/coldstart.sh" 1
 
-# 1. calibration: one warm worker, 2 requests/s, 64-token prompts, 32 output tokens
+# Step times measured now (BRACKET=1): engine_t1_pP_$1.json for each prompt length in $2.
+engine_now() { # $1: name, $2: prompt lengths
+    for p in $2; do
+        "$SYN" bench engine -m "$MODEL" -t 1 --batch 1,2,4,8,16,32 --prompt "$p" --gen 32 \
+            --reps "${BRACKET_REPS:-5}" --json >"$OUT/engine_t1_p${p}_$1.json"
+    done
+}
+# engine_t1_pP_$1.json: the mean of engine_t1_pP_$1_before.json and ..._after.json
+engine_mean() { # $1: name, $2: prompt lengths
+    for p in $2; do
+        python3 - "$OUT/engine_t1_p${p}_$1" <<'PY'
+import json, sys
+base = sys.argv[1]
+a, b = (json.load(open(f"{base}_{w}.json")) for w in ("before", "after"))
+m = dict(a)
+m["prefill_tokens_per_s"] = (a["prefill_tokens_per_s"] + b["prefill_tokens_per_s"]) / 2
+tb = {d["batch"]: d["tokens_per_s"] for d in b["decode"]}
+m["decode"] = [dict(d, tokens_per_s=(d["tokens_per_s"] + tb[d["batch"]]) / 2) for d in a["decode"]]
+m["sample_us_per_row"] = (a.get("sample_us_per_row", 0) + b.get("sample_us_per_row", 0)) / 2
+m["bracketed"] = "mean of the measurements before and after the real run"
+json.dump(m, open(f"{base}.json", "w"), indent=1)
+PY
+    done
+}
+
+# 1. calibration: one warm worker, 2 requests/s, 64-token prompts, 32 output tokens. With
+# BRACKET=1 the step times it is measured against are taken right before and right after it
+# (engine_t1_p64_calib.json): the overhead is the small difference of two ~1 ms figures, and
+# step times from minutes earlier moved it from 0.002 to 0.34 ms between two series.
 calibrate() {
     log "calibration run"
     start_up calib 18305 --min-warm 1 --max-workers 1 --worker-threads 1
@@ -40,14 +70,21 @@ calibrate() {
     stop_up
 }
 if [ -z "${SIM_ONLY:-}" ]; then
+    [ -n "${BRACKET:-}" ] && { log "step times before the calibration"; measure engine_now calib_before 64; }
     measure calibrate
     annotate "$OUT/validation_calibration.json" "load_average_before=$M_LA" \
         "other_sessions_cpu_share=$M_OTHERS"
+    [ -n "${BRACKET:-}" ] && { log "step times after the calibration"; measure engine_now calib_after 64; }
 fi
-read -r HOP_MS OVER_MS COLD_S < <(python3 - "$OUT" <<'PY'
+CAL_ENG=$OUT/engine_t1_p64.json
+if [ -n "${BRACKET:-}" ] && [ -f "$OUT/engine_t1_p64_calib_before.json" ]; then
+    engine_mean calib 64
+    CAL_ENG=$OUT/engine_t1_p64_calib.json
+fi
+read -r HOP_MS OVER_MS COLD_S < <(python3 - "$OUT" "$CAL_ENG" <<'PY'
 import json, statistics as st, sys
 out = sys.argv[1]
-eng = json.load(open(f"{out}/engine_t1_p64.json"))
+eng = json.load(open(sys.argv[2]))
 cal = json.load(open(f"{out}/validation_calibration.json"))
 cols = cal["request_columns"]
 rows = [r for r in cal["requests"] if r[cols.index("outcome")] == "ok"]
@@ -89,34 +126,15 @@ for run in $(for p in $POLICIES; do seq -f "$p@%g" 1 "$REPEAT"; done); do
     }
     # the step times one policy is simulated with: the series' own, or (BRACKET=1) the mean
     # of two measurements taken just before and just after its real run
-    bracket_engine() { # $1: before|after
-        for p in 64 256; do
-            "$SYN" bench engine -m "$MODEL" -t 1 --batch 1,2,4,8,16,32 --prompt "$p" --gen 32 \
-                --reps 3 --json >"$OUT/engine_t1_p${p}_${tag}_$1.json"
-        done
-    }
     if [ -z "${SIM_ONLY:-}" ]; then
-        [ -n "${BRACKET:-}" ] && { log "step times before the run"; measure bracket_engine before; }
+        [ -n "${BRACKET:-}" ] && { log "step times before the run"; measure engine_now "${tag}_before" "64 256"; }
         measure real_run
         echo "$M_LA $M_OTHERS" >"$OUT/validation_real_$tag.machine"
-        [ -n "${BRACKET:-}" ] && { log "step times after the run"; measure bracket_engine after; }
+        [ -n "${BRACKET:-}" ] && { log "step times after the run"; measure engine_now "${tag}_after" "64 256"; }
     fi
     ENG64=$OUT/engine_t1_p64.json ENG256=$OUT/engine_t1_p256.json BRACKETED=0
     if [ -n "${BRACKET:-}" ] && [ -f "$OUT/engine_t1_p64_${tag}_before.json" ]; then
-        for p in 64 256; do
-            python3 - "$OUT/engine_t1_p${p}_${tag}" <<'PY'
-import json, sys
-base = sys.argv[1]
-a, b = (json.load(open(f"{base}_{w}.json")) for w in ("before", "after"))
-m = dict(a)
-m["prefill_tokens_per_s"] = (a["prefill_tokens_per_s"] + b["prefill_tokens_per_s"]) / 2
-tb = {d["batch"]: d["tokens_per_s"] for d in b["decode"]}
-m["decode"] = [dict(d, tokens_per_s=(d["tokens_per_s"] + tb[d["batch"]]) / 2) for d in a["decode"]]
-m["sample_us_per_row"] = (a.get("sample_us_per_row", 0) + b.get("sample_us_per_row", 0)) / 2
-m["bracketed"] = "mean of the measurements before and after the real run"
-json.dump(m, open(f"{base}.json", "w"), indent=1)
-PY
-        done
+        engine_mean "$tag" "64 256"
         ENG64=$OUT/engine_t1_p64_$tag.json ENG256=$OUT/engine_t1_p256_$tag.json BRACKETED=1
         log "simulating with bracketed step times: $(python3 -c "
 import json,sys
