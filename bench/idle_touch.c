@@ -46,8 +46,8 @@ static double read_all(const uint8_t *p, size_t n)
 static uint8_t *copy_anon(const uint8_t *src, size_t n, int huge)
 {
     size_t body = (n + HUGE - 1) & ~(HUGE - 1);
-    uint8_t *raw = mmap(NULL, body + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                        -1, 0);
+    uint8_t *raw =
+        mmap(NULL, body + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return NULL;
     uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
     madvise(p, body, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);

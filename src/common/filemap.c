@@ -12,8 +12,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define HUGE_PAGE ((size_t)2 << 20)
-#define READ_CHUNK ((size_t)64 << 20)
+#define HUGE_PAGE   ((size_t)2 << 20)
+#define READ_CHUNK  ((size_t)64 << 20)
 #define MAX_READERS 4
 
 static int open_mapped(int fd, const char *path, size_t size, struct syn_filemap *m, char *err,
@@ -63,7 +63,10 @@ static int read_parallel(int fd, uint8_t *base, size_t size, size_t *bad_off, in
     struct part parts[MAX_READERS];
     pthread_t th[MAX_READERS];
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int n = size < 4 * HUGE_PAGE ? 1 : (int)(cpus < 1 ? 1 : cpus > MAX_READERS ? MAX_READERS : cpus);
+    int n = size < 4 * HUGE_PAGE ? 1
+                                 : (int)(cpus < 1             ? 1
+                                         : cpus > MAX_READERS ? MAX_READERS
+                                                              : cpus);
     size_t share = (size / (size_t)n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
     int started = 0, rc = 0;
     for (int i = 0; i < n; i++) {
@@ -114,7 +117,8 @@ static int open_resident(int fd, const char *path, size_t size, struct syn_filem
     if ((rc = read_parallel(fd, base, size, &bad_off, &bad_errno))) {
         munmap(base, body);
         return syn_seterr(err, errlen, SYN_EIO, "cannot read '%s' at byte %zu of %zu: %s", path,
-                          bad_off, size, bad_errno ? strerror(bad_errno) : "file shrank while read");
+                          bad_off, size,
+                          bad_errno ? strerror(bad_errno) : "file shrank while read");
     }
     (void)mprotect(base, body, PROT_READ); /* weights are never written */
     *m = (struct syn_filemap){base, size, base, body};

@@ -237,6 +237,24 @@ static long long server_reads(redisContext *x)
     return n;
 }
 
+/* Submits n jobs j0, j1, ... (every hi_every-th one high priority, from j0) and claims them all
+ * as "w1" into jobs, with p[i] = &jobs[i]. High ones come first (the claim reads high first). */
+static void submit_and_claim(struct syn_qclient *c, int n, int hi_every, struct syn_job *jobs,
+                             const struct syn_job **p)
+{
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "j%d", i);
+        submit(c, id, i % hi_every ? SYN_PRIO_NORMAL : SYN_PRIO_HIGH);
+    }
+    for (int got = 0; got < n;) {
+        int k = syn_q_claim(c, MODEL, "w1", n - got, 0, jobs + got);
+        CHECK(k > 0);
+        got += k;
+    }
+    for (int i = 0; i < n; i++) p[i] = &jobs[i];
+}
+
 TEST(queue_ack_many_acks_both_streams_in_one_round_trip)
 {
     enum { N = 40 };
@@ -244,20 +262,9 @@ TEST(queue_ack_many_acks_both_streams_in_one_round_trip)
     syn_test_redis_start(&r, 0);
     struct syn_qclient *c = client(&r);
     redisContext *x = raw(&r);
-    for (int i = 0; i < N; i++) {
-        char id[16];
-        snprintf(id, sizeof id, "j%d", i);
-        submit(c, id, i % 3 ? SYN_PRIO_NORMAL : SYN_PRIO_HIGH);
-    }
     struct syn_job jobs[N];
-    int n = 0;
-    while (n < N) {
-        int k = syn_q_claim(c, MODEL, "w1", N - n, 0, jobs + n);
-        CHECK(k > 0);
-        n += k;
-    }
     const struct syn_job *p[N];
-    for (int i = 0; i < N; i++) p[i] = &jobs[i];
+    submit_and_claim(c, N, 3, jobs, p);
     long long before = server_reads(x);
     CHECK_EQ_INT(syn_q_ack_many(c, MODEL, p, N), SYN_OK);
     long long reads = server_reads(x) - before - 1; /* minus the second INFO itself */
@@ -824,20 +831,9 @@ TEST(queue_post_step_acks_with_events_and_reports_acks_apart)
     syn_test_redis_start(&r, 0);
     struct syn_qclient *c = client(&r);
     redisContext *x = raw(&r);
-    for (int i = 0; i < N; i++) {
-        char id[16];
-        snprintf(id, sizeof id, "j%d", i);
-        submit(c, id, i % 2 ? SYN_PRIO_NORMAL : SYN_PRIO_HIGH);
-    }
     struct syn_job jobs[N];
-    int n = 0;
-    while (n < N) {
-        int k = syn_q_claim(c, MODEL, "w1", N - n, 0, jobs + n);
-        CHECK(k > 0);
-        n += k;
-    }
     const struct syn_job *p[N];
-    for (int i = 0; i < N; i++) p[i] = &jobs[i];
+    submit_and_claim(c, N, 2, jobs, p);
     CHECK_EQ_INT(syn_q_cancel(c, "j5"), SYN_OK);
     struct syn_event ev[2];
     const char *keys[2] = {REPLY, REPLY}, *ids[2] = {"j4", "j5"};

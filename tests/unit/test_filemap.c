@@ -42,8 +42,8 @@ TEST(filemap_resident_and_mapped_hold_the_same_bytes)
     char err[256];
     for (int mode = SYN_FILEMAP_MAPPED; mode <= SYN_FILEMAP_RESIDENT; mode++) {
         struct syn_filemap m;
-        CHECK_EQ_INT(syn_filemap_open(fd, path, n, (enum syn_filemap_mode)mode, &m, err, sizeof err),
-                     0);
+        CHECK_EQ_INT(
+            syn_filemap_open(fd, path, n, (enum syn_filemap_mode)mode, &m, err, sizeof err), 0);
         CHECK_EQ_INT(m.size, n);
         CHECK(memcmp(m.data, want, n) == 0);
         if (mode == SYN_FILEMAP_RESIDENT) {
