@@ -113,4 +113,22 @@ TEST(engine_weights_resident_and_mapped_agree)
     struct syn_engine *e;
     CHECK_EQ_INT(syn_engine_load(&p, &e, err, sizeof err), SYN_EINVAL);
     CHECK(strstr(err, "swapped") && strstr(err, "resident"));
+    /* the commands: a bad --weights is a usage error; SYNAPSE_WEIGHTS picks the mode */
+    char *out = NULL;
+    CHECK_EQ_INT(syn_test_sh(&out,
+                             "%s worker --model %s --redis unix:///nonexistent --weights x 2>&1",
+                             syn_test_bin(), syn_test_shared("models/stories260K.gguf")),
+                 2);
+    CHECK(out && strstr(out, "--weights expects resident or mapped"));
+    free(out);
+    out = NULL;
+    CHECK_EQ_INT(syn_test_sh(&out, "SYNAPSE_WEIGHTS=mapped %s generate -m %s --temp 0 -n 8 2>&1",
+                             syn_test_bin(), syn_test_shared("models/stories260K.gguf")),
+                 0);
+    free(out);
+    out = NULL;
+    CHECK(syn_test_sh(&out, "SYNAPSE_WEIGHTS=bogus %s generate -m %s -n 1 2>&1", syn_test_bin(),
+                      syn_test_shared("models/stories260K.gguf")) != 0);
+    CHECK(out && strstr(out, "bogus"));
+    free(out);
 }
