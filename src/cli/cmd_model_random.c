@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -35,7 +36,7 @@
 
 #define CMD       "model random"
 #define ALIGNMENT 32u
-#define CHUNK     (32 * 1024) /* elements generated and converted at a time; a multiple of 32 */
+#define CHUNK     (32 * 1024) /* elements generated and converted at a time; a multiple of 256 */
 
 /* ---- shapes ---- */
 
@@ -75,6 +76,7 @@ static const struct shape shapes[] = {
 struct cfg {
     struct shape s;         /* the shape, after --shape and the per-dimension flags */
     int dtype;              /* enum syn_dtype of every matrix (norms are always F32) */
+    int q4_k_m;             /* --dtype q4_K_M: Q4_K, with Q6_K where llama.cpp's Q4_K_M has it */
     uint64_t seed;          /* --seed */
     float norm_eps;         /* llama.attention.layer_norm_rms_epsilon */
     const char *vocab_from; /* --vocab-from, or NULL to search the shared data */
@@ -168,6 +170,9 @@ static int plan_tensors(const struct cfg *c, struct tplan *t)
     uint64_t q_dim = (uint64_t)s->n_head * s->head_dim,
              kv_dim = (uint64_t)s->n_kv_head * s->head_dim;
     int n = 0, dt = c->dtype;
+    /* q4_K_M: llama.cpp gives attn_v and ffn_down Q6_K in the first and last eighth of the
+     * layers and in every third layer between, and the output matrix Q6_K. */
+    const int n8 = s->n_layer / 8;
     char name[64];
     plan_add(t, &n, "token_embd.weight", dt, s->dim, s->vocab, FILL_MATRIX);
     if (s->llama3_rope)
@@ -179,16 +184,20 @@ static int plan_tensors(const struct cfg *c, struct tplan *t)
         const uint64_t k[] = {s->dim, s->dim, s->dim, s->dim, q_dim,
                               s->dim, s->dim, s->dim, s->ffn};
         const uint64_t rows[] = {0, q_dim, kv_dim, kv_dim, s->dim, 0, s->ffn, s->ffn, s->dim};
+        const int more_bits = c->q4_k_m && (i < n8 || i >= s->n_layer - n8 || (i - n8) % 3 == 2);
         for (int j = 0; j < 9; j++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", i, parts[j]);
+            int jt = more_bits && (j == 3 || j == 8) ? SYN_DT_Q6_K : dt; /* attn_v, ffn_down */
             if (rows[j])
-                plan_add(t, &n, name, dt, k[j], rows[j], FILL_MATRIX);
+                plan_add(t, &n, name, jt, k[j], rows[j], FILL_MATRIX);
             else
                 plan_add(t, &n, name, SYN_DT_F32, k[j], 0, FILL_NORM);
         }
     }
     plan_add(t, &n, "output_norm.weight", SYN_DT_F32, s->dim, 0, FILL_NORM);
-    if (!s->tied) plan_add(t, &n, "output.weight", dt, s->dim, s->vocab, FILL_MATRIX);
+    if (!s->tied)
+        plan_add(t, &n, "output.weight", c->q4_k_m ? SYN_DT_Q6_K : dt, s->dim, s->vocab,
+                 FILL_MATRIX);
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         t[i].offset = off;
@@ -472,17 +481,22 @@ static int put_zeros(FILE *f, uint64_t n)
 static int add_model_keys(struct syn_gguf_writer *w, const struct cfg *c)
 {
     const struct shape *s = &c->s;
-    uint32_t file_type = c->dtype == SYN_DT_F32    ? 0 /* llama.cpp's LLAMA_FTYPE numbers */
+    uint32_t file_type = c->q4_k_m                 ? 15 /* llama.cpp's LLAMA_FTYPE numbers */
+                         : c->dtype == SYN_DT_F32  ? 0
                          : c->dtype == SYN_DT_F16  ? 1
                          : c->dtype == SYN_DT_Q8_0 ? 7
+                         : c->dtype == SYN_DT_Q4_K ? 14 /* "mostly Q4_K_S" */
+                         : c->dtype == SYN_DT_Q5_K ? 16 /* "mostly Q5_K_S" */
+                         : c->dtype == SYN_DT_Q6_K ? 18
                                                    : 32; /* BF16 */
+    const int quantised =
+        c->dtype != SYN_DT_F32 && c->dtype != SYN_DT_F16 && c->dtype != SYN_DT_BF16;
     int rc;
     if ((rc = syn_gguf_writer_add_str(w, "general.architecture", "llama")) < 0 ||
         (rc = syn_gguf_writer_add_str(w, "general.name", s->name)) < 0 ||
         (rc = syn_gguf_writer_add_u32(w, "general.alignment", ALIGNMENT)) < 0 ||
         (rc = syn_gguf_writer_add_u32(w, "general.file_type", file_type)) < 0 ||
-        (c->dtype == SYN_DT_Q8_0 &&
-         (rc = syn_gguf_writer_add_u32(w, "general.quantization_version", 2)) < 0) ||
+        (quantised && (rc = syn_gguf_writer_add_u32(w, "general.quantization_version", 2)) < 0) ||
         (rc = syn_gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)s->vocab)) < 0 ||
         (rc = syn_gguf_writer_add_u32(w, "llama.context_length", (uint32_t)s->ctx)) < 0 ||
         (rc = syn_gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)s->dim)) < 0 ||
@@ -594,9 +608,11 @@ static float llama3_divisor(int i, int head_dim, float theta)
     return (float)(1.0 / ((1.0 - smooth) / L3_FACTOR + smooth));
 }
 
-/* Converts n floats (n a multiple of 32 for Q8_0) to type at dst; returns the bytes written. */
+/* Converts n floats (n a multiple of 32 for Q8_0, 256 for the K-quants) to type at dst;
+ * returns the bytes written. */
 static size_t convert(int type, const float *x, size_t n, uint8_t *dst)
 {
+    if (syn_dtype_block_elems(type) == SYN_QK_K) return syn_quantize_row_kquant(type, x, dst, n);
     if (type == SYN_DT_F32) {
         memcpy(dst, x, n * 4);
         return n * 4;
@@ -709,7 +725,8 @@ static void usage(FILE *f)
         f,
         "Usage: synapse model random (--shape NAME | --dim N --layers N --heads N [--kv-heads N]\n"
         "                            [--ffn N] [--vocab N] [--head-dim N])\n"
-        "                            --dtype f32|f16|bf16|q8_0 [--tied] [--seed S]\n"
+        "                            --dtype f32|f16|bf16|q8_0|q4_K|q5_K|q6_K|q4_K_M\n"
+        "                            [--tied] [--seed S]\n"
         "                            [--vocab-from FILE] -o FILE\n\n"
         "Writes a Llama-architecture GGUF v3 model with deterministic pseudo-random weights\n"
         "(the same seed gives the same bytes), for tests and benchmarks.\n\n"
@@ -733,8 +750,13 @@ static void usage(FILE *f)
             "  --ctx N            llama.context_length (default: the shape's, else 2048)\n"
             "  --rope-theta X     llama.rope.freq_base (default: the shape's, else 10000)\n"
             "  --llama3-rope      add rope_freqs.weight with Llama 3.1 scaling (factor 32)\n"
-            "  --dtype T          f32, f16, bf16 or q8_0 for every matrix; norms stay f32.\n"
-            "                     q8_0 needs dim, heads*head-dim and ffn to be multiples of 32\n"
+            "  --dtype T          f32, f16, bf16, q8_0, q4_K, q5_K or q6_K for every matrix;\n"
+            "                     norms stay f32. q4_K_M: q4_K, with q6_K for the output and\n"
+            "                     for attn_v and ffn_down in the layers llama.cpp's Q4_K_M gives\n"
+            "                     more bits. q8_0 needs dim, heads*head-dim and ffn to be\n"
+            "                     multiples of 32, the K-quants multiples of 256. The K-quants\n"
+            "                     are fitted by plain min/max per sub-block, not llama.cpp's\n"
+            "                     error-minimising search\n"
             "  --tied             no output.weight: the output projection is token_embd\n"
             "  --seed S           seed of the weights (default 1)\n"
             "  --vocab-from FILE  copy the tokenizer.* keys of this GGUF (its token count must be\n"
@@ -898,21 +920,29 @@ static int parse_args(int argc, char **argv, struct cfg *c)
     if (s->n_head % s->n_kv_head)
         return cli_usage_error(CMD, "--kv-heads %d must divide --heads %d", s->n_kv_head,
                                s->n_head);
-    if (!dtype) return cli_usage_error(CMD, "--dtype is required (f32, f16, bf16 or q8_0)");
-    c->dtype = syn_dtype_parse(dtype);
+    if (!dtype)
+        return cli_usage_error(CMD,
+                               "--dtype is required (f32, f16, bf16, q8_0, q4_K, q5_K, q6_K or "
+                               "q4_K_M)");
+    c->q4_k_m = !strcasecmp(dtype, "q4_K_M");
+    c->dtype = c->q4_k_m ? SYN_DT_Q4_K : syn_dtype_parse(dtype);
     if (c->dtype != SYN_DT_F32 && c->dtype != SYN_DT_F16 && c->dtype != SYN_DT_BF16 &&
-        c->dtype != SYN_DT_Q8_0)
-        return cli_usage_error(CMD, "--dtype must be f32, f16, bf16 or q8_0, got '%s'", dtype);
-    if (c->dtype == SYN_DT_Q8_0) {
-        /* every matrix is quantised along its rows (ne[0]), in whole blocks of 32 */
+        c->dtype != SYN_DT_Q8_0 && c->dtype != SYN_DT_Q4_K && c->dtype != SYN_DT_Q5_K &&
+        c->dtype != SYN_DT_Q6_K)
+        return cli_usage_error(
+            CMD, "--dtype must be f32, f16, bf16, q8_0, q4_K, q5_K, q6_K or q4_K_M, got '%s'",
+            dtype);
+    const int block = syn_dtype_block_elems(c->dtype);
+    if (block > 1) {
+        /* every matrix is quantised along its rows (ne[0]), in whole blocks */
         const char *what[] = {"dim", "heads * head_dim", "ffn"};
         long k[] = {s->dim, (long)s->n_head * s->head_dim, s->ffn};
         for (int i = 0; i < 3; i++)
-            if (k[i] % SYN_QK8_0)
+            if (k[i] % block)
                 return cli_usage_error(CMD,
-                                       "q8_0 quantises each matrix row in blocks of 32, so %s "
-                                       "must be a multiple of 32, got %ld",
-                                       what[i], k[i]);
+                                       "%s quantises each matrix row in blocks of %d, so %s "
+                                       "must be a multiple of %d, got %ld",
+                                       dtype, block, what[i], block, k[i]);
     }
     if (!c->out) return cli_usage_error(CMD, "-o FILE is required");
     return 0;
@@ -968,8 +998,9 @@ int cmd_model_random(int argc, char **argv)
     printf("wrote %s: %s, dim %d, %d layers, %d heads / %d kv heads of %d, ffn %d, vocab %d%s, "
            "%s, seed %llu, %.2f M parameters, %.1f MiB of tensors; %s\n",
            c.out, s->name, s->dim, s->n_layer, s->n_head, s->n_kv_head, s->head_dim, s->ffn,
-           s->vocab, s->tied ? " (tied)" : "", syn_dtype_name(c.dtype), (unsigned long long)c.seed,
-           (double)params / 1e6, (double)bytes / (1024.0 * 1024.0), vocab_desc);
+           s->vocab, s->tied ? " (tied)" : "", c.q4_k_m ? "q4_K_M" : syn_dtype_name(c.dtype),
+           (unsigned long long)c.seed, (double)params / 1e6, (double)bytes / (1024.0 * 1024.0),
+           vocab_desc);
     rc = 0;
 out:
     free(meta);

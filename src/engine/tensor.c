@@ -82,7 +82,8 @@ int syn_dtype_parse(const char *s)
 {
     /* Only the types a user may ask for (model random --type, conversions): the ones the
      * backends compute with. */
-    static const int parseable[] = {SYN_DT_F32, SYN_DT_F16, SYN_DT_BF16, SYN_DT_Q8_0, SYN_DT_Q4_0};
+    static const int parseable[] = {SYN_DT_F32,  SYN_DT_F16,  SYN_DT_BF16, SYN_DT_Q8_0,
+                                    SYN_DT_Q4_0, SYN_DT_Q4_K, SYN_DT_Q5_K, SYN_DT_Q6_K};
     if (!s) return -1;
     for (size_t i = 0; i < sizeof parseable / sizeof parseable[0]; i++)
         if (!strcasecmp(s, dtypes[parseable[i]].name)) return parseable[i];
@@ -208,7 +209,166 @@ int syn_dequantize_row(int type, const void *src, float *dst, uint64_t n)
             }
         }
         return 0;
+    case SYN_DT_Q4_K:
+    case SYN_DT_Q5_K:
+        if (n % SYN_QK_K) return SYN_EINVAL;
+        for (uint64_t b = 0; b < n / SYN_QK_K; b++) {
+            const int q5 = type == SYN_DT_Q5_K;
+            const uint8_t *blk = p + b * (q5 ? SYN_Q5K_BYTES : SYN_Q4K_BYTES);
+            const uint8_t *qh = blk + 16, *qs = blk + (q5 ? 48 : 16);
+            float d = syn_f16_to_f32(load_le16(blk)), dmin = syn_f16_to_f32(load_le16(blk + 2));
+            float *y = dst + b * SYN_QK_K;
+            for (int j = 0; j < 8; j++) { /* sub-block j: elements 32j .. 32j + 31 */
+                uint8_t sc, m;
+                syn_kquant_scale_min(blk + 4, j, &sc, &m);
+                const float ds = d * (float)sc, dm = dmin * (float)m;
+                const uint8_t *q = qs + 32 * (j / 2);
+                for (int l = 0; l < 32; l++) {
+                    int v = j % 2 ? q[l] >> 4 : q[l] & 15;
+                    if (q5) v += ((qh[l] >> j) & 1) << 4;
+                    y[32 * j + l] = ds * (float)v - dm;
+                }
+            }
+        }
+        return 0;
+    case SYN_DT_Q6_K:
+        if (n % SYN_QK_K) return SYN_EINVAL;
+        for (uint64_t b = 0; b < n / SYN_QK_K; b++) {
+            const uint8_t *blk = p + b * SYN_Q6K_BYTES;
+            const int8_t *sc = (const int8_t *)(blk + 192);
+            float d = syn_f16_to_f32(load_le16(blk + 208));
+            float *y = dst + b * SYN_QK_K;
+            for (int e = 0; e < SYN_QK_K; e++) {
+                int half = e / 128, i = (e % 128) / 32, l = e % 32;
+                uint8_t lo = blk[64 * half + l + 32 * (i & 1)];
+                uint8_t hi = blk[128 + 32 * half + l];
+                int q = (i < 2 ? lo & 15 : lo >> 4) | (((hi >> (2 * i)) & 3) << 4);
+                y[e] = d * (float)sc[e / 16] * (float)(q - 32);
+            }
+        }
+        return 0;
     default:
         return SYN_EUNSUPPORTED;
     }
+}
+
+/* ---- K-quant quantisation (for random-weight models) ---- */
+
+static int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Rounds half away from zero without libm's roundf (this runs over every weight of a model). */
+static int round_i(float v)
+{
+    return (int)(v + (v < 0.0f ? -0.5f : 0.5f));
+}
+
+static void store_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* One Q4_K (levels 15) or Q5_K (levels 31) super-block: each sub-block's range [min(0, lo), hi]
+ * is cut into `levels` steps; the steps and mins are then themselves quantised to 6 bits against
+ * the super-block's largest, and the values rounded on the quantised grid. */
+static void quantize_q45_k(const float *x, uint8_t *blk, int levels)
+{
+    const int q5 = levels == 31;
+    float step[8], mins[8], max_step = 0.0f, max_min = 0.0f;
+    for (int j = 0; j < 8; j++) {
+        float lo = 0.0f, hi = 0.0f;
+        for (int l = 0; l < 32; l++) {
+            float v = x[32 * j + l];
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        step[j] = (hi - lo) / (float)levels;
+        mins[j] = -lo;
+        max_step = step[j] > max_step ? step[j] : max_step;
+        max_min = mins[j] > max_min ? mins[j] : max_min;
+    }
+    uint16_t hd = syn_f32_to_f16(max_step / 63.0f), hm = syn_f32_to_f16(max_min / 63.0f);
+    float d = syn_f16_to_f32(hd), dmin = syn_f16_to_f32(hm);
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = (uint8_t)(d > 0.0f ? clampi(round_i(step[j] / d), 0, 63) : 0);
+        m[j] = (uint8_t)(dmin > 0.0f ? clampi(round_i(mins[j] / dmin), 0, 63) : 0);
+    }
+    memset(blk, 0, q5 ? SYN_Q5K_BYTES : SYN_Q4K_BYTES);
+    store_le16(blk, hd);
+    store_le16(blk + 2, hm);
+    uint8_t *scales = blk + 4, *qh = blk + 16, *qs = blk + (q5 ? 48 : 16);
+    for (int j = 0; j < 4; j++) {
+        scales[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        scales[j + 4] = (uint8_t)(m[j] | (m[j + 4] >> 4) << 6);
+        scales[j + 8] = (uint8_t)((sc[j + 4] & 15) | (m[j + 4] & 15) << 4);
+    }
+    for (int j = 0; j < 8; j++) {
+        const float ds = d * (float)sc[j], dm = dmin * (float)m[j];
+        const float inv = ds > 0.0f ? 1.0f / ds : 0.0f;
+        uint8_t *q = qs + 32 * (j / 2);
+        for (int l = 0; l < 32; l++) {
+            int v = clampi(round_i((x[32 * j + l] + dm) * inv), 0, levels);
+            q[l] |= (uint8_t)((v & 15) << (j % 2 ? 4 : 0));
+            if (q5) qh[l] |= (uint8_t)((v >> 4) << j);
+        }
+    }
+}
+
+/* One Q6_K super-block: each sub-block of 16 gets a step of max|x| / 31 (quants -32..31), the
+ * steps quantised to int8 against the super-block's largest. */
+static void quantize_q6_k(const float *x, uint8_t *blk)
+{
+    float step[16], max_step = 0.0f;
+    for (int k = 0; k < 16; k++) {
+        float a = 0.0f;
+        for (int l = 0; l < 16; l++) {
+            float v = x[16 * k + l] < 0.0f ? -x[16 * k + l] : x[16 * k + l];
+            a = v > a ? v : a;
+        }
+        step[k] = a / 31.0f;
+        max_step = step[k] > max_step ? step[k] : max_step;
+    }
+    uint16_t hd = syn_f32_to_f16(max_step / 127.0f);
+    float d = syn_f16_to_f32(hd);
+    memset(blk, 0, SYN_Q6K_BYTES);
+    int8_t *sc = (int8_t *)(blk + 192);
+    for (int k = 0; k < 16; k++)
+        sc[k] = (int8_t)(d > 0.0f ? clampi(round_i(step[k] / d), 0, 127) : 0);
+    store_le16(blk + 208, hd);
+    for (int e = 0; e < SYN_QK_K; e++) {
+        const float s = d * (float)sc[e / 16];
+        int q = s > 0.0f ? clampi(round_i(x[e] / s), -32, 31) + 32 : 32;
+        int half = e / 128, i = (e % 128) / 32, l = e % 32;
+        blk[64 * half + l + 32 * (i & 1)] |= (uint8_t)((q & 15) << (i < 2 ? 0 : 4));
+        blk[128 + 32 * half + l] |= (uint8_t)((q >> 4) << (2 * i));
+    }
+}
+
+size_t syn_quantize_row_kquant(int type, const float *src, void *dst, uint64_t n)
+{
+    if (n % SYN_QK_K) return 0;
+    uint8_t *out = dst;
+    const int bytes = syn_dtype_block_bytes(type);
+    for (uint64_t b = 0; b < n / SYN_QK_K; b++) {
+        const float *x = src + b * SYN_QK_K;
+        uint8_t *blk = out + b * (uint64_t)bytes;
+        switch (type) {
+        case SYN_DT_Q4_K:
+            quantize_q45_k(x, blk, 15);
+            break;
+        case SYN_DT_Q5_K:
+            quantize_q45_k(x, blk, 31);
+            break;
+        case SYN_DT_Q6_K:
+            quantize_q6_k(x, blk);
+            break;
+        default:
+            return 0;
+        }
+    }
+    return n / SYN_QK_K * (size_t)bytes;
 }

@@ -330,7 +330,8 @@ TEST(model_random_usage_errors_exit_2)
         "--dim 64 --layers 1 --heads 2 --dtype f32",                      /* no -o */
         "--dim 64 --layers 1 --dtype f32 -o x.gguf",                      /* no --heads */
         "--dim 64 --layers 1 --heads 2 -o x.gguf",                        /* no --dtype */
-        "--dim 64 --layers 1 --heads 2 --dtype q4_k -o x.gguf",           /* unsupported dtype */
+        "--dim 64 --layers 1 --heads 2 --dtype q2_K -o x.gguf",           /* unsupported dtype */
+        "--dim 64 --layers 1 --heads 2 --dtype q4_K -o x.gguf",           /* not whole 256s */
         "--dim 64 --layers 1 --heads 2 --dtype q8_0 --ffn 100 -o x.gguf", /* not whole blocks */
         "--dim 64 --layers 1 --heads 4 --kv-heads 3 --dtype f32 -o x.gguf",
         "--dim 60 --layers 1 --heads 8 --dtype f32 -o x.gguf", /* 60 / 8 is not whole */

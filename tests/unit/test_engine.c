@@ -179,14 +179,18 @@ TEST(engine_batch_invariance_stories260k)
 
 TEST(engine_batch_invariance_other_dtypes)
 {
-    const char *types[] = {"f16", "bf16", "q8_0"};
-    for (int i = 0; i < 3; i++) {
+    /* q4_K_M mixes Q4_K and Q6_K matrices (three layers: the third has Q6_K attn_v and
+     * ffn_down, so q, k and v take two roads); the K-quants need rows of 256. */
+    const char *types[] = {"f16", "bf16", "q8_0", "q4_K_M", "q5_K"};
+    for (int i = 0; i < 5; i++) {
         char path[700];
+        const int k = i >= 3;
         snprintf(path, sizeof path, "%s/m-%s.gguf", syn_test_tmpdir(), types[i]);
-        int rc = syn_test_sh(NULL,
-                             "%s model random --dim 128 --layers 2 --heads 4 --kv-heads 2 "
-                             "--ffn 256 --vocab 512 --dtype %s --seed 7 -o %s >/dev/null",
-                             syn_test_bin(), types[i], path);
+        int rc =
+            syn_test_sh(NULL,
+                        "%s model random --dim %d --layers %d --heads 4 --kv-heads 2 "
+                        "--ffn %d --vocab 512 --dtype %s --seed 7 -o %s >/dev/null",
+                        syn_test_bin(), k ? 256 : 128, k ? 3 : 2, k ? 512 : 256, types[i], path);
         if (rc != 0) FAIL("model random --dtype %s failed (%d)", types[i], rc);
         check_batch_invariance(path);
     }

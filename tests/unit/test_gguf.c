@@ -866,7 +866,9 @@ TEST(gguf_dtype_table)
     CHECK_EQ_INT(syn_dtype_parse("q8_0"), SYN_DT_Q8_0);
     CHECK_EQ_INT(syn_dtype_parse("Q4_0"), SYN_DT_Q4_0);
     CHECK_EQ_INT(syn_dtype_parse("f32"), SYN_DT_F32);
-    CHECK_EQ_INT(syn_dtype_parse("q4_k"), -1);
+    CHECK_EQ_INT(syn_dtype_parse("q4_k"), SYN_DT_Q4_K);
+    CHECK_EQ_INT(syn_dtype_parse("Q6_K"), SYN_DT_Q6_K);
+    CHECK_EQ_INT(syn_dtype_parse("q2_K"), -1); /* not computed with */
     CHECK_EQ_INT(syn_dtype_parse(""), -1);
     CHECK_EQ_INT(syn_dtype_parse(NULL), -1);
 }
@@ -985,8 +987,100 @@ TEST(gguf_dequantize_hand_built_blocks)
     float f[2] = {1.25f, -7.0f};
     CHECK_EQ_INT(syn_dequantize_row(SYN_DT_F32, f, y, 2), 0);
     CHECK(y[0] == 1.25f && y[1] == -7.0f);
-    uint8_t k[144] = {0};
-    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q4_K, k, y, 256), SYN_EUNSUPPORTED);
+    uint8_t k[84] = {0};
+    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q2_K, k, y, 256), SYN_EUNSUPPORTED);
+}
+
+/* The K-quants, one super-block each, bytes laid out by hand from llama.cpp's block layouts (the
+ * packing written out here byte by byte, not through tensor.c's helpers). */
+TEST(gguf_dequantize_hand_built_k_quants)
+{
+    /* Sub-block scales and mins with high bits set for j >= 4, so the 6-bit packing shows. */
+    static const uint8_t sc[8] = {1, 2, 3, 4, 17, 33, 50, 63},
+                         mn[8] = {0, 5, 10, 15, 20, 40, 60, 63};
+    uint8_t scales[12];
+    for (int j = 0; j < 4; j++) {
+        scales[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);     /* low 6 bits: sc_j */
+        scales[j + 4] = (uint8_t)(mn[j] | (mn[j + 4] >> 4) << 6); /* low 6 bits: m_j */
+        scales[j + 8] = (uint8_t)((sc[j + 4] & 15) | (mn[j + 4] & 15) << 4);
+    }
+    float y[256];
+
+    /* q4_K: d = 0.5, dmin = 0.25; qs[32c + l] = (l % 16) | (15 - l % 16) << 4 */
+    uint8_t q4[144];
+    q4[0] = 0x00, q4[1] = 0x38; /* 0.5 */
+    q4[2] = 0x00, q4[3] = 0x34; /* 0.25 */
+    memcpy(q4 + 4, scales, 12);
+    for (int i = 0; i < 128; i++) q4[16 + i] = (uint8_t)((i % 16) | (15 - i % 16) << 4);
+    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q4_K, q4, y, 256), 0);
+    for (int e = 0; e < 256; e++) {
+        int j = e / 32, l = e % 32, q = j % 2 ? 15 - l % 16 : l % 16;
+        float want = 0.5f * (float)sc[j] * (float)q - 0.25f * (float)mn[j];
+        if (y[e] != want) FAIL("q4_K element %d: %g, want %g", e, y[e], want);
+    }
+
+    /* q5_K: the same, with qh[l] = l * 37 (mod 256) giving bit j of element 32j + l */
+    uint8_t q5[176];
+    memcpy(q5, q4, 16);
+    for (int l = 0; l < 32; l++) q5[16 + l] = (uint8_t)(l * 37);
+    memcpy(q5 + 48, q4 + 16, 128);
+    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q5_K, q5, y, 256), 0);
+    for (int e = 0; e < 256; e++) {
+        int j = e / 32, l = e % 32,
+            q = (j % 2 ? 15 - l % 16 : l % 16) + 16 * (((l * 37) & 255) >> j & 1);
+        float want = 0.5f * (float)sc[j] * (float)q - 0.25f * (float)mn[j];
+        if (y[e] != want) FAIL("q5_K element %d: %g, want %g", e, y[e], want);
+    }
+
+    /* q6_K: element e has the 6-bit quant q(e) = (e * 7) % 64, scale of sub-block e / 16 is
+     * 8 - e / 16 * 3 (negative ones included), d = 2. Half n, 32-element quarter i, index l:
+     * low 4 bits in ql[64n + 32 (i % 2) + l] (low nibble for i < 2), top 2 in bits 2i of
+     * qh[32n + l]. */
+    uint8_t q6[210] = {0};
+    for (int e = 0; e < 256; e++) {
+        int q = (e * 7) % 64, n = e / 128, i = (e % 128) / 32, l = e % 32;
+        q6[64 * n + 32 * (i % 2) + l] |= (uint8_t)((q & 15) << (i < 2 ? 0 : 4));
+        q6[128 + 32 * n + l] |= (uint8_t)((q >> 4) << (2 * i));
+    }
+    for (int k = 0; k < 16; k++) q6[192 + k] = (uint8_t)(int8_t)(8 - 3 * k);
+    q6[208] = 0x00, q6[209] = 0x40; /* 2 */
+    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q6_K, q6, y, 256), 0);
+    for (int e = 0; e < 256; e++) {
+        float want = 2.0f * (float)(8 - 3 * (e / 16)) * (float)((e * 7) % 64 - 32);
+        if (y[e] != want) FAIL("q6_K element %d: %g, want %g", e, y[e], want);
+    }
+    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q4_K, q4, y, 255), SYN_EINVAL);
+}
+
+/* What the quantiser writes reads back close to its input, for every K-quant. */
+TEST(gguf_quantize_k_quants_round_trip)
+{
+    const int types[] = {SYN_DT_Q4_K, SYN_DT_Q5_K, SYN_DT_Q6_K};
+    /* worst |error| / max |x| per super-block: half a step of 15, 31 or 63 levels over the
+     * range, plus the 6-bit (8-bit) rounding of the step itself */
+    const float bound[] = {0.08f, 0.04f, 0.03f};
+    float x[512], y[512];
+    uint8_t buf[2 * 210];
+    for (int i = 0; i < 512; i++)
+        x[i] = sinf((float)i * 0.37f) * (i < 256 ? 1.0f : 0.01f) + (i % 7 == 0 ? 0.3f : 0.0f);
+    for (int i = 0; i < 32; i++) x[256 + 64 + i] = 0.0f; /* an all-zero sub-block */
+    for (int t = 0; t < 3; t++) {
+        size_t n = syn_quantize_row_kquant(types[t], x, buf, 512);
+        CHECK_EQ_INT((int)n, 2 * syn_dtype_block_bytes(types[t]));
+        CHECK_EQ_INT(syn_dequantize_row(types[t], buf, y, 512), 0);
+        for (int b = 0; b < 2; b++) {
+            float amax = 0, worst = 0;
+            for (int i = 256 * b; i < 256 * b + 256; i++) {
+                amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+                worst = fabsf(y[i] - x[i]) > worst ? fabsf(y[i] - x[i]) : worst;
+            }
+            if (!(worst <= bound[t] * amax))
+                FAIL("%s block %d: worst error %g against max |x| %g", syn_dtype_name(types[t]), b,
+                     worst, amax);
+        }
+    }
+    CHECK_EQ_INT((int)syn_quantize_row_kquant(SYN_DT_Q8_0, x, buf, 256), 0);
+    CHECK_EQ_INT((int)syn_quantize_row_kquant(SYN_DT_Q4_K, x, buf, 255), 0);
 }
 
 /* ---- synapse model info ---- */

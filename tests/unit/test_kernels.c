@@ -129,6 +129,10 @@ static size_t type_row_bytes(int type, int K)
         return (size_t)K / 32 * 34;
     case SYN_DT_Q4_0:
         return (size_t)K / 32 * 18;
+    case SYN_DT_Q4_K:
+    case SYN_DT_Q5_K:
+    case SYN_DT_Q6_K:
+        return (size_t)K / 256 * (size_t)syn_dtype_block_bytes(type);
     }
     return 0;
 }
@@ -160,6 +164,29 @@ static void wmat_make(struct wmat *m, int type, int R, int K)
                 memcpy(row + 2 * k, &h, 2);
                 dq[k] = from_bf16(h);
             }
+        }
+        if (syn_dtype_block_elems(type) == 256) {
+            /* K-quants: every byte random (so every scale, min and quant bit pattern occurs),
+             * then the super-block scales set to small f16 values; tensor.c's reference
+             * dequantiser gives the values. */
+            const int bb = syn_dtype_block_bytes(type);
+            float *deq = malloc(sizeof(float) * (size_t)K);
+            CHECK(deq);
+            for (int i = 0; i < bb * (K / 256); i++) row[i] = (uint8_t)rng_u32();
+            for (int b = 0; b < K / 256; b++) {
+                uint8_t *blk = row + (size_t)bb * b;
+                uint16_t d = to_f16(0.0005f + 0.002f * (float)(rng_u32() % 1000) / 1000.0f);
+                uint16_t dmin = to_f16(0.0005f + 0.004f * (float)(rng_u32() % 1000) / 1000.0f);
+                if (type == SYN_DT_Q6_K) {
+                    memcpy(blk + 208, &d, 2);
+                } else {
+                    memcpy(blk, &d, 2);
+                    memcpy(blk + 2, &dmin, 2);
+                }
+            }
+            CHECK_EQ_INT(syn_dequantize_row(type, row, deq, (uint64_t)K), 0);
+            for (int k = 0; k < K; k++) dq[k] = deq[k];
+            free(deq);
         }
         if (type == SYN_DT_Q8_0 || type == SYN_DT_Q4_0) {
             for (int b = 0; b < K / 32; b++) {
@@ -196,15 +223,16 @@ static void wmat_free(struct wmat *m)
     free(m->deq);
 }
 
-/* The activation quantisation the kernels promise (kernels_impl.h), dequantised. */
-static void quantise_like_kernels(const float *x, int K, double *out)
+/* The activation quantisation the kernels promise (kernels_impl.h), dequantised: blocks of 32,
+ * or of 256 for the K-quants. */
+static void quantise_like_kernels(const float *x, int K, int n, double *out)
 {
-    for (int b = 0; b < K / 32; b++) {
+    for (int b = 0; b < K / n; b++) {
         float amax = 0;
-        for (int i = 0; i < 32; i++)
-            if (fabsf(x[b * 32 + i]) > amax) amax = fabsf(x[b * 32 + i]);
+        for (int i = 0; i < n; i++)
+            if (fabsf(x[b * n + i]) > amax) amax = fabsf(x[b * n + i]);
         float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-        for (int i = 0; i < 32; i++) out[b * 32 + i] = (double)d * nearbyintf(x[b * 32 + i] * id);
+        for (int i = 0; i < n; i++) out[b * n + i] = (double)d * nearbyintf(x[b * n + i] * id);
     }
 }
 
@@ -237,7 +265,7 @@ static void add_error(const struct wmat *m, const float *x, int T, const float *
     for (int t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * m->K;
         if (xq)
-            quantise_like_kernels(xt, m->K, xd);
+            quantise_like_kernels(xt, m->K, syn_dtype_block_elems(m->type) == 256 ? 256 : 32, xd);
         else
             for (int k = 0; k < m->K; k++) xd[k] = xt[k];
         for (int r = 0; r < m->R; r++) {
@@ -262,7 +290,7 @@ static const int all_types[] = {SYN_DT_F32, SYN_DT_F16, SYN_DT_BF16, SYN_DT_Q8_0
 
 static int is_quant(int type)
 {
-    return type == SYN_DT_Q8_0 || type == SYN_DT_Q4_0;
+    return type == SYN_DT_Q8_0 || type == SYN_DT_Q4_0 || syn_dtype_block_elems(type) == 256;
 }
 
 /* ---- agreement with the reference ---- */
@@ -316,8 +344,14 @@ static const int quant_shapes[][3] = {
     {1, 32, 1},    {37, 32, 1},  {37, 64, 5},  {19, 288, 7},
     {70, 2048, 3}, {33, 96, 16}, {17, 288, 1}, {12, 160, 9},
 };
-#define N_FLOAT_SHAPES ((int)(sizeof float_shapes / sizeof float_shapes[0]))
-#define N_QUANT_SHAPES ((int)(sizeof quant_shapes / sizeof quant_shapes[0]))
+/* K-quants: rows of whole super-blocks (256). */
+static const int kquant_shapes[][3] = {
+    {1, 256, 1},   {37, 256, 1},  {37, 512, 5},  {19, 768, 7},
+    {70, 2048, 3}, {33, 256, 16}, {17, 1024, 1}, {12, 512, 9},
+};
+#define N_FLOAT_SHAPES  ((int)(sizeof float_shapes / sizeof float_shapes[0]))
+#define N_KQUANT_SHAPES ((int)(sizeof kquant_shapes / sizeof kquant_shapes[0]))
+#define N_QUANT_SHAPES  ((int)(sizeof quant_shapes / sizeof quant_shapes[0]))
 
 TEST(kernels_f32_matches_reference)
 {
@@ -342,6 +376,21 @@ TEST(kernels_q8_0_matches_reference)
 TEST(kernels_q4_0_matches_reference)
 {
     check_type_against_reference(SYN_DT_Q4_0, quant_shapes, N_QUANT_SHAPES);
+}
+
+TEST(kernels_q4_k_matches_reference)
+{
+    check_type_against_reference(SYN_DT_Q4_K, kquant_shapes, N_KQUANT_SHAPES);
+}
+
+TEST(kernels_q5_k_matches_reference)
+{
+    check_type_against_reference(SYN_DT_Q5_K, kquant_shapes, N_KQUANT_SHAPES);
+}
+
+TEST(kernels_q6_k_matches_reference)
+{
+    check_type_against_reference(SYN_DT_Q6_K, kquant_shapes, N_KQUANT_SHAPES);
 }
 
 TEST(kernels_isa_names_and_forcing)
@@ -493,6 +542,11 @@ static void check_batch_invariance_all_isas(int type)
 {
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
         if (syn_cpu_kernels_force(isas[i]) != 0) continue;
+        if (syn_dtype_block_elems(type) == 256) {
+            check_batch_invariance(type, 256);
+            check_batch_invariance(type, 768);
+            continue;
+        }
         check_batch_invariance(type, 288);
         check_batch_invariance(type, 96);
         if (!is_quant(type)) check_batch_invariance(type, 45);
@@ -522,6 +576,21 @@ TEST_TIMEOUT(kernels_batch_invariant_q8_0, 120)
 TEST_TIMEOUT(kernels_batch_invariant_q4_0, 120)
 {
     check_batch_invariance_all_isas(SYN_DT_Q4_0);
+}
+
+TEST_TIMEOUT(kernels_batch_invariant_q4_k, 120)
+{
+    check_batch_invariance_all_isas(SYN_DT_Q4_K);
+}
+
+TEST_TIMEOUT(kernels_batch_invariant_q5_k, 120)
+{
+    check_batch_invariance_all_isas(SYN_DT_Q5_K);
+}
+
+TEST_TIMEOUT(kernels_batch_invariant_q6_k, 120)
+{
+    check_batch_invariance_all_isas(SYN_DT_Q6_K);
 }
 
 TEST_TIMEOUT(kernels_quant_batch_across_l2_blocks, 120)

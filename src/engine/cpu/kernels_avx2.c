@@ -333,6 +333,10 @@ static void run_block(tile_fn *tile, const struct syn_mm *mm, int rs, int re, in
 static void rows_avx2(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
     (void)work;
+    if (syn_is_kquant(mm->wtype)) { /* no AVX2 K-quant kernels yet: the scalar ones */
+        syn_cpu_rows_kquant_scalar(mm, r0, r1);
+        return;
+    }
     tile_fn *tile;
     switch (mm->wtype) {
     case SYN_DT_F32:

@@ -801,8 +801,239 @@ static void rows_packed(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
     }
 }
 
+/* ---- K-quants ----
+ *
+ * Against the super-block activations (kernels_impl.h). A weight super-block is unpacked once
+ * into four vectors of 64 unsigned quants (nibbles, with Q5_K's fifth bit or Q6_K's top two) and
+ * its sub-block scales into four vectors of 16-bit words, and then met by up to KQ_T activation
+ * rows: per 64 elements, maddubs (exact 16-bit sums of two products: at most 2 * 63 * 127) and
+ * madd with the scales (exact int32), added into 16 int32 lanes. Per super-block and activation
+ * row the lanes, converted to f32, take one FMA with d * xd; Q4_K/Q5_K's mins (sum of m times the
+ * sums of 16) and Q6_K's -32 offset come from the activations' sums of 16 the same way. The
+ * float accumulators are folded with hsum16 at the end. The steps per (activation row, weight
+ * row) pair depend only on K, so no result depends on the batch or on KQ_T's tiling. */
+
+#define KQ_T 4 /* activation rows per pass over a weight super-block */
+
+INLINE uint16_t load_u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+INLINE uint32_t load_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The activation row's parts (kernels_impl.h). */
+struct kq_x {
+    const int8_t *q;
+    const float *d;
+    const int16_t *bsum;
+};
+
+INLINE struct kq_x kq_x_row(const uint8_t *xq, int K)
+{
+    struct kq_x r;
+    r.q = (const int8_t *)xq;
+    r.d = (const float *)(xq + (((size_t)K + 63) & ~(size_t)63));
+    r.bsum = (const int16_t *)((const uint8_t *)r.d +
+                               (((size_t)(K / 256) * sizeof(float) + 63) & ~(size_t)63));
+    return r;
+}
+
+/* A super-block's 256 unsigned quants (qv) times 256 activations, each product pair scaled by
+ * its sub-block's scale word (sv), in 16 exact int32 lanes. */
+TARGET INLINE __m512i kq_isum(const __m512i *qv, const __m512i *sv, const int8_t *xs)
+{
+    __m512i isum = _mm512_setzero_si512();
+    UNROLL
+    for (int ch = 0; ch < 4; ch++) {
+        const __m512i p = _mm512_maddubs_epi16(qv[ch], _mm512_loadu_si512(xs + 64 * ch));
+        isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p, sv[ch]));
+    }
+    return isum;
+}
+
+/* Q4_K/Q5_K against nt (1..KQ_T) activation rows: out[t] for each. */
+TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int nt, int K,
+                             const int q5, float *out)
+{
+    const size_t bb = q5 ? SYN_Q5K_BYTES : SYN_Q4K_BYTES;
+    const __m256i low4 = _mm256_set1_epi8(15), one8 = _mm256_set1_epi8(1);
+    /* word i of chunk c's scale vector: sc[2c] for i < 16, sc[2c + 1] above */
+    const __m512i sidx[4] = {_mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1),
+                             _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1),
+                             _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(5), 1),
+                             _mm512_inserti64x4(_mm512_set1_epi16(6), _mm256_set1_epi16(7), 1)};
+    /* word 2j and 2j + 1: m[j], against the sums of 16 of sub-block j's two halves */
+    const __m256i midx = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m512 acc[KQ_T];
+    __m256 accm[KQ_T];
+    UNROLL
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps(), accm[t] = _mm256_setzero_ps();
+    for (int sb = 0; sb < K / SYN_QK_K; sb++) {
+        const uint8_t *blk = w + (size_t)sb * bb;
+        const uint8_t *qs = blk + (q5 ? 48 : 16);
+        /* the 6-bit scales and mins, four to a word (syn_kquant_scale_min, unrolled) */
+        const uint32_t a = load_u32(blk + 4), b = load_u32(blk + 8), c = load_u32(blk + 12);
+        const uint64_t sc8 = (uint64_t)(a & 0x3f3f3f3fu) |
+                             (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4) << 32;
+        const uint64_t m8 = (uint64_t)(b & 0x3f3f3f3fu) |
+                            (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4)
+                                << 32;
+        const __m512i scw = _mm512_castsi256_si512(
+            _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8))));
+        const __m256i mw = _mm256_permutexvar_epi16(
+            midx, _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m8))));
+        __m512i qv[4], sv[4];
+        const __m256i h =
+            q5 ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
+        UNROLL
+        for (int ch = 0; ch < 4; ch++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * ch));
+            __m256i lo = _mm256_and_si256(q, low4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+            if (q5) {
+                lo = _mm256_or_si256(
+                    lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * ch), one8), 4));
+                hi = _mm256_or_si256(
+                    hi,
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * ch + 1), one8), 4));
+            }
+            qv[ch] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            sv[ch] = _mm512_permutexvar_epi16(sidx[ch], scw);
+        }
+        const float d = _cvtsh_ss(load_u16(blk)), dmin = _cvtsh_ss(load_u16(blk + 2));
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const __m512i isum = kq_isum(qv, sv, x[t].q + (size_t)sb * SYN_QK_K);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(x[t].bsum + 16 * sb));
+            const float xd = x[t].d[sb];
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mw)),
+                                      _mm256_set1_ps(dmin * xd), accm[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) {
+        __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(accm[t]), _mm256_extractf128_ps(accm[t], 1));
+        m4 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_add_ss(m4, _mm_movehdup_ps(m4));
+        out[t] = hsum16(acc[t]) - _mm_cvtss_f32(m4);
+    }
+}
+
+/* Q6_K against nt (1..KQ_T) activation rows: out[t] for each. */
+TARGET INLINE void kq6_pass(const uint8_t *w, const struct kq_x *x, const int nt, int K, float *out)
+{
+    const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
+    const __m512i z = _mm512_setzero_si512();
+    /* word shifts: the low 32 bytes take bits 0-1 (or 4-5) of qh, the high 32 bytes 2-3 (6-7) */
+    const __m512i sh_a = _mm512_inserti64x4(z, _mm256_set1_epi16(2), 1);
+    const __m512i sh_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    /* chunk ch (elements 64ch ..): word i (products 2i, 2i + 1) belongs to sub-block 4ch + i/8 */
+    __m512i sidx[4];
+    UNROLL
+    for (int ch = 0; ch < 4; ch++)
+        sidx[ch] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(
+                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * ch))),
+                                        _mm_set1_epi16((short)(4 * ch + 1)), 1)),
+            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * ch + 2))),
+                                    _mm_set1_epi16((short)(4 * ch + 3)), 1),
+            1);
+    __m512 acc[KQ_T];
+    UNROLL
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int sb = 0; sb < K / SYN_QK_K; sb++) {
+        const uint8_t *blk = w + (size_t)sb * SYN_Q6K_BYTES;
+        const __m256i scw = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
+        const __m512i scw5 = _mm512_castsi256_si512(scw);
+        __m512i qv[4], sv[4];
+        UNROLL
+        for (int n = 0; n < 2; n++) {
+            const __m512i L = _mm512_loadu_si512(blk + 64 * n);
+            const __m256i H = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * n));
+            const __m512i H2 = _mm512_inserti64x4(_mm512_castsi256_si512(H), H, 1);
+            qv[2 * n] = _mm512_or_si512(
+                _mm512_and_si512(L, low4),
+                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H2, sh_a), low2), 4));
+            qv[2 * n + 1] = _mm512_or_si512(
+                _mm512_and_si512(_mm512_srli_epi16(L, 4), low4),
+                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H2, sh_b), low2), 4));
+        }
+        UNROLL
+        for (int ch = 0; ch < 4; ch++) sv[ch] = _mm512_permutexvar_epi16(sidx[ch], scw5);
+        const float d = _cvtsh_ss(load_u16(blk + 208));
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            __m512i isum = kq_isum(qv, sv, x[t].q + (size_t)sb * SYN_QK_K);
+            /* - 32 * sum(sc * bsum), in the low 8 lanes */
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(x[t].bsum + 16 * sb));
+            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, scw), 5);
+            isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(off));
+            acc[t] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * x[t].d[sb]), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) out[t] = hsum16(acc[t]);
+}
+
+/* nt activation rows from t0 against weight row w. */
+TARGET static void kq_rows_pass(const struct syn_mm *mm, const uint8_t *w, int t0, int nt,
+                                float *out)
+{
+    struct kq_x x[KQ_T];
+    for (int t = 0; t < nt; t++) x[t] = kq_x_row(mm->xq + (size_t)(t0 + t) * mm->xq_stride, mm->K);
+    switch (mm->wtype * 8 + nt) {
+#define KQ_CASES(N)                                                                                \
+    case SYN_DT_Q4_K * 8 + N:                                                                      \
+        kq45_pass(w, x, N, mm->K, 0, out);                                                         \
+        break;                                                                                     \
+    case SYN_DT_Q5_K * 8 + N:                                                                      \
+        kq45_pass(w, x, N, mm->K, 1, out);                                                         \
+        break;                                                                                     \
+    case SYN_DT_Q6_K * 8 + N:                                                                      \
+        kq6_pass(w, x, N, mm->K, out);                                                             \
+        break;
+        KQ_CASES(1)
+        KQ_CASES(2)
+        KQ_CASES(3)
+        KQ_CASES(4)
+#undef KQ_CASES
+    default:
+        break;
+    }
+}
+
+/* Weight row by weight row, each against every activation row (KQ_T at a time) while it sits in
+ * L1. */
+TARGET static void rows_kquant_avx512(const struct syn_mm *mm, int r0, int r1)
+{
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *w = mm->w + (size_t)r * mm->w_row_bytes;
+        if (r + 1 < r1) prefetch_head(w + mm->w_row_bytes);
+        for (int t0 = 0; t0 < mm->T; t0 += KQ_T) {
+            const int nt = mm->T - t0 < KQ_T ? mm->T - t0 : KQ_T;
+            float out[KQ_T];
+            kq_rows_pass(mm, w, t0, nt, out);
+            for (int t = 0; t < nt; t++) mm->y[(size_t)(t0 + t) * mm->R + r] = out[t];
+        }
+    }
+}
+
 static void rows_avx512(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
+    if (syn_is_kquant(mm->wtype)) {
+        rows_kquant_avx512(mm, r0, r1);
+        return;
+    }
     if (work && mm->T > 1 && (mm->wtype == SYN_DT_Q8_0 || mm->wtype == SYN_DT_Q4_0)) {
         rows_packed(mm, r0, r1, work);
         return;

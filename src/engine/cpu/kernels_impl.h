@@ -3,7 +3,7 @@
  * with the per-instruction-set files kernels_scalar.c, kernels_avx2.c and kernels_avx512.c.
  * Nothing outside src/engine/cpu/kernels*.c should include it.
  *
- * Quantised activations (for Q8_0 and Q4_0 weights) live in the caller's scratch, one row per
+ * Quantised activations (for Q8_0, Q4_0 and the K-quant weights) live in the caller's scratch, one row per
  * activation row. Every path quantises the same way, bit for bit, block by block of 32:
  *
  *     d = amax / 127,  q = round-half-even(x * (1 / d)),  q = 0 when amax is 0,
@@ -18,11 +18,43 @@
 #ifndef SYN_CPU_KERNELS_IMPL_H
 #define SYN_CPU_KERNELS_IMPL_H
 
+#include "synapse/tensor.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 /* Elements per quantised block, for both weight types and the activations. */
 #define SYN_QBLOCK 32
+
+/* Q4_K, Q5_K, Q6_K: super-blocks of 256 (synapse/tensor.h). Their activations are quantised
+ * a super-block at a time instead (as llama.cpp's Q8_K does), on every instruction set, by
+ * syn_cpu_quantize_row_kq (kernels_scalar.c):
+ *
+ *     d = amax / 127 over the 256,  q = round-half-even(x * (1 / d)),  q = 0 when amax is 0,
+ *
+ * arranged as
+ *
+ *     int8_t  q[K]           the quants; padded to a multiple of 64 bytes
+ *     float   d[K / 256]     one scale per super-block; padded to a multiple of 64 bytes
+ *     int16_t bsum[K / 16]   the sum of each 16 quants; padded to a multiple of 64 bytes
+ *
+ * One scale per super-block lets a weight super-block's integer products, each scaled by its
+ * 6- or 8-bit sub-block scale, add up exactly in int32 before one conversion to float; the
+ * sums of 16 give the mins' (and Q6_K's -32 offset's) share without touching the quants. */
+static inline int syn_is_kquant(int wtype)
+{
+    return wtype == SYN_DT_Q4_K || wtype == SYN_DT_Q5_K || wtype == SYN_DT_Q6_K;
+}
+
+static inline size_t syn_xq_kq_row_bytes(int K)
+{
+    size_t q = ((size_t)K + 63) & ~(size_t)63;
+    size_t d = ((size_t)(K / 256) * sizeof(float) + 63) & ~(size_t)63;
+    size_t s = ((size_t)(K / 16) * sizeof(int16_t) + 63) & ~(size_t)63;
+    return q + d + s;
+}
+
+void syn_cpu_quantize_row_kq(const float *x, int K, uint8_t *dst);
 
 /* Bytes of one quantised activation row of K elements in the plain arrangement. */
 static inline size_t syn_xq_plain_row_bytes(int K)
@@ -36,15 +68,19 @@ static inline size_t syn_xq_plain_row_bytes(int K)
 struct syn_mm {
     const uint8_t *w;   /* R rows of K elements of wtype, rows contiguous */
     size_t w_row_bytes; /* bytes per weight row */
-    int wtype;          /* SYN_DT_F32, F16, BF16, Q8_0 or Q4_0 */
+    int wtype;          /* SYN_DT_F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K */
     int R;              /* weight rows = output columns */
     int K;              /* elements per row */
     int T;              /* activation rows */
     const float *x;     /* T rows of K floats */
-    const uint8_t *xq;  /* quantised activations, T rows of xq_stride bytes (Q8_0/Q4_0 only) */
+    const uint8_t *xq;  /* quantised activations, T rows of xq_stride bytes (quantised weights) */
     size_t xq_stride;   /* bytes per quantised row: the ISA's xq_row_bytes(K) */
     float *y;           /* T rows of R floats */
 };
+
+/* The scalar K-quant products (kernels_scalar.c), which the SIMD files fall back to where they
+ * have no kernel of their own: y[t][r] for every t < T and r0 <= r < r1. */
+void syn_cpu_rows_kquant_scalar(const struct syn_mm *mm, int r0, int r1);
 
 /* One instruction set's kernels. */
 struct syn_cpu_isa {
