@@ -330,11 +330,184 @@ static void run_block(tile_fn *tile, const struct syn_mm *mm, int rs, int re, in
     }
 }
 
+/* ---- K-quants ----
+ *
+ * The AVX-512 design (kernels_avx512.c) at half the width: against the super-block activations
+ * (kernels_impl.h), per 32 elements maddubs (exact 16-bit sums of two products) and madd with
+ * the sub-block's scale words (exact int32), added into 8 int32 lanes; per super-block and
+ * activation row one FMA with d * xd (and Q4_K/Q5_K's mins from the sums of 16, Q6_K's -32
+ * offset likewise); hsum8 at the end. Up to two activation rows share each unpacked weight
+ * super-block; the steps per pair depend only on K. */
+
+#define KQ_T 2
+
+INLINE uint16_t kq_u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+INLINE uint32_t kq_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+struct kq_x {
+    const int8_t *q;
+    const float *d;
+    const int16_t *bsum;
+};
+
+INLINE struct kq_x kq_x_row(const uint8_t *xq, int K)
+{
+    struct kq_x r;
+    r.q = (const int8_t *)xq;
+    r.d = (const float *)(xq + (((size_t)K + 63) & ~(size_t)63));
+    r.bsum = (const int16_t *)((const uint8_t *)r.d +
+                               (((size_t)(K / 256) * sizeof(float) + 63) & ~(size_t)63));
+    return r;
+}
+
+TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int nt, int K,
+                             const int q5, float *out)
+{
+    const size_t bb = q5 ? SYN_Q5K_BYTES : SYN_Q4K_BYTES;
+    const __m256i low4 = _mm256_set1_epi8(15), one8 = _mm256_set1_epi8(1);
+    __m256 acc[KQ_T], accm[KQ_T];
+    UNROLL
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps(), accm[t] = _mm256_setzero_ps();
+    for (int sb = 0; sb < K / SYN_QK_K; sb++) {
+        const uint8_t *blk = w + (size_t)sb * bb;
+        const uint8_t *qs = blk + (q5 ? 48 : 16);
+        const uint32_t a = kq_u32(blk + 4), b = kq_u32(blk + 8), c = kq_u32(blk + 12);
+        uint32_t sc[2] = {a & 0x3f3f3f3fu, (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4};
+        uint32_t mn[2] = {b & 0x3f3f3f3fu, ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u)
+                                                                          << 4};
+        uint8_t scb[8];
+        memcpy(scb, sc, 8);
+        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m256i mw = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)); /* m[j] at 2j, 2j+1 */
+        const __m256i h =
+            q5 ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
+        __m256i isum[KQ_T];
+        UNROLL
+        for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
+        UNROLL
+        for (int j = 0; j < 8; j++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
+            q = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(q, 4) : q, low4);
+            if (q5)
+                q = _mm256_or_si256(
+                    q, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, j), one8), 4));
+            const __m256i sv = _mm256_set1_epi16((short)scb[j]);
+            UNROLL
+            for (int t = 0; t < nt; t++) {
+                const __m256i p = _mm256_maddubs_epi16(
+                    q,
+                    _mm256_loadu_si256((const __m256i *)(x[t].q + (size_t)sb * SYN_QK_K + 32 * j)));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sv));
+            }
+        }
+        const float d = _cvtsh_ss(kq_u16(blk)), dmin = _cvtsh_ss(kq_u16(blk + 2));
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(x[t].bsum + 16 * sb));
+            const float xd = x[t].d[sb];
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * xd), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mw)),
+                                      _mm256_set1_ps(dmin * xd), accm[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) out[t] = hsum8(acc[t]) - hsum8(accm[t]);
+}
+
+TARGET INLINE void kq6_pass(const uint8_t *w, const struct kq_x *x, const int nt, int K, float *out)
+{
+    const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
+    __m256 acc[KQ_T];
+    UNROLL
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int sb = 0; sb < K / SYN_QK_K; sb++) {
+        const uint8_t *blk = w + (size_t)sb * SYN_Q6K_BYTES;
+        const int8_t *sc = (const int8_t *)(blk + 192);
+        const __m256i scw = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        __m256i isum[KQ_T];
+        UNROLL
+        for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
+        UNROLL
+        for (int n = 0; n < 2; n++) {
+            const __m256i H = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * n));
+            UNROLL
+            for (int i = 0; i < 4; i++) { /* elements 128n + 32i .. + 31 */
+                __m256i L = _mm256_loadu_si256((const __m256i *)(blk + 64 * n + 32 * (i & 1)));
+                L = _mm256_and_si256(i < 2 ? L : _mm256_srli_epi16(L, 4), low4);
+                const __m256i q = _mm256_or_si256(
+                    L, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 2 * i), low2), 4));
+                const int k = 8 * n + 2 * i; /* words 0-7: sub-block k, 8-15: k + 1 */
+                const __m256i sv =
+                    _mm256_set_m128i(_mm_set1_epi16(sc[k + 1]), _mm_set1_epi16(sc[k]));
+                UNROLL
+                for (int t = 0; t < nt; t++) {
+                    const __m256i p = _mm256_maddubs_epi16(
+                        q, _mm256_loadu_si256((const __m256i *)(x[t].q + (size_t)sb * SYN_QK_K +
+                                                                128 * n + 32 * i)));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sv));
+                }
+            }
+        }
+        const float d = _cvtsh_ss(kq_u16(blk + 208));
+        UNROLL
+        for (int t = 0; t < nt; t++) {
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(x[t].bsum + 16 * sb));
+            const __m256i v =
+                _mm256_sub_epi32(isum[t], _mm256_slli_epi32(_mm256_madd_epi16(bs, scw), 5));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(d * x[t].d[sb]), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < nt; t++) out[t] = hsum8(acc[t]);
+}
+
+TARGET static void rows_kquant_avx2(const struct syn_mm *mm, int r0, int r1)
+{
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *w = mm->w + (size_t)r * mm->w_row_bytes;
+        for (int t0 = 0; t0 < mm->T; t0 += KQ_T) {
+            const int nt = mm->T - t0 < KQ_T ? mm->T - t0 : KQ_T;
+            struct kq_x x[KQ_T];
+            float out[KQ_T];
+            for (int t = 0; t < nt; t++)
+                x[t] = kq_x_row(mm->xq + (size_t)(t0 + t) * mm->xq_stride, mm->K);
+            if (mm->wtype == SYN_DT_Q6_K) {
+                if (nt == 2)
+                    kq6_pass(w, x, 2, mm->K, out);
+                else
+                    kq6_pass(w, x, 1, mm->K, out);
+            } else {
+                const int q5 = mm->wtype == SYN_DT_Q5_K;
+                if (nt == 2 && q5)
+                    kq45_pass(w, x, 2, mm->K, 1, out);
+                else if (nt == 2)
+                    kq45_pass(w, x, 2, mm->K, 0, out);
+                else if (q5)
+                    kq45_pass(w, x, 1, mm->K, 1, out);
+                else
+                    kq45_pass(w, x, 1, mm->K, 0, out);
+            }
+            for (int t = 0; t < nt; t++) mm->y[(size_t)(t0 + t) * mm->R + r] = out[t];
+        }
+    }
+}
+
 static void rows_avx2(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
     (void)work;
-    if (syn_is_kquant(mm->wtype)) { /* no AVX2 K-quant kernels yet: the scalar ones */
-        syn_cpu_rows_kquant_scalar(mm, r0, r1);
+    if (syn_is_kquant(mm->wtype)) {
+        rows_kquant_avx2(mm, r0, r1);
         return;
     }
     tile_fn *tile;

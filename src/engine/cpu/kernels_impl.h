@@ -78,10 +78,6 @@ struct syn_mm {
     float *y;           /* T rows of R floats */
 };
 
-/* The scalar K-quant products (kernels_scalar.c), which the SIMD files fall back to where they
- * have no kernel of their own: y[t][r] for every t < T and r0 <= r < r1. */
-void syn_cpu_rows_kquant_scalar(const struct syn_mm *mm, int r0, int r1);
-
 /* One instruction set's kernels. */
 struct syn_cpu_isa {
     const char *name; /* "avx512", "avx2", "scalar" */

@@ -245,7 +245,7 @@ static float dot_q6_k(const uint8_t *w, const uint8_t *xq, int K)
     return s;
 }
 
-void syn_cpu_rows_kquant_scalar(const struct syn_mm *mm, int r0, int r1)
+static void rows_kquant_scalar(const struct syn_mm *mm, int r0, int r1)
 {
     for (int t = 0; t < mm->T; t++) {
         const uint8_t *xq = mm->xq + (size_t)t * mm->xq_stride;
@@ -262,7 +262,7 @@ static void rows_scalar(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
     (void)work;
     if (syn_is_kquant(mm->wtype)) {
-        syn_cpu_rows_kquant_scalar(mm, r0, r1);
+        rows_kquant_scalar(mm, r0, r1);
         return;
     }
     for (int t = 0; t < mm->T; t++) {
