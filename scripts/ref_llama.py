@@ -2,7 +2,7 @@
 """Reference Llama forward pass in NumPy, float64, for cross-checking the engine.
 
 It shares nothing with the C code: its own GGUF parser (header, metadata, tensor table,
-alignment; F32/F16/BF16/Q8_0/Q4_0 dequantisation), its own safetensors + config.json reader for
+alignment; F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q5_K/Q6_K dequantisation), its own safetensors + config.json reader for
 Hugging Face directories (one file or shards listed by model.safetensors.index.json), and the
 plainest forward pass we could write: RMSNorm, RoPE, grouped-query causal attention, SwiGLU,
 final norm, output projection (or the tied token embedding). Speed is not a goal; it is meant for
@@ -13,9 +13,10 @@ models of a few million parameters. It is not a tokenizer: it takes token ids.
 MODEL is a .gguf file or a directory with config.json. The output holds float32 little-endian
 logits for every position: n_tokens rows of n_vocab, row i being the logits after token i.
 
---act-q8 rounds the input of every product with a Q8_0/Q4_0 weight to 8-bit blocks first (blocks
-of 32, scale max|x|/127, values round(x/scale)), as the engine's CPU kernels do, so that the
-comparison measures the engine's arithmetic rather than this deliberate rounding.
+--act-q8 rounds the input of every product with a quantised weight to 8-bit blocks first (scale
+max|x|/127, values round(x/scale); blocks of 32 for Q8_0/Q4_0, of 256 for the K-quants), as the
+engine's CPU kernels do, so that the comparison measures the engine's arithmetic rather than
+this deliberate rounding.
 
 RoPE layouts: GGUF "llama" files rotate adjacent pairs (x[2i], x[2i+1]); Hugging Face
 checkpoints rotate halves (x[i], x[i + head_dim/2]). Both use frequency theta^(-2i/head_dim),
@@ -40,7 +41,10 @@ GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7:
 GGUF_STRING, GGUF_ARRAY = 8, 9
 # tensor types: (elements per block, bytes per block)
 T_F32, T_F16, T_Q4_0, T_Q8_0, T_BF16 = 0, 1, 2, 8, 30
-TYPE_BLOCK = {T_F32: (1, 4), T_F16: (1, 2), T_Q4_0: (32, 18), T_Q8_0: (32, 34), T_BF16: (1, 2)}
+T_Q4_K, T_Q5_K, T_Q6_K = 12, 13, 14
+TYPE_BLOCK = {T_F32: (1, 4), T_F16: (1, 2), T_Q4_0: (32, 18), T_Q8_0: (32, 34), T_BF16: (1, 2),
+              T_Q4_K: (256, 144), T_Q5_K: (256, 176), T_Q6_K: (256, 210)}
+K_QUANTS = (T_Q4_K, T_Q5_K, T_Q6_K)
 
 
 class Reader:
@@ -90,7 +94,59 @@ def dequantize(ttype, raw, n):
         blocks = np.frombuffer(raw, np.dtype([("d", "<f2"), ("q", "u1", 16)]), n // 32)
         q = np.concatenate([blocks["q"] & 15, blocks["q"] >> 4], axis=1).astype(np.float64) - 8
         return (blocks["d"].astype(np.float64)[:, None] * q).reshape(-1)
+    if ttype in (T_Q4_K, T_Q5_K):
+        return dequantize_q45_k(raw, n // 256, ttype == T_Q5_K)
+    if ttype == T_Q6_K:
+        return dequantize_q6_k(raw, n // 256)
     raise ValueError("unsupported tensor type %d" % ttype)
+
+
+def k_scales_mins(s):
+    """The eight 6-bit scales and mins of each Q4_K/Q5_K super-block from its 12 scale bytes
+    (nb, 12): bytes 0-3 hold the low 6 bits of scales 0-3 (top 2 bits: those of scales 4-7),
+    bytes 4-7 the same for mins, bytes 8-11 the low 4 bits of scales 4-7 (low nibble) and of
+    mins 4-7 (high nibble)."""
+    s = s.astype(np.int64)
+    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 15) | ((s[:, 0:4] >> 6) << 4)], axis=1)
+    mn = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)
+    return sc, mn
+
+
+def dequantize_q45_k(raw, nb, q5):
+    """Q4_K (f16 d, f16 dmin, 12 scale bytes, 128 bytes of nibbles) or Q5_K (the same with 32
+    bytes of fifth bits before the nibbles). Sub-block j (32 elements) of a super-block reads the
+    low nibbles of bytes 32*(j//2) .. +31 when j is even, the high ones when odd; Q5_K adds 16
+    times bit j of qh[l]. Value: d*scale_j*q - dmin*min_j."""
+    fields = [("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", 12)]
+    if q5:
+        fields.append(("qh", "u1", 32))
+    fields.append(("qs", "u1", 128))
+    blocks = np.frombuffer(raw, np.dtype(fields), nb)
+    qs = blocks["qs"].reshape(nb, 4, 32).astype(np.int64)
+    q = np.stack([qs & 15, qs >> 4], axis=2).reshape(nb, 8, 32)  # (block, sub-block j, l)
+    if q5:
+        bits = (blocks["qh"].astype(np.int64)[:, None, :] >> np.arange(8)[None, :, None]) & 1
+        q = q + 16 * bits
+    sc, mn = k_scales_mins(blocks["scales"])
+    d = blocks["d"].astype(np.float64)[:, None, None]
+    dmin = blocks["dmin"].astype(np.float64)[:, None, None]
+    return (d * sc[:, :, None] * q - dmin * mn[:, :, None]).reshape(-1)
+
+
+def dequantize_q6_k(raw, nb):
+    """Q6_K: 128 bytes of low nibbles (ql), 64 bytes of 2-bit pairs (qh), 16 int8 scales, f16 d.
+    Half h (128 elements) uses ql[64h .. 64h+63] and qh[32h .. 32h+31]; its quarter i (32
+    elements, l = 0..31) takes the low nibble of ql[64h + 32*(i%2) + l] for i < 2, the high one
+    for i >= 2, and bits 2i, 2i+1 of qh[32h + l] as bits 4-5. Value: d*scale[e//16]*(q - 32)."""
+    blocks = np.frombuffer(raw, np.dtype([("ql", "u1", 128), ("qh", "u1", 64),
+                                          ("sc", "i1", 16), ("d", "<f2")]), nb)
+    ql = blocks["ql"].reshape(nb, 2, 2, 32).astype(np.int64)  # (block, half, i % 2, l)
+    qh = blocks["qh"].reshape(nb, 2, 1, 32).astype(np.int64)  # (block, half, -, l)
+    low = np.concatenate([ql & 15, ql >> 4], axis=2)  # quarters i = 0, 1, 2, 3
+    high = (qh >> (2 * np.arange(4))[None, None, :, None]) & 3
+    q = (low | (high << 4)).reshape(nb, 256) - 32
+    scale = np.repeat(blocks["sc"].astype(np.float64), 16, axis=1)
+    return (blocks["d"].astype(np.float64)[:, None] * scale * q).reshape(-1)
 
 
 def read_gguf(path):
@@ -242,12 +298,13 @@ def hf_model(path):
 
 # ---- forward pass ----
 
-def quantize_q8_0(x):
-    """Rounds each row of x to Q8_0 blocks (see --act-q8) in float32 arithmetic, as the engine's
-    kernels compute it: scale d = max|x| / 127 kept in float32, q = x * (1/d) rounded to nearest
-    (ties to even), clamped to [-127, 127]. Returns the dequantised values q * d as float64."""
+def quantize_q8_0(x, block=32):
+    """Rounds each row of x to 8-bit blocks of `block` elements (see --act-q8) in float32
+    arithmetic, as the engine's kernels compute it: scale d = max|x| / 127 kept in float32,
+    q = x * (1/d) rounded to nearest (ties to even), clamped to [-127, 127]. Returns the
+    dequantised values q * d as float64."""
     rows, k = x.shape
-    b = x.astype(np.float32).reshape(rows, k // 32, 32)
+    b = x.astype(np.float32).reshape(rows, k // block, block)
     d = np.abs(b).max(axis=2, keepdims=True) / np.float32(127)
     inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
     q = np.clip(np.rint(b * inv), -127, 127)
@@ -263,6 +320,8 @@ class Forward:
         a, ttype = weight
         if self.act_q8 and ttype in (T_Q8_0, T_Q4_0):
             x = quantize_q8_0(x)
+        elif self.act_q8 and ttype in K_QUANTS:
+            x = quantize_q8_0(x, 256)
         return x @ a.T
 
     def rmsnorm(self, x, weight):
@@ -317,7 +376,7 @@ def main():
     ap.add_argument("--tokens", required=True, help='token ids, e.g. "1 2 3"')
     ap.add_argument("--out", required=True, help="where to write float32 logits")
     ap.add_argument("--act-q8", action="store_true",
-                    help="round matmul inputs to Q8_0 for Q8_0/Q4_0 weights, as the engine does")
+                    help="round matmul inputs to 8-bit blocks for quantised weights, as the engine does")
     args = ap.parse_args()
     tokens = [int(s) for s in args.tokens.replace(",", " ").split()]
     if not tokens:

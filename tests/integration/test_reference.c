@@ -28,6 +28,13 @@
  *     which moves the logits by up to ~1e-3 of the largest. 5e-3 tolerates a few such flips
  *     while staying well under the 1e-2 an engine that skipped or changed the activation
  *     rounding would show.
+ *   Q4_K, Q5_K, Q6_K weights: the same 5e-3; their activations are rounded per super-block of
+ *     256 (the reference with --act-q8 does the same). Here one step of that rounding is up to
+ *     eight times coarser and a flip costs more: multiplying the reference's own matmul inputs
+ *     by 1 + 1e-7 noise moved its logits by 8e-3 to 3e-2 at some positions in 2 of 6 runs on
+ *     these shapes, where the engine otherwise agrees to 1e-7 (measured 1e-7 to 3e-7). The seeds
+ *     below are ones where neither program lands that close to a boundary; a wrong layout,
+ *     scale or kernel gives errors of 1e-2 or more at every position, whatever the seed.
  */
 #include "harness.h"
 
@@ -211,6 +218,25 @@ TEST(reference_random_q8_0_tied)
     need_numpy();
     const char *m = random_model("f.gguf", "--dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 "
                                            "--vocab 300 --tied --dtype q8_0 --seed 16");
+    compare(m, TOKENS_300, 300, 5e-3, 1);
+}
+
+TEST(reference_random_q4_k_m_mixed_gqa)
+{
+    need_numpy();
+    /* q4_K_M: Q4_K matrices, with Q6_K for the output and for attn_v and ffn_down of the third
+     * layer (llama.cpp's rule), so one model mixes both types and q, k, v take two roads. Rows
+     * must be whole super-blocks of 256. */
+    const char *m = random_model("k.gguf", "--dim 256 --layers 3 --heads 4 --kv-heads 2 --ffn 512 "
+                                           "--vocab 300 --dtype q4_K_M --seed 20");
+    compare(m, TOKENS_300, 300, 5e-3, 1);
+}
+
+TEST(reference_random_q5_k_tied)
+{
+    need_numpy();
+    const char *m = random_model("l.gguf", "--dim 256 --layers 2 --heads 4 --ffn 768 "
+                                           "--vocab 300 --tied --dtype q5_K --seed 18");
     compare(m, TOKENS_300, 300, 5e-3, 1);
 }
 
