@@ -864,14 +864,23 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int n
                              const int q5, float *out)
 {
     const size_t bb = q5 ? SYN_Q5K_BYTES : SYN_Q4K_BYTES;
-    const __m256i low4 = _mm256_set1_epi8(15), one8 = _mm256_set1_epi8(1);
-    /* word i of chunk c's scale vector: sc[2c] for i < 16, sc[2c + 1] above */
-    const __m512i sidx[4] = {_mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1),
-                             _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1),
-                             _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(5), 1),
-                             _mm512_inserti64x4(_mm512_set1_epi16(6), _mm256_set1_epi16(7), 1)};
-    /* word 2j and 2j + 1: m[j], against the sums of 16 of sub-block j's two halves */
-    const __m256i midx = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i low4 = _mm512_set1_epi8(15), one8 = _mm512_set1_epi8(1);
+    /* word shifts: the low 256 bits keep the low nibbles (or qh bit 2c), the high take the high
+     * nibbles (bit 2c + 1) of the same 32 bytes, broadcast to both halves */
+    const __m512i sh_nib = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    __m512i sh_h[4], sctl[4];
+    UNROLL
+    for (int ch = 0; ch < 4; ch++) {
+        sh_h[ch] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * ch)),
+                                      _mm256_set1_epi16((short)(2 * ch + 1)), 1);
+        /* bytes of scale word 2ch in the low two 128-bit lanes, of word 2ch + 1 in the high two,
+         * for vpshufb over the eight scale words broadcast to every lane */
+        sctl[ch] =
+            _mm512_inserti64x4(_mm512_set1_epi16((short)((4 * ch) | (4 * ch + 1) << 8)),
+                               _mm256_set1_epi16((short)((4 * ch + 2) | (4 * ch + 3) << 8)), 1);
+    }
+    const __m128i m3f = _mm_set1_epi8(0x3f), m03 = _mm_set1_epi8(3), m0f = _mm_set1_epi8(15);
+    const __m128i sh_c = _mm_setr_epi32(0, 4, 0, 0);
     __m512 acc[KQ_T];
     __m256 accm[KQ_T];
     UNROLL
@@ -879,44 +888,41 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int n
     for (int sb = 0; sb < K / SYN_QK_K; sb++) {
         const uint8_t *blk = w + (size_t)sb * bb;
         const uint8_t *qs = blk + (q5 ? 48 : 16);
-        /* the 6-bit scales and mins, four to a word (syn_kquant_scale_min, unrolled) */
-        const uint32_t a = load_u32(blk + 4), b = load_u32(blk + 8), c = load_u32(blk + 12);
-        const uint64_t sc8 = (uint64_t)(a & 0x3f3f3f3fu) |
-                             (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4) << 32;
-        const uint64_t m8 = (uint64_t)(b & 0x3f3f3f3fu) |
-                            (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4)
-                                << 32;
-        const __m512i scw = _mm512_castsi256_si512(
-            _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8))));
-        const __m256i mw = _mm256_permutexvar_epi16(
-            midx, _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m8))));
+        /* the 6-bit scales and mins (syn_kquant_scale_min), in 32-bit lanes a, b, c of the 12
+         * bytes: sc = [a & 0x3f.., (c & 0x0f..) | (a >> 6 & 3..) << 4], m the same from b and
+         * c >> 4; u holds sc[0..7] in bytes 0-7 and m[0..7] in bytes 8-15 */
+        const __m128i v = _mm_loadu_si128((const __m128i *)(blk + 4));
+        const __m128i lo = _mm_and_si128(v, m3f);
+        const __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(v, 6), m03), 4);
+        const __m128i cs =
+            _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(v, 0xaa), sh_c), m0f); /* c, c >> 4 */
+        const __m128i u = _mm_unpacklo_epi32(lo, _mm_or_si128(cs, top));
+        const __m512i scb = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(u));
+        const __m256i mw = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(u, u)); /* m[j] at 2j, 2j+1 */
         __m512i qv[4], sv[4];
-        const __m256i h =
-            q5 ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
+        const __m512i hb =
+            q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 16)))
+               : _mm512_setzero_si512();
         UNROLL
         for (int ch = 0; ch < 4; ch++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * ch));
-            __m256i lo = _mm256_and_si256(q, low4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-            if (q5) {
-                lo = _mm256_or_si256(
-                    lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * ch), one8), 4));
-                hi = _mm256_or_si256(
-                    hi,
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * ch + 1), one8), 4));
-            }
-            qv[ch] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-            sv[ch] = _mm512_permutexvar_epi16(sidx[ch], scw);
+            const __m512i qb =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * ch)));
+            qv[ch] = _mm512_and_si512(_mm512_srlv_epi16(qb, sh_nib), low4);
+            if (q5)
+                qv[ch] = _mm512_or_si512(
+                    qv[ch],
+                    _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, sh_h[ch]), one8), 4));
+            sv[ch] = _mm512_shuffle_epi8(scb, sctl[ch]);
         }
-        const float d = _cvtsh_ss(load_u16(blk)), dmin = _cvtsh_ss(load_u16(blk + 2));
+        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32(blk))); /* d, dmin */
         UNROLL
         for (int t = 0; t < nt; t++) {
             const __m512i isum = kq_isum(qv, sv, x[t].q + (size_t)sb * SYN_QK_K);
             const __m256i bs = _mm256_loadu_si256((const __m256i *)(x[t].bsum + 16 * sb));
-            const float xd = x[t].d[sb];
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[t]);
+            const __m128 f = _mm_mul_ps(dd, _mm_set1_ps(x[t].d[sb])); /* d * xd, dmin * xd */
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(f), acc[t]);
             accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mw)),
-                                      _mm256_set1_ps(dmin * xd), accm[t]);
+                                      _mm256_broadcastss_ps(_mm_movehdup_ps(f)), accm[t]);
         }
     }
     UNROLL
