@@ -1,12 +1,13 @@
 #!/bin/sh
 # The benchmarks (`make bench`, which builds first): `synapse bench engine` on random-weight models
-# of the stories15m and tinyllama-1.1b shapes in F16 and Q8_0, then `synapse bench worker`, then
+# of the stories15m and tinyllama-1.1b shapes in F16 and Q8_0 (and tinyllama in Q4_K_M), then
+# `synapse bench worker`, then
 # decode after a 512-token context and the attention A/B (bench/attention_ab.c, which this script
 # compiles with cc against build/libsynapse.a; the rest it does not build). Writes one JSON object per benchmark to build/bench/*.json and a short summary
 # to stdout; progress and the commands run go to stderr. docs/BENCHMARKS.md explains the numbers.
 #
 # The models are generated into build/bench-models/ when missing (the 1.1B ones take a few
-# seconds each and 2.2 GB / 1.2 GB of disk). Each benchmark reports ratios measured within one
+# seconds each and 2.2 GB / 1.2 GB / 0.7 GB of disk). Each benchmark reports ratios measured within one
 # run; the machines are shared, so the load average is recorded with every result.
 #
 # Environment: SYNAPSE (binary, default ./synapse), BENCH_OUT (default build/bench),
@@ -38,7 +39,7 @@ log() { echo "bench: $*" >&2; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # The random models, generated once.
-for spec in stories15m:f16 stories15m:q8_0 tinyllama-1.1b:f16 tinyllama-1.1b:q8_0; do
+for spec in stories15m:f16 stories15m:q8_0 tinyllama-1.1b:f16 tinyllama-1.1b:q8_0 tinyllama-1.1b:q4_K_M; do
     shape=${spec%%:*}
     dtype=${spec#*:}
     f="$MODELS/$shape-$dtype.gguf"
@@ -87,6 +88,8 @@ run engine-tinyllama-1.1b-f16 "$SYNAPSE" bench engine -m "$MODELS/tinyllama-1.1b
     --batch 1,4,16 $BIG_ARGS || status=1
 run engine-tinyllama-1.1b-q8_0 "$SYNAPSE" bench engine -m "$MODELS/tinyllama-1.1b-q8_0.gguf" \
     --batch 1,4,16 $BIG_ARGS || status=1
+run engine-tinyllama-1.1b-q4_K_M "$SYNAPSE" bench engine -m "$MODELS/tinyllama-1.1b-q4_K_M.gguf" \
+    --batch 1,4,16 $BIG_ARGS || status=1
 run worker "$SYNAPSE" bench worker --batch-model "$MODELS/stories15m-f16.gguf" $WORKER_ARGS ||
     status=1
 # Decode after a long context, where attention counts, and the AVX-512 attention path against
@@ -125,7 +128,8 @@ def load(name):
             return json.load(f)
     except (OSError, ValueError):
         return None
-for m in ("stories15m-f16", "stories15m-q8_0", "tinyllama-1.1b-f16", "tinyllama-1.1b-q8_0"):
+for m in ("stories15m-f16", "stories15m-q8_0", "tinyllama-1.1b-f16", "tinyllama-1.1b-q8_0",
+          "tinyllama-1.1b-q4_K_M"):
     j = load("engine-" + m)
     if not j:
         print(f"{m:20s} (no result)")
