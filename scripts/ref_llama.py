@@ -2,7 +2,7 @@
 """Reference Llama forward pass in NumPy, float64, for cross-checking the engine.
 
 It shares nothing with the C code: its own GGUF parser (header, metadata, tensor table,
-alignment; F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q5_K/Q6_K dequantisation), its own safetensors + config.json reader for
+alignment; F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K dequantisation), its own safetensors + config.json reader for
 Hugging Face directories (one file or shards listed by model.safetensors.index.json), and the
 plainest forward pass we could write: RMSNorm, RoPE, grouped-query causal attention, SwiGLU,
 final norm, output projection (or the tied token embedding). Speed is not a goal; it is meant for
@@ -14,7 +14,8 @@ MODEL is a .gguf file or a directory with config.json. The output holds float32 
 logits for every position: n_tokens rows of n_vocab, row i being the logits after token i.
 
 --act-q8 rounds the input of every product with a quantised weight to 8-bit blocks first (scale
-max|x|/127, values round(x/scale); blocks of 32 for Q8_0/Q4_0, of 256 for the K-quants), as the
+max|x|/127, values round(x/scale); blocks of 32 for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, of 256 for the
+K-quants), as the
 engine's CPU kernels do, so that the comparison measures the engine's arithmetic rather than
 this deliberate rounding.
 
@@ -41,9 +42,12 @@ GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7:
 GGUF_STRING, GGUF_ARRAY = 8, 9
 # tensor types: (elements per block, bytes per block)
 T_F32, T_F16, T_Q4_0, T_Q8_0, T_BF16 = 0, 1, 2, 8, 30
+T_Q4_1, T_Q5_0, T_Q5_1 = 3, 6, 7
 T_Q4_K, T_Q5_K, T_Q6_K = 12, 13, 14
 TYPE_BLOCK = {T_F32: (1, 4), T_F16: (1, 2), T_Q4_0: (32, 18), T_Q8_0: (32, 34), T_BF16: (1, 2),
+              T_Q4_1: (32, 20), T_Q5_0: (32, 22), T_Q5_1: (32, 24),
               T_Q4_K: (256, 144), T_Q5_K: (256, 176), T_Q6_K: (256, 210)}
+BLOCKS_OF_32 = (T_Q8_0, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1)
 K_QUANTS = (T_Q4_K, T_Q5_K, T_Q6_K)
 
 
@@ -94,11 +98,34 @@ def dequantize(ttype, raw, n):
         blocks = np.frombuffer(raw, np.dtype([("d", "<f2"), ("q", "u1", 16)]), n // 32)
         q = np.concatenate([blocks["q"] & 15, blocks["q"] >> 4], axis=1).astype(np.float64) - 8
         return (blocks["d"].astype(np.float64)[:, None] * q).reshape(-1)
+    if ttype in (T_Q4_1, T_Q5_0, T_Q5_1):
+        return dequantize_q32_offset(raw, n // 32, ttype)
     if ttype in (T_Q4_K, T_Q5_K):
         return dequantize_q45_k(raw, n // 256, ttype == T_Q5_K)
     if ttype == T_Q6_K:
         return dequantize_q6_k(raw, n // 256)
     raise ValueError("unsupported tensor type %d" % ttype)
+
+
+def dequantize_q32_offset(raw, nb, ttype):
+    """Q4_1 (f16 d, f16 m, 16 bytes), Q5_0 (f16 d, u32 qh, 16 bytes), Q5_1 (f16 d, f16 m, u32 qh,
+    16 bytes), blocks of 32: element j < 16 is the low nibble of byte j, element j + 16 its high
+    nibble; Q5_0/Q5_1 add 16 times bit j of qh to element j. Q5_0: d*(q - 16); others d*q + m."""
+    fields = [("d", "<f2")]
+    if ttype != T_Q5_0:
+        fields.append(("m", "<f2"))
+    if ttype != T_Q4_1:
+        fields.append(("qh", "<u4"))
+    fields.append(("qs", "u1", 16))
+    blocks = np.frombuffer(raw, np.dtype(fields), nb)
+    qs = blocks["qs"].astype(np.int64)
+    q = np.concatenate([qs & 15, qs >> 4], axis=1)
+    if ttype != T_Q4_1:
+        q = q + 16 * ((blocks["qh"].astype(np.int64)[:, None] >> np.arange(32)[None, :]) & 1)
+    d = blocks["d"].astype(np.float64)[:, None]
+    if ttype == T_Q5_0:
+        return (d * (q - 16)).reshape(-1)
+    return (d * q + blocks["m"].astype(np.float64)[:, None]).reshape(-1)
 
 
 def k_scales_mins(s):
@@ -318,7 +345,7 @@ class Forward:
     def matmul(self, x, weight):
         """x (T, K) times a weight stored as (R, K): y (T, R)."""
         a, ttype = weight
-        if self.act_q8 and ttype in (T_Q8_0, T_Q4_0):
+        if self.act_q8 and ttype in BLOCKS_OF_32:
             x = quantize_q8_0(x)
         elif self.act_q8 and ttype in K_QUANTS:
             x = quantize_q8_0(x, 256)

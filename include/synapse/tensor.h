@@ -17,9 +17,10 @@ enum syn_dtype {
     SYN_DT_F32 = 0,
     SYN_DT_F16 = 1,
     SYN_DT_Q4_0 = 2, /* blocks of 32: f16 scale d, 16 bytes of 4-bit q; x = d * (q - 8) */
-    SYN_DT_Q4_1 = 3,
-    SYN_DT_Q5_0 = 6,
-    SYN_DT_Q5_1 = 7,
+    SYN_DT_Q4_1 = 3, /* blocks of 32: f16 d, f16 m, 16 bytes of 4-bit q; x = d * q + m */
+    SYN_DT_Q5_0 = 6, /* blocks of 32: f16 d, u32 qh (bit j: element j's fifth bit), 16 bytes of
+                        4-bit q as in Q4_0; x = d * (q + 16 * bit - 16) */
+    SYN_DT_Q5_1 = 7, /* blocks of 32: f16 d, f16 m, u32 qh, 16 bytes; x = d * (q + 16 * bit) + m */
     SYN_DT_Q8_0 = 8, /* blocks of 32: f16 scale d, 32 int8 q; x = d * q */
     SYN_DT_Q8_1 = 9,
     SYN_DT_Q2_K = 10,
@@ -110,10 +111,10 @@ uint16_t syn_f32_to_bf16(float f); /* round to nearest even */
  * embedding rows; the hot path uses the backend's dot products instead. */
 int syn_dequantize_row(int type, const void *src, float *dst, uint64_t n);
 
-/* Quantises n floats (a whole number of super-blocks) of src into dst in a K-quant type (Q4_K,
- * Q5_K or Q6_K): a plain min/max fit per sub-block, for random-weight test models, not
- * llama.cpp's error-minimising search. Returns the bytes written, or 0 for another type or a
- * partial block. */
-size_t syn_quantize_row_kquant(int type, const float *src, void *dst, uint64_t n);
+/* Quantises n floats (a whole number of blocks) of src into dst in Q4_1, Q5_0, Q5_1, Q4_K, Q5_K
+ * or Q6_K: a plain min/max fit per (sub-)block, for random-weight test models, not llama.cpp's
+ * error-minimising search. Returns the bytes written, or 0 for another type or a partial
+ * block. */
+size_t syn_quantize_row(int type, const float *src, void *dst, uint64_t n);
 
 #endif

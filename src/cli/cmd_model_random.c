@@ -76,7 +76,8 @@ static const struct shape shapes[] = {
 struct cfg {
     struct shape s;         /* the shape, after --shape and the per-dimension flags */
     int dtype;              /* enum syn_dtype of every matrix (norms are always F32) */
-    int q4_k_m;             /* --dtype q4_K_M: Q4_K, with Q6_K where llama.cpp's Q4_K_M has it */
+    int q4_k_m;             /* --dtype q4_K_M: Q4_K, with Q6_K where llama.cpp's Q4_K_M has it,
+                               and its fallbacks for rows that are not whole super-blocks */
     uint64_t seed;          /* --seed */
     float norm_eps;         /* llama.attention.layer_norm_rms_epsilon */
     const char *vocab_from; /* --vocab-from, or NULL to search the shared data */
@@ -163,6 +164,14 @@ static void plan_add(struct tplan *t, int *n, const char *name, int type, uint64
     p->nbytes = syn_dtype_row_bytes(type, k) * p->ne[1];
 }
 
+/* The type of a matrix of k-element rows: q4_K_M falls back as llama.cpp does where k is not a
+ * whole number of super-blocks (Q4_K to Q5_0, Q6_K to Q8_0). */
+static int fit_type(const struct cfg *c, int type, uint64_t k)
+{
+    if (!c->q4_k_m || k % SYN_QK_K == 0) return type;
+    return type == SYN_DT_Q6_K ? SYN_DT_Q8_0 : SYN_DT_Q5_0;
+}
+
 /* Fills t (room for 9 * n_layer + 5 entries) in file order; returns the count. */
 static int plan_tensors(const struct cfg *c, struct tplan *t)
 {
@@ -174,7 +183,7 @@ static int plan_tensors(const struct cfg *c, struct tplan *t)
      * layers and in every third layer between, and the output matrix Q6_K. */
     const int n8 = s->n_layer / 8;
     char name[64];
-    plan_add(t, &n, "token_embd.weight", dt, s->dim, s->vocab, FILL_MATRIX);
+    plan_add(t, &n, "token_embd.weight", fit_type(c, dt, s->dim), s->dim, s->vocab, FILL_MATRIX);
     if (s->llama3_rope)
         plan_add(t, &n, "rope_freqs.weight", SYN_DT_F32, s->head_dim / 2, 0, FILL_ROPE);
     for (int i = 0; i < s->n_layer; i++) {
@@ -189,15 +198,15 @@ static int plan_tensors(const struct cfg *c, struct tplan *t)
             snprintf(name, sizeof name, "blk.%d.%s.weight", i, parts[j]);
             int jt = more_bits && (j == 3 || j == 8) ? SYN_DT_Q6_K : dt; /* attn_v, ffn_down */
             if (rows[j])
-                plan_add(t, &n, name, jt, k[j], rows[j], FILL_MATRIX);
+                plan_add(t, &n, name, fit_type(c, jt, k[j]), k[j], rows[j], FILL_MATRIX);
             else
                 plan_add(t, &n, name, SYN_DT_F32, k[j], 0, FILL_NORM);
         }
     }
     plan_add(t, &n, "output_norm.weight", SYN_DT_F32, s->dim, 0, FILL_NORM);
     if (!s->tied)
-        plan_add(t, &n, "output.weight", c->q4_k_m ? SYN_DT_Q6_K : dt, s->dim, s->vocab,
-                 FILL_MATRIX);
+        plan_add(t, &n, "output.weight", fit_type(c, c->q4_k_m ? SYN_DT_Q6_K : dt, s->dim), s->dim,
+                 s->vocab, FILL_MATRIX);
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         t[i].offset = off;
@@ -485,6 +494,9 @@ static int add_model_keys(struct syn_gguf_writer *w, const struct cfg *c)
                          : c->dtype == SYN_DT_F32  ? 0
                          : c->dtype == SYN_DT_F16  ? 1
                          : c->dtype == SYN_DT_Q8_0 ? 7
+                         : c->dtype == SYN_DT_Q4_1 ? 3
+                         : c->dtype == SYN_DT_Q5_0 ? 8
+                         : c->dtype == SYN_DT_Q5_1 ? 9
                          : c->dtype == SYN_DT_Q4_K ? 14 /* "mostly Q4_K_S" */
                          : c->dtype == SYN_DT_Q5_K ? 16 /* "mostly Q5_K_S" */
                          : c->dtype == SYN_DT_Q6_K ? 18
@@ -612,7 +624,8 @@ static float llama3_divisor(int i, int head_dim, float theta)
  * returns the bytes written. */
 static size_t convert(int type, const float *x, size_t n, uint8_t *dst)
 {
-    if (syn_dtype_block_elems(type) == SYN_QK_K) return syn_quantize_row_kquant(type, x, dst, n);
+    if (type != SYN_DT_Q8_0 && syn_dtype_block_elems(type) > 1)
+        return syn_quantize_row(type, x, dst, n);
     if (type == SYN_DT_F32) {
         memcpy(dst, x, n * 4);
         return n * 4;
@@ -725,7 +738,8 @@ static void usage(FILE *f)
         f,
         "Usage: synapse model random (--shape NAME | --dim N --layers N --heads N [--kv-heads N]\n"
         "                            [--ffn N] [--vocab N] [--head-dim N])\n"
-        "                            --dtype f32|f16|bf16|q8_0|q4_K|q5_K|q6_K|q4_K_M\n"
+        "                            --dtype f32|f16|bf16|q8_0|q4_1|q5_0|q5_1|q4_K|q5_K|q6_K|\n"
+        "                                    q4_K_M\n"
         "                            [--tied] [--seed S]\n"
         "                            [--vocab-from FILE] -o FILE\n\n"
         "Writes a Llama-architecture GGUF v3 model with deterministic pseudo-random weights\n"
@@ -750,13 +764,15 @@ static void usage(FILE *f)
             "  --ctx N            llama.context_length (default: the shape's, else 2048)\n"
             "  --rope-theta X     llama.rope.freq_base (default: the shape's, else 10000)\n"
             "  --llama3-rope      add rope_freqs.weight with Llama 3.1 scaling (factor 32)\n"
-            "  --dtype T          f32, f16, bf16, q8_0, q4_K, q5_K or q6_K for every matrix;\n"
-            "                     norms stay f32. q4_K_M: q4_K, with q6_K for the output and\n"
-            "                     for attn_v and ffn_down in the layers llama.cpp's Q4_K_M gives\n"
-            "                     more bits. q8_0 needs dim, heads*head-dim and ffn to be\n"
-            "                     multiples of 32, the K-quants multiples of 256. The K-quants\n"
-            "                     are fitted by plain min/max per sub-block, not llama.cpp's\n"
-            "                     error-minimising search\n"
+            "  --dtype T          f32, f16, bf16, q8_0, q4_1, q5_0, q5_1, q4_K, q5_K or q6_K\n"
+            "                     for every matrix; norms stay f32. q4_K_M: q4_K, with q6_K\n"
+            "                     for the output and for attn_v and ffn_down in the layers\n"
+            "                     llama.cpp's Q4_K_M gives more bits, and its fallbacks (q5_0,\n"
+            "                     q8_0) where rows are not whole 256s. The 32-element types\n"
+            "                     (and q4_K_M) need dim, heads*head-dim and ffn to be multiples\n"
+            "                     of 32, the K-quants of 256. Quantised types are fitted by\n"
+            "                     plain min/max per block, not llama.cpp's error-minimising\n"
+            "                     search\n"
             "  --tied             no output.weight: the output projection is token_embd\n"
             "  --seed S           seed of the weights (default 1)\n"
             "  --vocab-from FILE  copy the tokenizer.* keys of this GGUF (its token count must be\n"
@@ -921,18 +937,17 @@ static int parse_args(int argc, char **argv, struct cfg *c)
         return cli_usage_error(CMD, "--kv-heads %d must divide --heads %d", s->n_kv_head,
                                s->n_head);
     if (!dtype)
-        return cli_usage_error(CMD,
-                               "--dtype is required (f32, f16, bf16, q8_0, q4_K, q5_K, q6_K or "
-                               "q4_K_M)");
+        return cli_usage_error(CMD, "--dtype is required (f32, f16, bf16, q8_0, q4_1, q5_0, q5_1, "
+                                    "q4_K, q5_K, q6_K or q4_K_M)");
     c->q4_k_m = !strcasecmp(dtype, "q4_K_M");
     c->dtype = c->q4_k_m ? SYN_DT_Q4_K : syn_dtype_parse(dtype);
-    if (c->dtype != SYN_DT_F32 && c->dtype != SYN_DT_F16 && c->dtype != SYN_DT_BF16 &&
-        c->dtype != SYN_DT_Q8_0 && c->dtype != SYN_DT_Q4_K && c->dtype != SYN_DT_Q5_K &&
-        c->dtype != SYN_DT_Q6_K)
-        return cli_usage_error(
-            CMD, "--dtype must be f32, f16, bf16, q8_0, q4_K, q5_K, q6_K or q4_K_M, got '%s'",
-            dtype);
-    const int block = syn_dtype_block_elems(c->dtype);
+    if (c->dtype < 0 || c->dtype == SYN_DT_Q4_0) /* q4_0 has no writer here */
+        return cli_usage_error(CMD,
+                               "--dtype must be f32, f16, bf16, q8_0, q4_1, q5_0, q5_1, q4_K, "
+                               "q5_K, q6_K or q4_K_M, got '%s'",
+                               dtype);
+    /* q4_K_M falls back to 32-element blocks where rows are not whole super-blocks */
+    const int block = c->q4_k_m ? 32 : syn_dtype_block_elems(c->dtype);
     if (block > 1) {
         /* every matrix is quantised along its rows (ne[0]), in whole blocks */
         const char *what[] = {"dim", "heads * head_dim", "ffn"};

@@ -34,7 +34,8 @@ static const struct syn_tensor *find_tensor(const struct syn_model *m, const cha
 static int matmul_type_ok(int t)
 {
     return t == SYN_DT_F32 || t == SYN_DT_F16 || t == SYN_DT_BF16 || t == SYN_DT_Q8_0 ||
-           t == SYN_DT_Q4_0 || t == SYN_DT_Q4_K || t == SYN_DT_Q5_K || t == SYN_DT_Q6_K;
+           t == SYN_DT_Q4_0 || t == SYN_DT_Q4_1 || t == SYN_DT_Q5_0 || t == SYN_DT_Q5_1 ||
+           t == SYN_DT_Q4_K || t == SYN_DT_Q5_K || t == SYN_DT_Q6_K;
 }
 
 /* Binds a matrix of rows x cols. optional: absent is not an error (w->data stays NULL). */
@@ -50,7 +51,7 @@ static int bind_matrix(struct syn_model *m, const char *name, int rows, int cols
         const char *tn = syn_dtype_name(t->type);
         return syn_seterr(err, errlen, SYN_EUNSUPPORTED,
                           "model: tensor '%s' has type %s; supported: f32, f16, bf16, q8_0, "
-                          "q4_0, q4_K, q5_K, q6_K",
+                          "q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K",
                           name, tn ? tn : "unknown");
     }
     if (t->n_dims != 2 || t->ne[0] != (uint64_t)cols || t->ne[1] != (uint64_t)rows)

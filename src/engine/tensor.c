@@ -83,7 +83,8 @@ int syn_dtype_parse(const char *s)
     /* Only the types a user may ask for (model random --type, conversions): the ones the
      * backends compute with. */
     static const int parseable[] = {SYN_DT_F32,  SYN_DT_F16,  SYN_DT_BF16, SYN_DT_Q8_0,
-                                    SYN_DT_Q4_0, SYN_DT_Q4_K, SYN_DT_Q5_K, SYN_DT_Q6_K};
+                                    SYN_DT_Q4_0, SYN_DT_Q4_1, SYN_DT_Q5_0, SYN_DT_Q5_1,
+                                    SYN_DT_Q4_K, SYN_DT_Q5_K, SYN_DT_Q6_K};
     if (!s) return -1;
     for (size_t i = 0; i < sizeof parseable / sizeof parseable[0]; i++)
         if (!strcasecmp(s, dtypes[parseable[i]].name)) return parseable[i];
@@ -209,6 +210,27 @@ int syn_dequantize_row(int type, const void *src, float *dst, uint64_t n)
             }
         }
         return 0;
+    case SYN_DT_Q4_1:
+    case SYN_DT_Q5_0:
+    case SYN_DT_Q5_1: {
+        if (n % 32) return SYN_EINVAL;
+        const int has_m = type != SYN_DT_Q5_0, has_h = type != SYN_DT_Q4_1;
+        const int bb = syn_dtype_block_bytes(type);
+        for (uint64_t b = 0; b < n / 32; b++, p += bb) {
+            const float d = syn_f16_to_f32(load_le16(p));
+            const float m = has_m ? syn_f16_to_f32(load_le16(p + 2)) : 0.0f;
+            const uint8_t *hp = p + (has_m ? 4 : 2), *q = hp + (has_h ? 4 : 0);
+            const uint32_t qh = has_h ? (uint32_t)hp[0] | (uint32_t)hp[1] << 8 |
+                                            (uint32_t)hp[2] << 16 | (uint32_t)hp[3] << 24
+                                      : 0;
+            float *y = dst + b * 32;
+            for (int j = 0; j < 32; j++) {
+                int v = (j < 16 ? q[j] & 15 : q[j - 16] >> 4) | (int)((qh >> j) & 1) << 4;
+                y[j] = type == SYN_DT_Q5_0 ? d * (float)(v - 16) : d * (float)v + m;
+            }
+        }
+        return 0;
+    }
     case SYN_DT_Q4_K:
     case SYN_DT_Q5_K:
         if (n % SYN_QK_K) return SYN_EINVAL;
@@ -348,15 +370,52 @@ static void quantize_q6_k(const float *x, uint8_t *blk)
     }
 }
 
-size_t syn_quantize_row_kquant(int type, const float *src, void *dst, uint64_t n)
+/* One Q4_1 / Q5_1 block (range [lo, hi] in 15 or 31 steps from m = lo) or Q5_0 block (steps of
+ * max|x| / 16, quants -16..15). */
+static void quantize_legacy(const float *x, uint8_t *blk, int type)
 {
-    if (n % SYN_QK_K) return 0;
+    const int has_m = type != SYN_DT_Q5_0, has_h = type != SYN_DT_Q4_1;
+    const int levels = type == SYN_DT_Q4_1 ? 15 : 31;
+    float lo = x[0], hi = x[0], amax = 0.0f, vmax = 0.0f;
+    for (int j = 0; j < 32; j++) {
+        lo = x[j] < lo ? x[j] : lo;
+        hi = x[j] > hi ? x[j] : hi;
+        float a = x[j] < 0.0f ? -x[j] : x[j];
+        if (a > amax) amax = a, vmax = x[j];
+    }
+    /* Q5_0: the largest magnitude maps to -16, as llama.cpp's writer does */
+    uint16_t hd = syn_f32_to_f16(has_m ? (hi - lo) / (float)levels : vmax / -16.0f);
+    uint16_t hm = syn_f32_to_f16(lo);
+    const float d = syn_f16_to_f32(hd), m = syn_f16_to_f32(hm), inv = d != 0.0f ? 1.0f / d : 0.0f;
+    memset(blk, 0, (size_t)syn_dtype_block_bytes(type));
+    store_le16(blk, hd);
+    if (has_m) store_le16(blk + 2, hm);
+    uint8_t *hp = blk + (has_m ? 4 : 2), *q = hp + (has_h ? 4 : 0);
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; j++) {
+        int v = has_m ? clampi(round_i((x[j] - m) * inv), 0, levels)
+                      : clampi(round_i(x[j] * inv) + 16, 0, 31);
+        q[j % 16] |= (uint8_t)((v & 15) << (j < 16 ? 0 : 4));
+        qh |= (uint32_t)(v >> 4) << j;
+    }
+    if (has_h)
+        for (int i = 0; i < 4; i++) hp[i] = (uint8_t)(qh >> (8 * i));
+}
+
+size_t syn_quantize_row(int type, const float *src, void *dst, uint64_t n)
+{
+    const int elems = syn_dtype_block_elems(type), bytes = syn_dtype_block_bytes(type);
+    if (!elems || n % (uint64_t)elems) return 0;
     uint8_t *out = dst;
-    const int bytes = syn_dtype_block_bytes(type);
-    for (uint64_t b = 0; b < n / SYN_QK_K; b++) {
-        const float *x = src + b * SYN_QK_K;
+    for (uint64_t b = 0; b < n / (uint64_t)elems; b++) {
+        const float *x = src + b * (uint64_t)elems;
         uint8_t *blk = out + b * (uint64_t)bytes;
         switch (type) {
+        case SYN_DT_Q4_1:
+        case SYN_DT_Q5_0:
+        case SYN_DT_Q5_1:
+            quantize_legacy(x, blk, type);
+            break;
         case SYN_DT_Q4_K:
             quantize_q45_k(x, blk, 15);
             break;
@@ -370,5 +429,5 @@ size_t syn_quantize_row_kquant(int type, const float *src, void *dst, uint64_t n
             return 0;
         }
     }
-    return n / SYN_QK_K * (size_t)bytes;
+    return n / (uint64_t)elems * (size_t)bytes;
 }

@@ -232,6 +232,27 @@ TEST(reference_random_q4_k_m_mixed_gqa)
     compare(m, TOKENS_300, 300, 5e-3, 1);
 }
 
+TEST(reference_random_q4_k_m_odd_sizes_fallbacks)
+{
+    need_numpy();
+    /* dim 96 is no whole super-block: llama.cpp's Q4_K_M (and ours) falls back to Q5_0 for
+     * those matrices and Q8_0 for the Q6_K ones; ffn_down (rows of 256) stays Q4_K / Q6_K. */
+    const char *m = random_model("m.gguf", "--dim 96 --layers 3 --heads 3 --kv-heads 1 --ffn 256 "
+                                           "--vocab 300 --dtype q4_K_M --seed 19");
+    compare(m, TOKENS_300, 300, 5e-3, 1);
+}
+
+TEST(reference_random_q4_1_and_q5_1)
+{
+    need_numpy();
+    compare(random_model("n.gguf", "--dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 160 "
+                                   "--vocab 300 --dtype q4_1 --seed 20"),
+            TOKENS_300, 300, 5e-3, 1);
+    compare(random_model("o.gguf", "--dim 64 --layers 2 --heads 4 --ffn 128 "
+                                   "--vocab 300 --tied --dtype q5_1 --seed 21"),
+            TOKENS_300, 300, 5e-3, 1);
+}
+
 TEST(reference_random_q5_k_tied)
 {
     need_numpy();

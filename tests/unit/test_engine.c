@@ -181,10 +181,10 @@ TEST(engine_batch_invariance_other_dtypes)
 {
     /* q4_K_M mixes Q4_K and Q6_K matrices (three layers: the third has Q6_K attn_v and
      * ffn_down, so q, k and v take two roads); the K-quants need rows of 256. */
-    const char *types[] = {"f16", "bf16", "q8_0", "q4_K_M", "q5_K"};
-    for (int i = 0; i < 5; i++) {
+    const char *types[] = {"f16", "bf16", "q8_0", "q4_K_M", "q5_K", "q5_1"};
+    for (int i = 0; i < 6; i++) {
         char path[700];
-        const int k = i >= 3;
+        const int k = i == 3 || i == 4;
         snprintf(path, sizeof path, "%s/m-%s.gguf", syn_test_tmpdir(), types[i]);
         int rc =
             syn_test_sh(NULL,

@@ -1052,21 +1052,51 @@ TEST(gguf_dequantize_hand_built_k_quants)
     CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q4_K, q4, y, 255), SYN_EINVAL);
 }
 
-/* What the quantiser writes reads back close to its input, for every K-quant. */
-TEST(gguf_quantize_k_quants_round_trip)
+/* Q4_1, Q5_0, Q5_1: one block each, laid out by hand. */
+TEST(gguf_dequantize_hand_built_q4_1_q5_0_q5_1)
 {
-    const int types[] = {SYN_DT_Q4_K, SYN_DT_Q5_K, SYN_DT_Q6_K};
+    float y[32];
+    /* d = 0.5, m = -2, nibbles: element j < 16 low nibble of byte j = j, element j + 16 high
+     * nibble = 15 - j; qh = 0xa5a5f00f (bit j: element j's fifth bit) */
+    const uint32_t qh = 0xa5a5f00fu;
+    uint8_t q41[20] = {0x00, 0x38, 0x00, 0xc0}, q50[22] = {0x00, 0x38},
+            q51[24] = {0x00, 0x38, 0x00, 0xc0};
+    for (int i = 0; i < 4; i++) q50[2 + i] = q51[4 + i] = (uint8_t)(qh >> (8 * i));
+    for (int j = 0; j < 16; j++)
+        q41[4 + j] = q50[6 + j] = q51[8 + j] = (uint8_t)(j | (15 - j) << 4);
+    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q4_1, q41, y, 32), 0);
+    for (int e = 0; e < 32; e++) CHECK(y[e] == 0.5f * (float)(e < 16 ? e : 31 - e) - 2.0f);
+    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q5_0, q50, y, 32), 0);
+    for (int e = 0; e < 32; e++) {
+        int q = (e < 16 ? e : 31 - e) + 16 * (int)(qh >> e & 1);
+        if (y[e] != 0.5f * (float)(q - 16)) FAIL("q5_0 element %d: %g", e, y[e]);
+    }
+    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q5_1, q51, y, 32), 0);
+    for (int e = 0; e < 32; e++) {
+        int q = (e < 16 ? e : 31 - e) + 16 * (int)(qh >> e & 1);
+        if (y[e] != 0.5f * (float)q - 2.0f) FAIL("q5_1 element %d: %g", e, y[e]);
+    }
+    CHECK_EQ_INT(syn_dequantize_row(SYN_DT_Q5_0, q50, y, 31), SYN_EINVAL);
+}
+
+/* What the quantiser writes reads back close to its input, for every type it writes. */
+TEST(gguf_quantize_round_trip)
+{
+    const int types[] = {SYN_DT_Q4_K, SYN_DT_Q5_K, SYN_DT_Q6_K,
+                         SYN_DT_Q4_1, SYN_DT_Q5_0, SYN_DT_Q5_1};
     /* worst |error| / max |x| per super-block: half a step of 15, 31 or 63 levels over the
-     * range, plus the 6-bit (8-bit) rounding of the step itself */
-    const float bound[] = {0.08f, 0.04f, 0.03f};
+     * range, plus the 6-bit (8-bit) rounding of the step itself; the 32-element types: half a
+     * step of 15 or 31 levels over the range, whose f16 min adds a little */
+    const float bound[] = {0.08f, 0.04f, 0.03f, 0.07f, 0.04f, 0.04f};
     float x[512], y[512];
-    uint8_t buf[2 * 210];
+    uint8_t buf[2 * 210]; /* the largest: two Q6_K super-blocks (16 Q5_1 blocks take 384) */
     for (int i = 0; i < 512; i++)
         x[i] = sinf((float)i * 0.37f) * (i < 256 ? 1.0f : 0.01f) + (i % 7 == 0 ? 0.3f : 0.0f);
     for (int i = 0; i < 32; i++) x[256 + 64 + i] = 0.0f; /* an all-zero sub-block */
-    for (int t = 0; t < 3; t++) {
-        size_t n = syn_quantize_row_kquant(types[t], x, buf, 512);
-        CHECK_EQ_INT((int)n, 2 * syn_dtype_block_bytes(types[t]));
+    for (int t = 0; t < 6; t++) {
+        size_t n = syn_quantize_row(types[t], x, buf, 512);
+        CHECK_EQ_INT((int)n,
+                     512 / syn_dtype_block_elems(types[t]) * syn_dtype_block_bytes(types[t]));
         CHECK_EQ_INT(syn_dequantize_row(types[t], buf, y, 512), 0);
         for (int b = 0; b < 2; b++) {
             float amax = 0, worst = 0;
@@ -1079,8 +1109,8 @@ TEST(gguf_quantize_k_quants_round_trip)
                      worst, amax);
         }
     }
-    CHECK_EQ_INT((int)syn_quantize_row_kquant(SYN_DT_Q8_0, x, buf, 256), 0);
-    CHECK_EQ_INT((int)syn_quantize_row_kquant(SYN_DT_Q4_K, x, buf, 255), 0);
+    CHECK_EQ_INT((int)syn_quantize_row(SYN_DT_Q8_0, x, buf, 256), 0);
+    CHECK_EQ_INT((int)syn_quantize_row(SYN_DT_Q4_K, x, buf, 255), 0);
 }
 
 /* ---- synapse model info ---- */

@@ -129,6 +129,10 @@ static size_t type_row_bytes(int type, int K)
         return (size_t)K / 32 * 34;
     case SYN_DT_Q4_0:
         return (size_t)K / 32 * 18;
+    case SYN_DT_Q4_1:
+    case SYN_DT_Q5_0:
+    case SYN_DT_Q5_1:
+        return (size_t)K / 32 * (size_t)syn_dtype_block_bytes(type);
     case SYN_DT_Q4_K:
     case SYN_DT_Q5_K:
     case SYN_DT_Q6_K:
@@ -165,20 +169,22 @@ static void wmat_make(struct wmat *m, int type, int R, int K)
                 dq[k] = from_bf16(h);
             }
         }
-        if (syn_dtype_block_elems(type) == 256) {
-            /* K-quants: every byte random (so every scale, min and quant bit pattern occurs),
-             * then the super-block scales set to small f16 values; tensor.c's reference
-             * dequantiser gives the values. */
-            const int bb = syn_dtype_block_bytes(type);
+        if (type != SYN_DT_Q8_0 && type != SYN_DT_Q4_0 && syn_dtype_block_elems(type) > 1) {
+            /* K-quants, Q4_1, Q5_0, Q5_1: every byte random (so every scale, min and quant bit
+             * pattern occurs), then the f16 scales (and mins) set to small values; tensor.c's
+             * reference dequantiser gives the values. */
+            const int bb = syn_dtype_block_bytes(type), be = syn_dtype_block_elems(type);
             float *deq = malloc(sizeof(float) * (size_t)K);
             CHECK(deq);
-            for (int i = 0; i < bb * (K / 256); i++) row[i] = (uint8_t)rng_u32();
-            for (int b = 0; b < K / 256; b++) {
+            for (int i = 0; i < bb * (K / be); i++) row[i] = (uint8_t)rng_u32();
+            for (int b = 0; b < K / be; b++) {
                 uint8_t *blk = row + (size_t)bb * b;
                 uint16_t d = to_f16(0.0005f + 0.002f * (float)(rng_u32() % 1000) / 1000.0f);
                 uint16_t dmin = to_f16(0.0005f + 0.004f * (float)(rng_u32() % 1000) / 1000.0f);
                 if (type == SYN_DT_Q6_K) {
                     memcpy(blk + 208, &d, 2);
+                } else if (type == SYN_DT_Q5_0) {
+                    memcpy(blk, &d, 2);
                 } else {
                     memcpy(blk, &d, 2);
                     memcpy(blk + 2, &dmin, 2);
@@ -290,7 +296,7 @@ static const int all_types[] = {SYN_DT_F32, SYN_DT_F16, SYN_DT_BF16, SYN_DT_Q8_0
 
 static int is_quant(int type)
 {
-    return type == SYN_DT_Q8_0 || type == SYN_DT_Q4_0 || syn_dtype_block_elems(type) == 256;
+    return syn_dtype_block_elems(type) > 1;
 }
 
 /* ---- agreement with the reference ---- */
@@ -376,6 +382,13 @@ TEST(kernels_q8_0_matches_reference)
 TEST(kernels_q4_0_matches_reference)
 {
     check_type_against_reference(SYN_DT_Q4_0, quant_shapes, N_QUANT_SHAPES);
+}
+
+TEST(kernels_q4_1_q5_0_q5_1_match_reference)
+{
+    check_type_against_reference(SYN_DT_Q4_1, quant_shapes, N_QUANT_SHAPES);
+    check_type_against_reference(SYN_DT_Q5_0, quant_shapes, N_QUANT_SHAPES);
+    check_type_against_reference(SYN_DT_Q5_1, quant_shapes, N_QUANT_SHAPES);
 }
 
 TEST(kernels_q4_k_matches_reference)
@@ -576,6 +589,13 @@ TEST_TIMEOUT(kernels_batch_invariant_q8_0, 120)
 TEST_TIMEOUT(kernels_batch_invariant_q4_0, 120)
 {
     check_batch_invariance_all_isas(SYN_DT_Q4_0);
+}
+
+TEST_TIMEOUT(kernels_batch_invariant_q4_1_q5_0_q5_1, 120)
+{
+    check_batch_invariance_all_isas(SYN_DT_Q4_1);
+    check_batch_invariance_all_isas(SYN_DT_Q5_0);
+    check_batch_invariance_all_isas(SYN_DT_Q5_1);
 }
 
 TEST_TIMEOUT(kernels_batch_invariant_q4_k, 120)

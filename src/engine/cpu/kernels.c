@@ -115,7 +115,8 @@ int syn_cpu_kernels_force(const char *name)
 
 static int is_quantised(int wtype)
 {
-    return wtype == SYN_DT_Q8_0 || wtype == SYN_DT_Q4_0 || syn_is_kquant(wtype);
+    return wtype == SYN_DT_Q8_0 || wtype == SYN_DT_Q4_0 || syn_is_q32_offset(wtype) ||
+           syn_is_kquant(wtype);
 }
 
 static size_t round64(size_t n)
@@ -146,6 +147,8 @@ size_t syn_cpu_matmul_scratch_bytes(int wtype, int K, int T, int n_threads)
     for (int i = 0; i < n; i++) {
         if (syn_is_kquant(wtype))
             xq = syn_xq_kq_row_bytes(K);
+        else if (syn_is_q32_offset(wtype))
+            xq = syn_xq_plain_row_bytes(K);
         else if (is_quantised(wtype) && isas[i]->xq_row_bytes(K) > xq)
             xq = isas[i]->xq_row_bytes(K);
         size_t w = isas[i]->work_bytes ? isas[i]->work_bytes(wtype, K, T) : 0;
@@ -167,6 +170,10 @@ static size_t row_bytes(int wtype, int K)
         return (size_t)(K / SYN_QBLOCK) * sizeof(struct syn_block_q8_0);
     case SYN_DT_Q4_0:
         return (size_t)(K / SYN_QBLOCK) * sizeof(struct syn_block_q4_0);
+    case SYN_DT_Q4_1:
+    case SYN_DT_Q5_0:
+    case SYN_DT_Q5_1:
+        return (size_t)(K / SYN_QBLOCK) * (size_t)syn_dtype_block_bytes(wtype);
     case SYN_DT_Q4_K:
         return (size_t)(K / SYN_QK_K) * SYN_Q4K_BYTES;
     case SYN_DT_Q5_K:
@@ -234,6 +241,8 @@ static void quantise_task(void *ctx, int t, int thread)
     uint8_t *dst = (uint8_t *)j->mm[0].xq + (size_t)t * j->mm[0].xq_stride;
     if (syn_is_kquant(j->mm[0].wtype))
         syn_cpu_quantize_row_kq(x, j->mm[0].K, dst);
+    else if (syn_is_q32_offset(j->mm[0].wtype)) /* the plain arrangement, whatever the ISA */
+        syn_cpu_isa_scalar.quantize_row(x, j->mm[0].K, j->mm[0].wtype, dst);
     else
         j->isa->quantize_row(x, j->mm[0].K, j->mm[0].wtype, dst);
 }
@@ -379,7 +388,9 @@ void syn_cpu_matmul_multi(struct syn_pool *pool, int wtype, int K, const float *
     size_t xq_stride = 0;
     if (is_quantised(wtype)) {
         xq = scratch;
-        xq_stride = syn_is_kquant(wtype) ? syn_xq_kq_row_bytes(K) : j.isa->xq_row_bytes(K);
+        xq_stride = syn_is_kquant(wtype)       ? syn_xq_kq_row_bytes(K)
+                    : syn_is_q32_offset(wtype) ? syn_xq_plain_row_bytes(K)
+                                               : j.isa->xq_row_bytes(K);
     }
     const int n_threads = syn_pool_size(pool);
     const size_t work = j.isa->work_bytes ? j.isa->work_bytes(wtype, K, T) : 0;

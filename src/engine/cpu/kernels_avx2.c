@@ -503,9 +503,62 @@ TARGET static void rows_kquant_avx2(const struct syn_mm *mm, int r0, int r1)
     }
 }
 
+/* ---- Q4_1, Q5_0, Q5_1: one (activation row, weight row) pair at a time ----
+ *
+ * The AVX-512 path's steps (kernels_avx512.c) with maddubs + madd(1) for the two exact int32
+ * sums, and qh's bits spread to bytes by a shuffle and compare. */
+TARGET static float dot_q32_offset_avx2(const uint8_t *w, const uint8_t *xq, int K, int wtype)
+{
+    const int8_t *xs = (const int8_t *)xq;
+    const float *xd = (const float *)(xq + (((size_t)K + 63) & ~(size_t)63));
+    const int has_m = wtype != SYN_DT_Q5_0, has_h = wtype != SYN_DT_Q4_1;
+    const size_t bb = (size_t)(has_m ? 4 : 2) + (has_h ? 4 : 0) + 16;
+    const __m128i low4 = _mm_set1_epi8(15);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    /* byte k of the result takes byte k / 8 of qh, and tests bit k % 8 of it */
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < K / SYN_QBLOCK; b++) {
+        const uint8_t *blk = w + (size_t)b * bb, *hp = blk + (has_m ? 4 : 2);
+        const __m128i qs = _mm_loadu_si128((const __m128i *)(hp + (has_h ? 4 : 0)));
+        __m256i q =
+            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), low4), _mm_and_si128(qs, low4));
+        if (has_h) {
+            const __m256i hb = _mm256_and_si256(
+                _mm256_shuffle_epi8(_mm256_set1_epi32((int)kq_u32(hp)), spread), bit);
+            q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(hb, bit), sixteen));
+        }
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(xs + (size_t)b * SYN_QBLOCK));
+        const __m256i isum = _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), ones16);
+        const __m256i xsum = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones16);
+        const float d = _cvtsh_ss(kq_u16(blk));
+        if (has_m) {
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xd[b]), acc);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(xsum),
+                                  _mm256_set1_ps(_cvtsh_ss(kq_u16(blk + 2)) * xd[b]), acc);
+        } else {
+            acc = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(xsum, 4))),
+                _mm256_set1_ps(d * xd[b]), acc);
+        }
+    }
+    return hsum8(acc);
+}
+
 static void rows_avx2(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
     (void)work;
+    if (syn_is_q32_offset(mm->wtype)) {
+        for (int r = r0; r < r1; r++)
+            for (int t = 0; t < mm->T; t++)
+                mm->y[(size_t)t * mm->R + r] =
+                    dot_q32_offset_avx2(mm->w + (size_t)r * mm->w_row_bytes,
+                                        mm->xq + (size_t)t * mm->xq_stride, mm->K, mm->wtype);
+        return;
+    }
     if (syn_is_kquant(mm->wtype)) {
         rows_kquant_avx2(mm, r0, r1);
         return;

@@ -1034,8 +1034,69 @@ TARGET static void rows_kquant_avx512(const struct syn_mm *mm, int r0, int r1)
     }
 }
 
+/* ---- Q4_1, Q5_0, Q5_1: one (activation row, weight row) pair at a time ----
+ *
+ * Against the plain activations (kernels_impl.h), a block of 32 per step: its quants (low
+ * nibbles then high, plus 16 where qh's bit is set) meet the 32 activations in one 256-bit
+ * dpbusd, their sum in another, giving 8 exact int32 lanes each; the block's terms (as in
+ * kernels_scalar.c) are added lane-wise with one or two FMAs, then folded with hsum8. */
+
+TARGET INLINE float hsum8_512(__m256 v)
+{
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+TARGET static float dot_q32_offset_avx512(const uint8_t *w, const uint8_t *xq, int K, int wtype)
+{
+    const int8_t *xs = (const int8_t *)xq;
+    const float *xd = (const float *)(xq + (((size_t)K + 63) & ~(size_t)63));
+    const int has_m = wtype != SYN_DT_Q5_0, has_h = wtype != SYN_DT_Q4_1;
+    const size_t bb = (size_t)(has_m ? 4 : 2) + (has_h ? 4 : 0) + 16;
+    const __m128i low4 = _mm_set1_epi8(15);
+    const __m256i ones = _mm256_set1_epi8(1), sixteen = _mm256_set1_epi8(16);
+    const __m256i z = _mm256_setzero_si256();
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < K / SYN_QBLOCK; b++) {
+        const uint8_t *blk = w + (size_t)b * bb, *hp = blk + (has_m ? 4 : 2);
+        const __m128i qs = _mm_loadu_si128((const __m128i *)(hp + (has_h ? 4 : 0)));
+        __m256i q =
+            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), low4), _mm_and_si128(qs, low4));
+        if (has_h) q = _mm256_or_si256(q, _mm256_maskz_mov_epi8((__mmask32)load_u32(hp), sixteen));
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(xs + (size_t)b * SYN_QBLOCK));
+        const __m256i isum = _mm256_dpbusd_epi32(z, q, x), xsum = _mm256_dpbusd_epi32(z, ones, x);
+        const float d = _cvtsh_ss(load_u16(blk));
+        if (has_m) {
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xd[b]), acc);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(xsum),
+                                  _mm256_set1_ps(_cvtsh_ss(load_u16(blk + 2)) * xd[b]), acc);
+        } else {
+            acc = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(xsum, 4))),
+                _mm256_set1_ps(d * xd[b]), acc);
+        }
+    }
+    return hsum8_512(acc);
+}
+
+TARGET static void rows_q32_offset_avx512(const struct syn_mm *mm, int r0, int r1)
+{
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *w = mm->w + (size_t)r * mm->w_row_bytes;
+        for (int t = 0; t < mm->T; t++)
+            mm->y[(size_t)t * mm->R + r] =
+                dot_q32_offset_avx512(w, mm->xq + (size_t)t * mm->xq_stride, mm->K, mm->wtype);
+    }
+}
+
 static void rows_avx512(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
+    if (syn_is_q32_offset(mm->wtype)) {
+        rows_q32_offset_avx512(mm, r0, r1);
+        return;
+    }
     if (syn_is_kquant(mm->wtype)) {
         rows_kquant_avx512(mm, r0, r1);
         return;

@@ -46,6 +46,14 @@ static inline int syn_is_kquant(int wtype)
     return wtype == SYN_DT_Q4_K || wtype == SYN_DT_Q5_K || wtype == SYN_DT_Q6_K;
 }
 
+/* Q4_1, Q5_0, Q5_1 (blocks of 32 with an offset: a min, or -16): against activations in the
+ * plain arrangement on every instruction set, quantised by the scalar definition. They come as
+ * llama.cpp's fallbacks for matrices whose rows are not whole super-blocks. */
+static inline int syn_is_q32_offset(int wtype)
+{
+    return wtype == SYN_DT_Q4_1 || wtype == SYN_DT_Q5_0 || wtype == SYN_DT_Q5_1;
+}
+
 static inline size_t syn_xq_kq_row_bytes(int K)
 {
     size_t q = ((size_t)K + 63) & ~(size_t)63;
@@ -68,14 +76,14 @@ static inline size_t syn_xq_plain_row_bytes(int K)
 struct syn_mm {
     const uint8_t *w;   /* R rows of K elements of wtype, rows contiguous */
     size_t w_row_bytes; /* bytes per weight row */
-    int wtype;          /* SYN_DT_F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K */
-    int R;              /* weight rows = output columns */
-    int K;              /* elements per row */
-    int T;              /* activation rows */
-    const float *x;     /* T rows of K floats */
-    const uint8_t *xq;  /* quantised activations, T rows of xq_stride bytes (quantised weights) */
-    size_t xq_stride;   /* bytes per quantised row: the ISA's xq_row_bytes(K) */
-    float *y;           /* T rows of R floats */
+    int wtype;         /* SYN_DT_F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K */
+    int R;             /* weight rows = output columns */
+    int K;             /* elements per row */
+    int T;             /* activation rows */
+    const float *x;    /* T rows of K floats */
+    const uint8_t *xq; /* quantised activations, T rows of xq_stride bytes (quantised weights) */
+    size_t xq_stride;  /* bytes per quantised row: the ISA's xq_row_bytes(K) */
+    float *y;          /* T rows of R floats */
 };
 
 /* One instruction set's kernels. */

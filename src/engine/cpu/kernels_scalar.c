@@ -258,9 +258,50 @@ static void rows_kquant_scalar(const struct syn_mm *mm, int r0, int r1)
     }
 }
 
+/* Q4_1, Q5_0, Q5_1 against the plain activations, block after block: the exact int32 sums of
+ * q * xq (q = 0..31, the fifth bit included) and of xq, then
+ *     Q5_0:       (float)(sum(q * xq) - 16 * sum(xq)) * (d * xd)
+ *     Q4_1, Q5_1: (float)sum(q * xq) * (d * xd) + (float)sum(xq) * (m * xd)
+ * The SIMD paths compute the same per-block terms (their float sums run in lanes). */
+static float dot_q32_offset(const uint8_t *w, const uint8_t *xq, int K, int wtype)
+{
+    const int8_t *xs = (const int8_t *)xq;
+    const float *xd = (const float *)(xq + (((size_t)K + 63) & ~(size_t)63));
+    const int has_m = wtype != SYN_DT_Q5_0, has_h = wtype != SYN_DT_Q4_1;
+    const size_t bb = (size_t)(has_m ? 4 : 2) + (has_h ? 4 : 0) + 16;
+    float s = 0.0f;
+    for (int b = 0; b < K / SYN_QBLOCK; b++) {
+        const uint8_t *blk = w + (size_t)b * bb, *hp = blk + (has_m ? 4 : 2);
+        const uint8_t *q = hp + (has_h ? 4 : 0);
+        uint32_t qh = 0;
+        if (has_h) memcpy(&qh, hp, sizeof qh);
+        const int8_t *x = xs + (size_t)b * SYN_QBLOCK;
+        int32_t isum = 0, xsum = 0;
+        for (int j = 0; j < 32; j++) {
+            int v = (j < 16 ? q[j] & 15 : q[j - 16] >> 4) | (int)((qh >> j) & 1) << 4;
+            isum += v * x[j];
+            xsum += x[j];
+        }
+        const float d = f16_to_f32(load_u16(blk));
+        if (has_m)
+            s += (float)isum * (d * xd[b]) + (float)xsum * (f16_to_f32(load_u16(blk + 2)) * xd[b]);
+        else
+            s += (float)(isum - 16 * xsum) * (d * xd[b]);
+    }
+    return s;
+}
+
 static void rows_scalar(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 {
     (void)work;
+    if (syn_is_q32_offset(mm->wtype)) {
+        for (int t = 0; t < mm->T; t++)
+            for (int r = r0; r < r1; r++)
+                mm->y[(size_t)t * mm->R + r] =
+                    dot_q32_offset(mm->w + (size_t)r * mm->w_row_bytes,
+                                   mm->xq + (size_t)t * mm->xq_stride, mm->K, mm->wtype);
+        return;
+    }
     if (syn_is_kquant(mm->wtype)) {
         rows_kquant_scalar(mm, r0, r1);
         return;
