@@ -2,11 +2,12 @@
 """Reference Llama forward pass in NumPy, float64, for cross-checking the engine.
 
 It shares nothing with the C code: its own GGUF parser (header, metadata, tensor table,
-alignment; F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K dequantisation), its own safetensors + config.json reader for
-Hugging Face directories (one file or shards listed by model.safetensors.index.json), and the
-plainest forward pass we could write: RMSNorm, RoPE, grouped-query causal attention, SwiGLU,
-final norm, output projection (or the tied token embedding). Speed is not a goal; it is meant for
-models of a few million parameters. It is not a tokenizer: it takes token ids.
+alignment; F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K dequantisation), its own
+safetensors + config.json reader for Hugging Face directories (one file or shards listed by
+model.safetensors.index.json), and the plainest forward pass we could write: RMSNorm, RoPE,
+grouped-query causal attention, SwiGLU, final norm, output projection (or the tied token
+embedding). Speed is not a goal; it is meant for models of a few million parameters. It is not a
+tokenizer: it takes token ids.
 
   /usr/bin/python3 scripts/ref_llama.py MODEL --tokens "1 2 3" --out logits.f32 [--act-q8]
 
@@ -15,9 +16,8 @@ logits for every position: n_tokens rows of n_vocab, row i being the logits afte
 
 --act-q8 rounds the input of every product with a quantised weight to 8-bit blocks first (scale
 max|x|/127, values round(x/scale); blocks of 32 for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, of 256 for the
-K-quants), as the
-engine's CPU kernels do, so that the comparison measures the engine's arithmetic rather than
-this deliberate rounding.
+K-quants Q4_K/Q5_K/Q6_K), as the engine's CPU kernels do, so that the comparison measures the
+engine's arithmetic rather than this deliberate rounding.
 
 RoPE layouts: GGUF "llama" files rotate adjacent pairs (x[2i], x[2i+1]); Hugging Face
 checkpoints rotate halves (x[i], x[i + head_dim/2]). Both use frequency theta^(-2i/head_dim),
@@ -403,7 +403,8 @@ def main():
     ap.add_argument("--tokens", required=True, help='token ids, e.g. "1 2 3"')
     ap.add_argument("--out", required=True, help="where to write float32 logits")
     ap.add_argument("--act-q8", action="store_true",
-                    help="round matmul inputs to 8-bit blocks for quantised weights, as the engine does")
+                    help="round matmul inputs to 8-bit blocks for quantised weights, as the engine "
+                    "does: blocks of 32 for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, of 256 for Q4_K/Q5_K/Q6_K")
     args = ap.parse_args()
     tokens = [int(s) for s in args.tokens.replace(",", " ").split()]
     if not tokens:
