@@ -854,7 +854,7 @@ TARGET INLINE __m512i kq_isum(const __m512i *qv, const __m512i *sv, const int8_t
     UNROLL
     for (int ch = 0; ch < 4; ch++) {
         const __m512i p = _mm512_maddubs_epi16(qv[ch], _mm512_loadu_si512(xs + 64 * ch));
-        isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p, sv[ch]));
+        isum = _mm512_dpwssd_epi32(isum, p, sv[ch]); /* isum + the pairs of p times sv, exact */
     }
     return isum;
 }
