@@ -11,7 +11,7 @@
 #                                          the whole backend (backend.cu too, on an emulated
 #                                          runtime and cuBLAS) through the engine API against the
 #                                          CPU backend; default models: stories260K and random
-#                                          f32, bf16 and q8_0 ones
+#                                          f32, bf16, q8_0 and q4_K_M ones
 #   EMU_SAN=undefined tests/cuda/run-emu.sh   the same under UBSan
 #
 # Needs the CPU build's library and binary (default build/libsynapse.a and ./synapse, or $EMU_LIB
@@ -60,7 +60,9 @@ if [ $# -eq 0 ]; then
         --dtype bf16 --seed 12 -o "$M/bf16.gguf" >/dev/null
     "$SYN" model random --dim 64 --layers 2 --heads 4 --kv-heads 1 --ffn 128 --vocab 320 \
         --dtype q8_0 --seed 15 -o "$M/q8.gguf" >/dev/null
+    "$SYN" model random --dim 96 --layers 3 --heads 3 --kv-heads 1 --ffn 256 --vocab 300 \
+        --dtype q4_K_M --seed 16 -o "$M/q4km.gguf" >/dev/null
     set -- "$SHARED/models/stories260K.gguf:1e-8" "$M/f32.gguf:1e-8" "$M/bf16.gguf:1e-3" \
-        "$M/q8.gguf:2e-3"
+        "$M/q8.gguf:2e-3" "$M/q4km.gguf:2e-3"
 fi
 exec "$OUTDIR/emu_engine" "$@"

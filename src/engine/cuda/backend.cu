@@ -530,7 +530,7 @@ unsupported_type:
     cuda_release(e);
     return syn_seterr(err, errlen, SYN_EUNSUPPORTED,
                       "cuda: a weight type of this model cannot be uploaded (have f32, f16, bf16, "
-                      "q8_0, q4_0)");
+                      "q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K)");
 out:
     uploader_release(&up);
     cuda_release(e);

@@ -97,12 +97,49 @@ static unsigned grid_for(size_t n, int threads)
 int syn_cuda_convert_supported(int stype)
 {
     return stype == SYN_DT_F32 || stype == SYN_DT_F16 || stype == SYN_DT_BF16 ||
-           stype == SYN_DT_Q8_0 || stype == SYN_DT_Q4_0;
+           stype == SYN_DT_Q8_0 || stype == SYN_DT_Q4_0 || stype == SYN_DT_Q4_1 ||
+           stype == SYN_DT_Q5_0 || stype == SYN_DT_Q5_1 || stype == SYN_DT_Q4_K ||
+           stype == SYN_DT_Q5_K || stype == SYN_DT_Q6_K;
 }
 
 static __device__ __forceinline__ float f16_bits(const uint8_t *p)
 {
     return __half2float(__ushort_as_half((unsigned short)(p[0] | (p[1] << 8))));
+}
+
+/* Element j of a Q4_1 / Q5_0 / Q5_1 block (layouts in synapse/tensor.h). */
+static __device__ float q32_offset_elem(const uint8_t *b, int stype, int j)
+{
+    const int has_m = stype != SYN_DT_Q5_0, has_h = stype != SYN_DT_Q4_1;
+    const uint8_t *hp = b + (has_m ? 4 : 2), *qs = hp + (has_h ? 4 : 0);
+    int q = j < 16 ? (qs[j] & 15) : (qs[j - 16] >> 4);
+    if (has_h) q |= ((hp[j / 8] >> (j % 8)) & 1) << 4;
+    return stype == SYN_DT_Q5_0 ? f16_bits(b) * (float)(q - 16)
+                                : f16_bits(b) * (float)q + f16_bits(b + 2);
+}
+
+/* Element e (0..255) of a Q4_K / Q5_K / Q6_K super-block (layouts in synapse/tensor.h). */
+static __device__ float kquant_elem(const uint8_t *b, int stype, int e)
+{
+    if (stype == SYN_DT_Q6_K) {
+        const int half = e / 128, i = (e % 128) / 32, l = e % 32;
+        const uint8_t lo = b[64 * half + l + 32 * (i & 1)], hi = b[128 + 32 * half + l];
+        const int q = (i < 2 ? lo & 15 : lo >> 4) | (((hi >> (2 * i)) & 3) << 4);
+        return f16_bits(b + 208) * (float)(int8_t)b[192 + e / 16] * (float)(q - 32);
+    }
+    const int q5 = stype == SYN_DT_Q5_K, j = e / 32, l = e % 32;
+    const uint8_t *sc = b + 4, *qs = b + (q5 ? 48 : 16) + 32 * (j / 2);
+    int s, m;
+    if (j < 4) {
+        s = sc[j] & 63;
+        m = sc[j + 4] & 63;
+    } else {
+        s = (sc[j + 4] & 15) | ((sc[j - 4] >> 6) << 4);
+        m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+    }
+    int q = j % 2 ? qs[l] >> 4 : qs[l] & 15;
+    if (q5) q += ((b[16 + l] >> j) & 1) << 4;
+    return f16_bits(b) * (float)s * (float)q - f16_bits(b + 2) * (float)m;
 }
 
 static __global__ void convert_kernel(const uint8_t *src, int stype, void *dst, int dt, size_t n)
@@ -119,11 +156,17 @@ static __global__ void convert_kernel(const uint8_t *src, int stype, void *dst, 
         } else if (stype == SYN_DT_Q8_0) { /* 34-byte blocks: f16 d, 32 int8 */
             const uint8_t *b = src + (i / 32) * 34;
             v = f16_bits(b) * (float)(int8_t)b[2 + i % 32];
-        } else { /* Q4_0, 18-byte blocks: f16 d, low nibbles = 0..15, high = 16..31 */
+        } else if (stype == SYN_DT_Q4_0) { /* 18-byte blocks: f16 d, nibbles 0..15, 16..31 */
             const uint8_t *b = src + (i / 32) * 18;
             const int j = (int)(i % 32);
             const int q = j < 16 ? (b[2 + j] & 15) : (b[2 + j - 16] >> 4);
             v = f16_bits(b) * (float)(q - 8);
+        } else if (stype == SYN_DT_Q4_1 || stype == SYN_DT_Q5_0 || stype == SYN_DT_Q5_1) {
+            const size_t bb = stype == SYN_DT_Q4_1 ? 20 : stype == SYN_DT_Q5_0 ? 22 : 24;
+            v = q32_offset_elem(src + (i / 32) * bb, stype, (int)(i % 32));
+        } else { /* the K-quants, super-blocks of 256 */
+            const size_t bb = stype == SYN_DT_Q4_K ? 144 : stype == SYN_DT_Q5_K ? 176 : 210;
+            v = kquant_elem(src + (i / 256) * bb, stype, (int)(i % 256));
         }
         st_elem(dst, dt, i, v);
     }

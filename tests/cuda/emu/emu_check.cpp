@@ -144,6 +144,27 @@ static void test_convert_embed(void)
                  {SYN_DT_F16, f16.data(), SYN_DT_F32},
                  {SYN_DT_BF16, bf16.data(), SYN_DT_BF16},
                  {SYN_DT_F32, tab.data(), SYN_DT_BF16}};
+    /* Q4_1, Q5_0, Q5_1 and the K-quants as tensor.c writes them (two super-blocks per row) */
+    std::vector<float> tab2((size_t)rows * 512);
+    for (auto &v : tab2) v = frand();
+    static const int more[] = {SYN_DT_Q4_1, SYN_DT_Q5_0, SYN_DT_Q5_1,
+                               SYN_DT_Q4_K, SYN_DT_Q5_K, SYN_DT_Q6_K};
+    std::vector<std::vector<uint8_t>> enc;
+    for (int t : more) {
+        enc.emplace_back(tab2.size()); /* a byte per element: more than any of these takes */
+        if (!syn_quantize_row(t, tab2.data(), enc.back().data(), tab2.size()))
+            check("quantize for the convert test", 1, 0);
+    }
+    for (size_t k = 0; k < sizeof more / sizeof more[0]; k++) {
+        const size_t n = tab2.size();
+        std::vector<float> ref(n);
+        syn_dequantize_row(more[k], enc[k].data(), ref.data(), n);
+        std::vector<uint8_t> conv(n * 4);
+        syn_cuda_convert(enc[k].data(), more[k], conv.data(), SYN_DT_F32, n, 0);
+        char what[80];
+        snprintf(what, sizeof what, "convert %s to f32", syn_dtype_name(more[k]));
+        check(what, nmse(to_f32(conv.data(), SYN_DT_F32, n).data(), ref.data(), n), 1e-6);
+    }
     for (auto &c : cases) {
         const size_t n = (size_t)rows * K;
         std::vector<float> ref(n);
