@@ -355,23 +355,7 @@ INLINE uint32_t kq_u32(const uint8_t *p)
     return v;
 }
 
-struct kq_x {
-    const int8_t *q;
-    const float *d;
-    const int16_t *bsum;
-};
-
-INLINE struct kq_x kq_x_row(const uint8_t *xq, int K)
-{
-    struct kq_x r;
-    r.q = (const int8_t *)xq;
-    r.d = (const float *)(xq + (((size_t)K + 63) & ~(size_t)63));
-    r.bsum = (const int16_t *)((const uint8_t *)r.d +
-                               (((size_t)(K / 256) * sizeof(float) + 63) & ~(size_t)63));
-    return r;
-}
-
-TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int nt, int K,
+TARGET INLINE void kq45_pass(const uint8_t *w, const struct syn_kq_row *x, const int nt, int K,
                              const int q5, float *out)
 {
     const size_t bb = q5 ? SYN_Q5K_BYTES : SYN_Q4K_BYTES;
@@ -388,8 +372,8 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int n
                                                                           << 4};
         uint8_t scb[8];
         memcpy(scb, sc, 8);
-        const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
-        const __m256i mw = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)); /* m[j] at 2j, 2j+1 */
+        const __m256 mf = _mm256_cvtepi32_ps(
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mn))); /* m[0..7] */
         const __m256i h =
             q5 ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
         __m256i isum[KQ_T];
@@ -412,20 +396,20 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int n
             }
         }
         const float d = _cvtsh_ss(kq_u16(blk)), dmin = _cvtsh_ss(kq_u16(blk + 2));
+        const __m256 mdv = _mm256_mul_ps(mf, _mm256_set1_ps(dmin)); /* dmin * m[j] */
         UNROLL
         for (int t = 0; t < nt; t++) {
-            const __m256i bs = _mm256_loadu_si256((const __m256i *)(x[t].bsum + 16 * sb));
             const float xd = x[t].d[sb];
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * xd), acc[t]);
-            accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mw)),
-                                      _mm256_set1_ps(dmin * xd), accm[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t].xsum + 8 * sb), mdv, accm[t]);
         }
     }
     UNROLL
     for (int t = 0; t < nt; t++) out[t] = hsum8(acc[t]) - hsum8(accm[t]);
 }
 
-TARGET INLINE void kq6_pass(const uint8_t *w, const struct kq_x *x, const int nt, int K, float *out)
+TARGET INLINE void kq6_pass(const uint8_t *w, const struct syn_kq_row *x, const int nt, int K,
+                            float *out)
 {
     const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
     __m256 acc[KQ_T];
@@ -478,10 +462,10 @@ TARGET static void rows_kquant_avx2(const struct syn_mm *mm, int r0, int r1)
         const uint8_t *w = mm->w + (size_t)r * mm->w_row_bytes;
         for (int t0 = 0; t0 < mm->T; t0 += KQ_T) {
             const int nt = mm->T - t0 < KQ_T ? mm->T - t0 : KQ_T;
-            struct kq_x x[KQ_T];
+            struct syn_kq_row x[KQ_T];
             float out[KQ_T];
             for (int t = 0; t < nt; t++)
-                x[t] = kq_x_row(mm->xq + (size_t)(t0 + t) * mm->xq_stride, mm->K);
+                x[t] = syn_kq_row(mm->xq + (size_t)(t0 + t) * mm->xq_stride, mm->K);
             if (mm->wtype == SYN_DT_Q6_K) {
                 if (nt == 2)
                     kq6_pass(w, x, 2, mm->K, out);

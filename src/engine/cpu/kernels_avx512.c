@@ -829,23 +829,6 @@ INLINE uint32_t load_u32(const uint8_t *p)
     return v;
 }
 
-/* The activation row's parts (kernels_impl.h). */
-struct kq_x {
-    const int8_t *q;
-    const float *d;
-    const int16_t *bsum;
-};
-
-INLINE struct kq_x kq_x_row(const uint8_t *xq, int K)
-{
-    struct kq_x r;
-    r.q = (const int8_t *)xq;
-    r.d = (const float *)(xq + (((size_t)K + 63) & ~(size_t)63));
-    r.bsum = (const int16_t *)((const uint8_t *)r.d +
-                               (((size_t)(K / 256) * sizeof(float) + 63) & ~(size_t)63));
-    return r;
-}
-
 /* A super-block's 256 unsigned quants (qv) times 256 activations, each product pair scaled by
  * its sub-block's scale word (sv), in 16 exact int32 lanes. */
 TARGET INLINE __m512i kq_isum(const __m512i *qv, const __m512i *sv, const int8_t *xs)
@@ -860,7 +843,7 @@ TARGET INLINE __m512i kq_isum(const __m512i *qv, const __m512i *sv, const int8_t
 }
 
 /* Q4_K/Q5_K against nt (1..KQ_T) activation rows: out[t] for each. */
-TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int nt, int K,
+TARGET INLINE void kq45_pass(const uint8_t *w, const struct syn_kq_row *x, const int nt, int K,
                              const int q5, float *out)
 {
     const size_t bb = q5 ? SYN_Q5K_BYTES : SYN_Q4K_BYTES;
@@ -898,7 +881,7 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int n
             _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(v, 0xaa), sh_c), m0f); /* c, c >> 4 */
         const __m128i u = _mm_unpacklo_epi32(lo, _mm_or_si128(cs, top));
         const __m512i scb = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(u));
-        const __m256i mw = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(u, u)); /* m[j] at 2j, 2j+1 */
+        const __m128i mq = _mm_srli_si128(u, 8); /* m[0..7] */
         __m512i qv[4], sv[4];
         const __m512i hb =
             q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 16)))
@@ -915,14 +898,16 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int n
             sv[ch] = _mm512_shuffle_epi8(scb, sctl[ch]);
         }
         const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32(blk))); /* d, dmin */
+        const __m512 dv = _mm512_broadcastss_ps(dd);
+        /* dmin * m[j], against the activations' xd * (sum of sub-block j) */
+        const __m256 mdv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mq)),
+                                         _mm256_broadcastss_ps(_mm_movehdup_ps(dd)));
         UNROLL
         for (int t = 0; t < nt; t++) {
             const __m512i isum = kq_isum(qv, sv, x[t].q + (size_t)sb * SYN_QK_K);
-            const __m256i bs = _mm256_loadu_si256((const __m256i *)(x[t].bsum + 16 * sb));
-            const __m128 f = _mm_mul_ps(dd, _mm_set1_ps(x[t].d[sb])); /* d * xd, dmin * xd */
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(f), acc[t]);
-            accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mw)),
-                                      _mm256_broadcastss_ps(_mm_movehdup_ps(f)), accm[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), dv),
+                                     _mm512_set1_ps(x[t].d[sb]), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t].xsum + 8 * sb), mdv, accm[t]);
         }
     }
     UNROLL
@@ -935,7 +920,8 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct kq_x *x, const int n
 }
 
 /* Q6_K against nt (1..KQ_T) activation rows: out[t] for each. */
-TARGET INLINE void kq6_pass(const uint8_t *w, const struct kq_x *x, const int nt, int K, float *out)
+TARGET INLINE void kq6_pass(const uint8_t *w, const struct syn_kq_row *x, const int nt, int K,
+                            float *out)
 {
     const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
     const __m512i z = _mm512_setzero_si512();
@@ -995,8 +981,9 @@ TARGET INLINE void kq6_pass(const uint8_t *w, const struct kq_x *x, const int nt
 TARGET static void kq_rows_pass(const struct syn_mm *mm, const uint8_t *w, int t0, int nt,
                                 float *out)
 {
-    struct kq_x x[KQ_T];
-    for (int t = 0; t < nt; t++) x[t] = kq_x_row(mm->xq + (size_t)(t0 + t) * mm->xq_stride, mm->K);
+    struct syn_kq_row x[KQ_T];
+    for (int t = 0; t < nt; t++)
+        x[t] = syn_kq_row(mm->xq + (size_t)(t0 + t) * mm->xq_stride, mm->K);
     switch (mm->wtype * 8 + nt) {
 #define KQ_CASES(N)                                                                                \
     case SYN_DT_Q4_K * 8 + N:                                                                      \

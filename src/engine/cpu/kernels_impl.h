@@ -37,10 +37,12 @@
  *     int8_t  q[K]           the quants; padded to a multiple of 64 bytes
  *     float   d[K / 256]     one scale per super-block; padded to a multiple of 64 bytes
  *     int16_t bsum[K / 16]   the sum of each 16 quants; padded to a multiple of 64 bytes
+ *     float   xsum[K / 32]   d of the super-block times the sum of each 32 quants (the two bsums
+ *                            added exactly, then one rounding); padded to a multiple of 64 bytes
  *
  * One scale per super-block lets a weight super-block's integer products, each scaled by its
- * 6- or 8-bit sub-block scale, add up exactly in int32 before one conversion to float; the
- * sums of 16 give the mins' (and Q6_K's -32 offset's) share without touching the quants. */
+ * 6- or 8-bit sub-block scale, add up exactly in int32 before one conversion to float; bsum
+ * gives Q6_K's -32 offset its share without touching the quants, xsum the Q4_K/Q5_K mins'. */
 static inline int syn_is_kquant(int wtype)
 {
     return wtype == SYN_DT_Q4_K || wtype == SYN_DT_Q5_K || wtype == SYN_DT_Q6_K;
@@ -54,12 +56,38 @@ static inline int syn_is_q32_offset(int wtype)
     return wtype == SYN_DT_Q4_1 || wtype == SYN_DT_Q5_0 || wtype == SYN_DT_Q5_1;
 }
 
+static inline size_t syn_round64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
 static inline size_t syn_xq_kq_row_bytes(int K)
 {
-    size_t q = ((size_t)K + 63) & ~(size_t)63;
-    size_t d = ((size_t)(K / 256) * sizeof(float) + 63) & ~(size_t)63;
-    size_t s = ((size_t)(K / 16) * sizeof(int16_t) + 63) & ~(size_t)63;
-    return q + d + s;
+    return syn_round64((size_t)K) + syn_round64((size_t)(K / 256) * sizeof(float)) +
+           syn_round64((size_t)(K / 16) * sizeof(int16_t)) +
+           syn_round64((size_t)(K / 32) * sizeof(float));
+}
+
+/* The parts of one super-block activation row. */
+struct syn_kq_row {
+    int8_t *q;
+    float *d;
+    int16_t *bsum;
+    float *xsum;
+};
+
+static inline struct syn_kq_row syn_kq_row(const uint8_t *xq, int K)
+{
+    struct syn_kq_row r;
+    uint8_t *p = (uint8_t *)xq;
+    r.q = (int8_t *)p;
+    p += syn_round64((size_t)K);
+    r.d = (float *)p;
+    p += syn_round64((size_t)(K / 256) * sizeof(float));
+    r.bsum = (int16_t *)p;
+    p += syn_round64((size_t)(K / 16) * sizeof(int16_t));
+    r.xsum = (float *)p;
+    return r;
 }
 
 void syn_cpu_quantize_row_kq(const float *x, int K, uint8_t *dst);

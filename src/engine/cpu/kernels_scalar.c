@@ -142,18 +142,16 @@ static float dot_q4_0(const uint8_t *w, const uint8_t *xq, int K)
  * products of each sub-block summed exactly in int32, times its integer scale, summed exactly
  * over the super-block (|sum| < 2^31: at most 256 * 63 * 127 * 63 for Q4_K/Q5_K's quants and
  * scales, 256 * 32 * 127 * 128 for Q6_K's), then one float term per super-block:
- *     Q4_K/Q5_K: (float)sum(sc * q * xq) * (d * xd) - (float)sum(m * bsum) * (dmin * xd)
+ *     Q4_K/Q5_K: (float)sum(sc * q * xq) * (d * xd) - dmin * sum((float)m * xsum)
  *     Q6_K:      (float)sum(sc * ((q * xq) - 32 * bsum)) * (d * xd)
- * The SIMD paths compute the same integers and the same float terms in the same order. */
+ * The SIMD paths compute the same integers; their float terms run in lanes, in their own order. */
 
 void syn_cpu_quantize_row_kq(const float *x, int K, uint8_t *dst)
 {
-    int8_t *q = (int8_t *)dst;
-    float *ds = (float *)(dst + (((size_t)K + 63) & ~(size_t)63));
-    int16_t *bsum =
-        (int16_t *)((uint8_t *)ds + (((size_t)(K / 256) * sizeof(float) + 63) & ~(size_t)63));
+    const struct syn_kq_row r = syn_kq_row(dst, K);
     for (int b = 0; b < K / 256; b++) {
         const float *xb = x + (size_t)b * 256;
+        int8_t *q = r.q + (size_t)b * 256;
         float amax = 0.0f;
         for (int i = 0; i < 256; i++) {
             float a = fabsf(xb[i]);
@@ -165,41 +163,30 @@ void syn_cpu_quantize_row_kq(const float *x, int K, uint8_t *dst)
             float v = nearbyintf(xb[i] * id);
             if (v > 127.0f) v = 127.0f;
             if (v < -127.0f) v = -127.0f;
-            q[(size_t)b * 256 + i] = (int8_t)v;
+            q[i] = (int8_t)v;
         }
         for (int k = 0; k < 16; k++) {
             int sum = 0;
-            for (int i = 0; i < 16; i++) sum += q[(size_t)b * 256 + 16 * k + i];
-            bsum[b * 16 + k] = (int16_t)sum;
+            for (int i = 0; i < 16; i++) sum += q[16 * k + i];
+            r.bsum[b * 16 + k] = (int16_t)sum;
         }
-        ds[b] = d;
+        for (int j = 0; j < 8; j++)
+            r.xsum[b * 8 + j] = d * (float)(r.bsum[b * 16 + 2 * j] + r.bsum[b * 16 + 2 * j + 1]);
+        r.d[b] = d;
     }
-}
-
-/* The super-block scale of the activations and their sums of 16 (kernels_impl.h). */
-static inline const float *kq_d(const uint8_t *xq, int K)
-{
-    return (const float *)(xq + (((size_t)K + 63) & ~(size_t)63));
-}
-
-static inline const int16_t *kq_bsum(const uint8_t *xq, int K)
-{
-    return (const int16_t *)((const uint8_t *)kq_d(xq, K) +
-                             (((size_t)(K / 256) * sizeof(float) + 63) & ~(size_t)63));
 }
 
 static float dot_q45_k(const uint8_t *w, const uint8_t *xq, int K, int q5)
 {
-    const int8_t *xs = (const int8_t *)xq;
-    const float *xd = kq_d(xq, K);
-    const int16_t *bsum = kq_bsum(xq, K);
+    const struct syn_kq_row x = syn_kq_row(xq, K);
     const size_t bb = q5 ? SYN_Q5K_BYTES : SYN_Q4K_BYTES;
     float s = 0.0f;
     for (int sb = 0; sb < K / SYN_QK_K; sb++) {
         const uint8_t *blk = w + (size_t)sb * bb;
         const uint8_t *qh = blk + 16, *qs = blk + (q5 ? 48 : 16);
-        const int8_t *x = xs + (size_t)sb * SYN_QK_K;
-        int32_t isum = 0, msum = 0;
+        const int8_t *xs = x.q + (size_t)sb * SYN_QK_K;
+        int32_t isum = 0;
+        float msum = 0.0f;
         for (int j = 0; j < 8; j++) {
             const uint8_t *q = qs + 32 * (j / 2);
             uint8_t sc, m;
@@ -208,27 +195,25 @@ static float dot_q45_k(const uint8_t *w, const uint8_t *xq, int K, int q5)
             for (int l = 0; l < 32; l++) {
                 int v = j % 2 ? q[l] >> 4 : q[l] & 15;
                 if (q5) v += ((qh[l] >> j) & 1) << 4;
-                p += v * x[32 * j + l];
+                p += v * xs[32 * j + l];
             }
             isum += sc * p;
-            msum += m * (bsum[sb * 16 + 2 * j] + bsum[sb * 16 + 2 * j + 1]);
+            msum += (float)m * x.xsum[sb * 8 + j];
         }
         const float d = f16_to_f32(load_u16(blk)), dmin = f16_to_f32(load_u16(blk + 2));
-        s += (float)isum * (d * xd[sb]) - (float)msum * (dmin * xd[sb]);
+        s += (float)isum * (d * x.d[sb]) - dmin * msum;
     }
     return s;
 }
 
 static float dot_q6_k(const uint8_t *w, const uint8_t *xq, int K)
 {
-    const int8_t *xs = (const int8_t *)xq;
-    const float *xd = kq_d(xq, K);
-    const int16_t *bsum = kq_bsum(xq, K);
+    const struct syn_kq_row x = syn_kq_row(xq, K);
     float s = 0.0f;
     for (int sb = 0; sb < K / SYN_QK_K; sb++) {
         const uint8_t *blk = w + (size_t)sb * SYN_Q6K_BYTES;
         const int8_t *sc = (const int8_t *)(blk + 192);
-        const int8_t *x = xs + (size_t)sb * SYN_QK_K;
+        const int8_t *xs = x.q + (size_t)sb * SYN_QK_K;
         int32_t isum = 0;
         for (int k = 0; k < 16; k++) { /* sub-block k: elements 16k .. 16k + 15 */
             int32_t p = 0;
@@ -236,11 +221,11 @@ static float dot_q6_k(const uint8_t *w, const uint8_t *xq, int K)
                 int half = e / 128, i = (e % 128) / 32, l = e % 32;
                 uint8_t lo = blk[64 * half + l + 32 * (i & 1)], hi = blk[128 + 32 * half + l];
                 int q = (i < 2 ? lo & 15 : lo >> 4) | (((hi >> (2 * i)) & 3) << 4);
-                p += q * x[e];
+                p += q * xs[e];
             }
-            isum += sc[k] * (p - 32 * bsum[sb * 16 + k]);
+            isum += sc[k] * (p - 32 * x.bsum[sb * 16 + k]);
         }
-        s += (float)isum * (f16_to_f32(load_u16(blk + 208)) * xd[sb]);
+        s += (float)isum * (f16_to_f32(load_u16(blk + 208)) * x.d[sb]);
     }
     return s;
 }
