@@ -813,7 +813,7 @@ static void rows_packed(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
  * float accumulators are folded with hsum16 at the end. The steps per (activation row, weight
  * row) pair depend only on K, so no result depends on the batch or on KQ_T's tiling. */
 
-#define KQ_T 4 /* activation rows per pass over a weight super-block */
+#define KQ_T 6 /* activation rows per pass over a weight super-block */
 
 INLINE uint16_t load_u16(const uint8_t *p)
 {
@@ -999,6 +999,8 @@ TARGET static void kq_rows_pass(const struct syn_mm *mm, const uint8_t *w, int t
         KQ_CASES(2)
         KQ_CASES(3)
         KQ_CASES(4)
+        KQ_CASES(5)
+        KQ_CASES(6)
 #undef KQ_CASES
     default:
         break;
