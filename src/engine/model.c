@@ -38,6 +38,37 @@ static int matmul_type_ok(int t)
            t == SYN_DT_Q4_K || t == SYN_DT_Q5_K || t == SYN_DT_Q6_K;
 }
 
+/* Q5_0 (d * (q - 16), q of 5 bits) is Q8_0 with the quants widened to bytes, the same values:
+ * converted once here, a matrix runs on the Q8_0 kernels (packed tiles, VNNI) instead of the
+ * slower per-block Q5_0 path. llama.cpp's Q4_K_M uses Q5_0 for matrices whose rows are not whole
+ * super-blocks (dim 576 or 960, say), which can be most of a small model. Costs the Q8_0 copy
+ * (34 bytes per 32 weights) beside the file's. 0 or SYN_ENOMEM. */
+static int hold_q5_0_as_q8_0(struct syn_model *m, const struct syn_tensor *t, struct syn_weight *w)
+{
+    const uint64_t blocks = t->nbytes / 22;
+    void **owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + 1));
+    if (!owned) return SYN_ENOMEM;
+    m->owned = owned;
+    uint8_t *out = aligned_alloc(64, (blocks * 34 + 63) / 64 * 64);
+    if (!out) return SYN_ENOMEM;
+    m->owned[m->n_owned++] = out;
+    const uint8_t *in = t->data;
+    for (uint64_t b = 0; b < blocks; b++, in += 22) {
+        uint8_t *o = out + b * 34;
+        const uint32_t qh =
+            (uint32_t)in[2] | (uint32_t)in[3] << 8 | (uint32_t)in[4] << 16 | (uint32_t)in[5] << 24;
+        o[0] = in[0];
+        o[1] = in[1];
+        for (int j = 0; j < 32; j++) {
+            int q = (j < 16 ? in[6 + j] & 15 : in[6 + j - 16] >> 4) | (int)((qh >> j) & 1) << 4;
+            o[2 + j] = (uint8_t)(int8_t)(q - 16);
+        }
+    }
+    w->data = out;
+    w->type = SYN_DT_Q8_0;
+    return SYN_OK;
+}
+
 /* Binds a matrix of rows x cols. optional: absent is not an error (w->data stays NULL). */
 static int bind_matrix(struct syn_model *m, const char *name, int rows, int cols,
                        struct syn_weight *w, int optional, char *err, size_t errlen)
@@ -67,7 +98,9 @@ static int bind_matrix(struct syn_model *m, const char *name, int rows, int cols
     w->type = t->type;
     w->rows = rows;
     w->cols = cols;
-    m->weight_bytes += t->nbytes;
+    if (t->type == SYN_DT_Q5_0 && hold_q5_0_as_q8_0(m, t, w) != SYN_OK)
+        return syn_seterr(err, errlen, SYN_ENOMEM, "model: out of memory for '%s'", name);
+    m->weight_bytes += syn_dtype_row_bytes(w->type, (uint64_t)cols) * (uint64_t)rows;
     return SYN_OK;
 }
 
@@ -373,6 +406,8 @@ void syn_model_release(struct syn_model *m)
         }
         free(m->layers);
     }
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
     free(m->output_norm);
     free(m->rope_freq_factors);
     free(m->chat_template);

@@ -51,6 +51,8 @@ struct syn_model {
     struct syn_tokenizer *tok;  /* owned */
     char *chat_template;        /* the model's Jinja template text, or NULL; owned */
     uint64_t weight_bytes;      /* bytes of every matrix one decode step reads */
+    void **owned;               /* matrices converted at load (Q5_0 held as Q8_0); owned */
+    int n_owned;
 };
 
 /* Loads path (a GGUF file or a Hugging Face directory), its files brought into memory as mode
