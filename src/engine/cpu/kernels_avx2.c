@@ -335,8 +335,9 @@ static void run_block(tile_fn *tile, const struct syn_mm *mm, int rs, int re, in
  * The AVX-512 design (kernels_avx512.c) at half the width: against the super-block activations
  * (kernels_impl.h), per 32 elements maddubs (exact 16-bit sums of two products) and madd with
  * the sub-block's scale words (exact int32), added into 8 int32 lanes; per super-block and
- * activation row one FMA with d * xd (and Q4_K/Q5_K's mins from the sums of 16, Q6_K's -32
- * offset likewise); hsum8 at the end. Up to two activation rows share each unpacked weight
+ * activation row one FMA with d * xd, and Q4_K/Q5_K's mins one with dmin * m against the
+ * activations' xd-scaled sums of 32 (Q6_K's -32 offset comes from the sums of 16 in the
+ * integers); hsum8 at the end. Up to two activation rows share each unpacked weight
  * super-block; the steps per pair depend only on K. */
 
 #define KQ_T 2

@@ -807,11 +807,12 @@ static void rows_packed(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
  * into four vectors of 64 unsigned quants (nibbles, with Q5_K's fifth bit or Q6_K's top two) and
  * its sub-block scales into four vectors of 16-bit words, and then met by up to KQ_T activation
  * rows: per 64 elements, maddubs (exact 16-bit sums of two products: at most 2 * 63 * 127) and
- * madd with the scales (exact int32), added into 16 int32 lanes. Per super-block and activation
- * row the lanes, converted to f32, take one FMA with d * xd; Q4_K/Q5_K's mins (sum of m times the
- * sums of 16) and Q6_K's -32 offset come from the activations' sums of 16 the same way. The
- * float accumulators are folded with hsum16 at the end. The steps per (activation row, weight
- * row) pair depend only on K, so no result depends on the batch or on KQ_T's tiling. */
+ * vpdpwssd with the scales (exact int32), into 16 int32 lanes. Per super-block and activation
+ * row the lanes, converted to f32, times d, take one FMA with xd; Q4_K/Q5_K's mins (dmin * m
+ * against the activations' xd-scaled sums of 32) take one more, into 8 lanes; Q6_K's -32 offset
+ * comes from the sums of 16 in the integers. The float accumulators are folded with hsum16 (and
+ * the 8 with hsum8's steps) at the end. The steps per (activation row, weight row) pair depend
+ * only on K, so no result depends on the batch or on KQ_T's tiling. */
 
 #define KQ_T 6 /* activation rows per pass over a weight super-block */
 
