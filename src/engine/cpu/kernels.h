@@ -1,6 +1,7 @@
 /*
  * The CPU backend's hot kernels: matrix products of an activation batch against a weight matrix
- * stored in the file's own type (F32, F16, BF16, Q8_0, Q4_0), without dequantising whole tensors.
+ * stored in the file's own type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K),
+ * without dequantising whole tensors.
  * AVX2+FMA+F16C paths, AVX-512 paths where the CPU has them, chosen once at run time; a portable
  * scalar path for everything else.
  *
@@ -18,7 +19,7 @@
 struct syn_pool;
 
 /* Bytes of scratch syn_cpu_matmul needs for T activation rows of K elements against weights of
- * type wtype, on a pool of n_threads (the quantised activations for Q8_0/Q4_0 weights, and
+ * type wtype, on a pool of n_threads (the quantised activations for quantised weights, and
  * per-thread work space for packing weights); enough for any smaller T or pool too. */
 size_t syn_cpu_matmul_scratch_bytes(int wtype, int K, int T, int n_threads);
 
