@@ -43,13 +43,6 @@ TARGET INLINE float hsum8(__m256 v)
     return _mm_cvtss_f32(b);
 }
 
-static inline uint16_t load_u16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* 8 weights of a float type starting at byte p, as f32. */
 TARGET INLINE __m256 load_wf(const uint8_t *p, const int wt)
 {
@@ -243,7 +236,7 @@ TARGET INLINE void tile_q(const struct syn_mm *mm, const int wt, int t0, int r0,
                     _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
                 wa = _mm256_and_si256(lh, _mm256_set1_epi8(0x0f));
             }
-            __m256 dw = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)));
+            __m256 dw = _mm256_set1_ps(_cvtsh_ss(syn_load_u16(blk)));
             UNROLL
             for (int i = 0; i < NT; i++) {
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(xs[i] + (size_t)b * SYN_QBLOCK));
@@ -342,20 +335,6 @@ static void run_block(tile_fn *tile, const struct syn_mm *mm, int rs, int re, in
 
 #define KQ_T 2
 
-INLINE uint16_t kq_u16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-INLINE uint32_t kq_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 TARGET INLINE void kq45_pass(const uint8_t *w, const struct syn_kq_row *x, const int nt, int K,
                              const int q5, float *out)
 {
@@ -367,7 +346,8 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct syn_kq_row *x, const
     for (int sb = 0; sb < K / SYN_QK_K; sb++) {
         const uint8_t *blk = w + (size_t)sb * bb;
         const uint8_t *qs = blk + (q5 ? 48 : 16);
-        const uint32_t a = kq_u32(blk + 4), b = kq_u32(blk + 8), c = kq_u32(blk + 12);
+        const uint32_t a = syn_load_u32(blk + 4), b = syn_load_u32(blk + 8),
+                       c = syn_load_u32(blk + 12);
         uint32_t sc[2] = {a & 0x3f3f3f3fu, (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4};
         uint32_t mn[2] = {b & 0x3f3f3f3fu, ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u)
                                                                           << 4};
@@ -396,7 +376,7 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct syn_kq_row *x, const
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sv));
             }
         }
-        const float d = _cvtsh_ss(kq_u16(blk)), dmin = _cvtsh_ss(kq_u16(blk + 2));
+        const float d = _cvtsh_ss(syn_load_u16(blk)), dmin = _cvtsh_ss(syn_load_u16(blk + 2));
         const __m256 mdv = _mm256_mul_ps(mf, _mm256_set1_ps(dmin)); /* dmin * m[j] */
         UNROLL
         for (int t = 0; t < nt; t++) {
@@ -444,7 +424,7 @@ TARGET INLINE void kq6_pass(const uint8_t *w, const struct syn_kq_row *x, const 
                 }
             }
         }
-        const float d = _cvtsh_ss(kq_u16(blk + 208));
+        const float d = _cvtsh_ss(syn_load_u16(blk + 208));
         UNROLL
         for (int t = 0; t < nt; t++) {
             const __m256i bs = _mm256_loadu_si256((const __m256i *)(x[t].bsum + 16 * sb));
@@ -513,17 +493,17 @@ TARGET static float dot_q32_offset_avx2(const uint8_t *w, const uint8_t *xq, int
             _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), low4), _mm_and_si128(qs, low4));
         if (has_h) {
             const __m256i hb = _mm256_and_si256(
-                _mm256_shuffle_epi8(_mm256_set1_epi32((int)kq_u32(hp)), spread), bit);
+                _mm256_shuffle_epi8(_mm256_set1_epi32((int)syn_load_u32(hp)), spread), bit);
             q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(hb, bit), sixteen));
         }
         const __m256i x = _mm256_loadu_si256((const __m256i *)(xs + (size_t)b * SYN_QBLOCK));
         const __m256i isum = _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), ones16);
         const __m256i xsum = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones16);
-        const float d = _cvtsh_ss(kq_u16(blk));
+        const float d = _cvtsh_ss(syn_load_u16(blk));
         if (has_m) {
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xd[b]), acc);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(xsum),
-                                  _mm256_set1_ps(_cvtsh_ss(kq_u16(blk + 2)) * xd[b]), acc);
+                                  _mm256_set1_ps(_cvtsh_ss(syn_load_u16(blk + 2)) * xd[b]), acc);
         } else {
             acc = _mm256_fmadd_ps(
                 _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(xsum, 4))),

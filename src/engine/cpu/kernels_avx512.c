@@ -816,20 +816,6 @@ static void rows_packed(const struct syn_mm *mm, int r0, int r1, uint8_t *work)
 
 #define KQ_T 6 /* activation rows per pass over a weight super-block */
 
-INLINE uint16_t load_u16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-INLINE uint32_t load_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* A super-block's 256 unsigned quants (qv) times 256 activations, each product pair scaled by
  * its sub-block's scale word (sv), in 16 exact int32 lanes. */
 TARGET INLINE __m512i kq_isum(const __m512i *qv, const __m512i *sv, const int8_t *xs)
@@ -898,7 +884,7 @@ TARGET INLINE void kq45_pass(const uint8_t *w, const struct syn_kq_row *x, const
                     _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, sh_h[ch]), one8), 4));
             sv[ch] = _mm512_shuffle_epi8(scb, sctl[ch]);
         }
-        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32(blk))); /* d, dmin */
+        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)syn_load_u32(blk))); /* d, dmin */
         const __m512 dv = _mm512_broadcastss_ps(dd);
         /* dmin * m[j], against the activations' xd * (sum of sub-block j) */
         const __m256 mdv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mq)),
@@ -962,7 +948,7 @@ TARGET INLINE void kq6_pass(const uint8_t *w, const struct syn_kq_row *x, const 
         }
         UNROLL
         for (int ch = 0; ch < 4; ch++) sv[ch] = _mm512_permutexvar_epi16(sidx[ch], scw5);
-        const float d = _cvtsh_ss(load_u16(blk + 208));
+        const float d = _cvtsh_ss(syn_load_u16(blk + 208));
         UNROLL
         for (int t = 0; t < nt; t++) {
             __m512i isum = kq_isum(qv, sv, x[t].q + (size_t)sb * SYN_QK_K);
@@ -1054,14 +1040,15 @@ TARGET static float dot_q32_offset_avx512(const uint8_t *w, const uint8_t *xq, i
         const __m128i qs = _mm_loadu_si128((const __m128i *)(hp + (has_h ? 4 : 0)));
         __m256i q =
             _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), low4), _mm_and_si128(qs, low4));
-        if (has_h) q = _mm256_or_si256(q, _mm256_maskz_mov_epi8((__mmask32)load_u32(hp), sixteen));
+        if (has_h)
+            q = _mm256_or_si256(q, _mm256_maskz_mov_epi8((__mmask32)syn_load_u32(hp), sixteen));
         const __m256i x = _mm256_loadu_si256((const __m256i *)(xs + (size_t)b * SYN_QBLOCK));
         const __m256i isum = _mm256_dpbusd_epi32(z, q, x), xsum = _mm256_dpbusd_epi32(z, ones, x);
-        const float d = _cvtsh_ss(load_u16(blk));
+        const float d = _cvtsh_ss(syn_load_u16(blk));
         if (has_m) {
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * xd[b]), acc);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(xsum),
-                                  _mm256_set1_ps(_cvtsh_ss(load_u16(blk + 2)) * xd[b]), acc);
+                                  _mm256_set1_ps(_cvtsh_ss(syn_load_u16(blk + 2)) * xd[b]), acc);
         } else {
             acc = _mm256_fmadd_ps(
                 _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(xsum, 4))),

@@ -22,6 +22,22 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* Unaligned little-endian loads of a block's f16 scales and bit fields (every path). */
+static inline uint16_t syn_load_u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint32_t syn_load_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 
 /* Elements per quantised block, for both weight types and the activations. */
 #define SYN_QBLOCK 32
