@@ -35,7 +35,8 @@
 # 10 s per wrk run), WRK_CONNS (default 64; a list, e.g. "4 8 16 64"), RATES (default
 # "1000 3000"), CONNS (default "1000 5000"),
 # COLD_N (default 5), COLD_TL (0: stories260K only), PORT (default 18480), GW_NOFILE (conns: the gateway's open-file limit),
-# FLOOR_CONNS, FLOOR_RATES (default none), NICE (overhead: run Redis, gateway, worker, the baseline and the clients at this nice value,
+# FLOOR_CONNS, FLOOR_RATES (default none), WARMUP (seconds of the open-loop runs' arrivals sent
+# first and left out of their figures: `bench load --warmup`; default 0), NICE (overhead: run Redis, gateway, worker, the baseline and the clients at this nice value,
 # e.g. -10, so that other work on a shared machine yields to them). Needs redis-server, wrk,
 # python3, cc.
 set -euo pipefail
@@ -192,7 +193,7 @@ EOF
         local u; u=$(up)
         local s0; s0=$(snap)
         "${NICE_CMD[@]}" "$LSYN" bench load --url "http://127.0.0.1:$PORT" --model "$NAME" --rate "$r" \
-            --duration "$DURATION" --prompt-tokens 4 --output-tokens 1 -q \
+            --duration "$DURATION" --warmup "${WARMUP:-0}" --prompt-tokens 4 --output-tokens 1 -q \
             --json "$WORK/load_$r.json" >&2 || true
         u="$u $(busy "$s0")"
         echo "load_$r $u $(python3 -c '
@@ -213,7 +214,7 @@ print(json.dumps({"rate":float(sys.argv[2]),"ok":j["ok"],"sent":j["sent"],"rps":
         for r in $FLOOR_RATES; do
             local u; u=$(up)
             "${NICE_CMD[@]}" "$LSYN" bench load --url "http://127.0.0.1:$((PORT + 1))" --model fake \
-                --rate "$r" --duration "$DURATION" --prompt-tokens 4 --output-tokens 1 -q \
+                --rate "$r" --duration "$DURATION" --warmup "${WARMUP:-0}" --prompt-tokens 4 --output-tokens 1 -q \
                 --json "$WORK/floor_$r.json" >/dev/null 2>&1 || true
             echo "floor_load_$r $u $(python3 -c '
 import json,sys

@@ -75,6 +75,12 @@ struct run {
     int fatal;
 };
 
+/* Whether a request is counted: scheduled after the warm-up. */
+static int counted(const struct run *s, const struct syn_load_req *o)
+{
+    return o->t_sched >= s->p->warmup_s;
+}
+
 static double since(const struct run *s)
 {
     struct timespec ts;
@@ -174,7 +180,7 @@ static void on_event(void *ud, const char *data, size_t len)
     if (q->last_chunk < 0) {
         o->ttft = now - o->t_sched;
         syn_samples_add(&s->tick_ttft, o->ttft);
-    } else {
+    } else if (counted(s, o)) {
         syn_samples_add(&s->itl, now - q->last_chunk);
     }
     q->last_chunk = now;
@@ -256,7 +262,7 @@ static void send_one(struct run *s, size_t i, double now)
         return;
     }
     free(body);
-    s->r->sent++;
+    if (counted(s, o)) s->r->sent++;
     s->in_flight++;
     int conns = hc_client_open_conns(s->http);
     if (conns > s->r->max_conns_open) s->r->max_conns_open = conns;
@@ -302,7 +308,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     fprintf(s->p->progress ? s->p->progress : stderr,
             "[%6.1fs] sent %zu/%zu (%.0f/s)  done %zu (%.0f/s)  in flight %zu  conns %d  "
             "errors %zu  ttft p50 %.1f ms p99 %.1f ms\n",
-            now, s->r->sent, s->r->n, (double)s->tick_sent / dt, s->done, (double)s->tick_done / dt,
+            now, s->next, s->r->n, (double)s->tick_sent / dt, s->done, (double)s->tick_done / dt,
             s->in_flight, hc_client_open_conns(s->http), errs,
             1e3 * syn_stats_quantile(s->tick_ttft.v, s->tick_ttft.n, 0.5),
             1e3 * syn_stats_quantile(s->tick_ttft.v, s->tick_ttft.n, 0.99));
@@ -362,12 +368,20 @@ static int summarize(struct run *s)
     double *tmp = malloc((n ? n : 1) * sizeof *tmp);
     if (!tmp) return -1;
     size_t k;
-    r->wall_s = s->last_done > s->last_send ? s->last_done : s->last_send;
+    const double w0 = s->p->warmup_s;
+    r->warmup_s = w0;
+    r->n_warmup = 0;
+    for (size_t i = 0; i < n; i++) r->n_warmup += !counted(s, &r->reqs[i]);
+    const size_t n_counted = n - r->n_warmup;
+    double end = s->last_done > s->last_send ? s->last_done : s->last_send;
+    r->wall_s = end > w0 ? end - w0 : 0;
     double wall = r->wall_s > 0 ? r->wall_s : 1e-9;
-    r->offered_rps = s->p->trace->span_s > 0 ? (double)n / s->p->trace->span_s : 0;
-    r->send_rps = s->last_send > 0 ? (double)r->sent / s->last_send : 0;
+    double span = s->p->trace->span_s - w0;
+    r->offered_rps = span > 0 ? (double)n_counted / span : 0;
+    r->send_rps = s->last_send > w0 ? (double)r->sent / (s->last_send - w0) : 0;
     for (size_t i = 0; i < n; i++) {
         struct syn_load_req *o = &r->reqs[i];
+        if (!counted(s, o)) continue;
         r->outcomes[o->outcome]++;
         if (o->outcome == SYN_LOAD_HTTP) {
             int j = 0;
@@ -384,25 +398,28 @@ static int summarize(struct run *s)
     r->rps = (double)r->ok / wall;
     r->tokens_per_s = (double)r->out_tokens / wall;
     r->goodput = (double)r->good / wall;
-    r->attainment = n ? (double)r->good / (double)n : 0;
+    r->attainment = n_counted ? (double)r->good / (double)n_counted : 0;
     k = 0;
     for (size_t i = 0; i < n; i++)
-        if (r->reqs[i].outcome != SYN_LOAD_UNSENT) tmp[k++] = r->reqs[i].lag;
+        if (r->reqs[i].outcome != SYN_LOAD_UNSENT && counted(s, &r->reqs[i]))
+            tmp[k++] = r->reqs[i].lag;
     syn_stats_sort(tmp, k);
     r->lag_p50 = syn_stats_quantile(tmp, k, 0.5);
     r->lag_p99 = syn_stats_quantile(tmp, k, 0.99);
     r->lag_max = k ? tmp[k - 1] : 0;
     k = 0;
     for (size_t i = 0; i < n; i++)
-        if (r->reqs[i].outcome == SYN_LOAD_OK) tmp[k++] = r->reqs[i].ttft;
+        if (r->reqs[i].outcome == SYN_LOAD_OK && counted(s, &r->reqs[i]))
+            tmp[k++] = r->reqs[i].ttft;
     dist(&r->ttft, tmp, k);
     k = 0;
     for (size_t i = 0; i < n; i++)
-        if (r->reqs[i].outcome == SYN_LOAD_OK && r->reqs[i].tpot >= 0) tmp[k++] = r->reqs[i].tpot;
+        if (r->reqs[i].outcome == SYN_LOAD_OK && r->reqs[i].tpot >= 0 && counted(s, &r->reqs[i]))
+            tmp[k++] = r->reqs[i].tpot;
     dist(&r->tpot, tmp, k);
     k = 0;
     for (size_t i = 0; i < n; i++)
-        if (r->reqs[i].outcome == SYN_LOAD_OK) tmp[k++] = r->reqs[i].e2e;
+        if (r->reqs[i].outcome == SYN_LOAD_OK && counted(s, &r->reqs[i])) tmp[k++] = r->reqs[i].e2e;
     dist(&r->e2e, tmp, k);
     dist(&r->itl, s->itl.v, s->itl.n);
     free(tmp);
@@ -524,8 +541,13 @@ static void print_dist(FILE *f, const char *name, const struct syn_load_dist *d)
 
 void syn_load_print(const struct syn_load_report *r, FILE *f)
 {
-    fprintf(f, "requests     %zu scheduled, %zu sent, %zu ok, %zu failed\n", r->n, r->sent, r->ok,
-            r->n - r->ok);
+    const size_t n = r->n - r->n_warmup;
+    if (r->n_warmup)
+        fprintf(f,
+                "warm-up      %zu requests in the first %.2f s, sent and left out of all below\n",
+                r->n_warmup, r->warmup_s);
+    fprintf(f, "requests     %zu scheduled, %zu sent, %zu ok, %zu failed\n", n, r->sent, r->ok,
+            n - r->ok);
     fprintf(f,
             "rate         offered %.1f/s, sent %.1f/s (send lag p50 %.2f ms, p99 %.2f ms, "
             "max %.2f ms)\n",
@@ -541,7 +563,7 @@ void syn_load_print(const struct syn_load_report *r, FILE *f)
     print_dist(f, "TPOT", &r->tpot);
     print_dist(f, "ITL", &r->itl);
     print_dist(f, "E2E", &r->e2e);
-    if (r->n - r->ok) {
+    if (n - r->ok) {
         fprintf(f, "errors      ");
         for (int o = 1; o < SYN_LOAD_N_OUTCOMES; o++) {
             if (!r->outcomes[o]) continue;
@@ -581,7 +603,9 @@ int syn_load_write_json(const struct syn_load_report *r, int with_requests, FILE
     json_t *root = json_object();
     if (!root) return -1;
     json_object_set_new(root, "model", json_string(r->model));
-    json_object_set_new(root, "requests", json_integer((json_int_t)r->n));
+    json_object_set_new(root, "requests", json_integer((json_int_t)(r->n - r->n_warmup)));
+    json_object_set_new(root, "warmup_requests", json_integer((json_int_t)r->n_warmup));
+    json_object_set_new(root, "warmup_s", json_real(r->warmup_s));
     json_object_set_new(root, "sent", json_integer((json_int_t)r->sent));
     json_object_set_new(root, "ok", json_integer((json_int_t)r->ok));
     json_object_set_new(root, "good", json_integer((json_int_t)r->good));

@@ -38,6 +38,9 @@ struct syn_load_params {
     double progress_s;             /* a progress line every this many seconds; 0 = none */
     FILE *progress;                /* where progress goes (default stderr) */
     uint64_t seed;                 /* varies the prompts' words (no two prompts share a prefix) */
+    double warmup_s;               /* requests scheduled before this offset are sent as usual but
+                                      left out of the report's counts and statistics (they stay
+                                      in reqs[]); 0 = none */
 };
 
 struct syn_load_params syn_load_default_params(void);
@@ -80,20 +83,22 @@ struct syn_load_dist {
 };
 
 struct syn_load_report {
-    size_t n; /* requests scheduled (= trace->n) */
-    size_t sent, ok, good;
+    size_t n;        /* requests scheduled (= trace->n), the warm-up's included */
+    size_t n_warmup; /* of which scheduled before warmup_s: in reqs[], in no count below */
+    double warmup_s;
+    size_t sent, ok, good; /* after the warm-up, as is everything below */
     size_t outcomes[SYN_LOAD_N_OUTCOMES];
     int http_status[16];   /* distinct non-200 statuses seen ... */
     size_t http_count[16]; /* ... and how often */
     int n_http;
-    double wall_s;                    /* start to the last completion (or last send) */
-    double offered_rps;               /* n / the trace's span */
-    double send_rps;                  /* sent / (last send - start) */
+    double wall_s;                    /* the warm-up's end to the last completion (or send) */
+    double offered_rps;               /* requests / the trace's span, both after the warm-up */
+    double send_rps;                  /* sent / (last send - the warm-up's end) */
     double lag_p50, lag_p99, lag_max; /* send lag (s) */
     double rps;                       /* completed ok requests / wall_s */
     double tokens_per_s;              /* output tokens of ok requests / wall_s */
     double goodput;                   /* good / wall_s */
-    double attainment;                /* good / n */
+    double attainment;                /* good / (n - n_warmup) */
     uint64_t out_tokens;
     struct syn_load_dist ttft, tpot, itl, e2e; /* over ok requests (s) */
     int max_conns_open;                        /* most connections open at once */

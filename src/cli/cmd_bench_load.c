@@ -22,7 +22,8 @@ static void usage(FILE *f)
         f,
         "Usage: synapse bench load --url URL [--model NAME]\n"
         "                          [--rate R | --trace FILE [--time-scale X] [--token-scale Y]]\n"
-        "                          [--duration S] [--prompt-tokens N --output-tokens N]\n"
+        "                          [--duration S] [--warmup S]\n"
+        "                          [--prompt-tokens N --output-tokens N]\n"
         "                          [--slo-ttft-ms A --slo-tpot-ms B] [--api-key K] [--json FILE]\n"
         "       synapse bench load --fake-server PORT [--fake-tokens N] [...]\n\n"
         "Open-loop load: requests go out at their scheduled times (Poisson arrivals at --rate,\n"
@@ -38,6 +39,12 @@ static void usage(FILE *f)
         "      --rate R            Poisson arrivals, requests/s (default 10 without --trace)\n"
         "      --duration S        seconds of arrivals (default 10 with --rate; with --trace,\n"
         "                          cut the scaled trace after S seconds)\n"
+        "      --warmup S          the first S seconds of arrivals are sent like the rest and\n"
+        "                          left out of every figure (connections opening, caches and\n"
+        "                          the pool warming up); --duration counts after them. With\n"
+        "                          --rate the arrivals go on at the same rate through both\n"
+        "                          (default 0). Per-request rows keep the warm-up's, with\n"
+        "                          t_sched_s < S\n"
         "      --prompt-tokens N   prompt length with --rate, in words ~ tokens (default 64)\n"
         "      --output-tokens N   max_tokens with --rate (default 64)\n"
         "      --trace FILE        replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens,\n"
@@ -116,6 +123,7 @@ int cmd_bench_load(int argc, char **argv)
         O_KEY,
         O_RATE,
         O_DURATION,
+        O_WARMUP,
         O_PROMPT,
         O_OUTPUT,
         O_TRACE,
@@ -146,6 +154,7 @@ int cmd_bench_load(int argc, char **argv)
         {"api-key", required_argument, 0, O_KEY},
         {"rate", required_argument, 0, O_RATE},
         {"duration", required_argument, 0, O_DURATION},
+        {"warmup", required_argument, 0, O_WARMUP},
         {"prompt-tokens", required_argument, 0, O_PROMPT},
         {"output-tokens", required_argument, 0, O_OUTPUT},
         {"trace", required_argument, 0, O_TRACE},
@@ -196,6 +205,9 @@ int cmd_bench_load(int argc, char **argv)
             break;
         case O_DURATION:
             if (cli_parse_double(cmd, "--duration", optarg, 1e-3, 1e7, &duration)) return 2;
+            break;
+        case O_WARMUP:
+            if (cli_parse_double(cmd, "--warmup", optarg, 0, 1e7, &p.warmup_s)) return 2;
             break;
         case O_PROMPT:
             if (cli_parse_long(cmd, "--prompt-tokens", optarg, 1, 1 << 20, &prompt)) return 2;
@@ -305,7 +317,7 @@ int cmd_bench_load(int argc, char **argv)
             fprintf(stderr, "synapse bench load: %s\n", err);
             return 1;
         }
-        sc.duration_s = duration;
+        sc.duration_s = duration > 0 ? p.warmup_s + duration : 0;
         syn_trace_scale(t, &sc);
         if (t->n == 0) {
             fprintf(stderr, "synapse bench load: no requests left in %s after scaling\n",
@@ -316,7 +328,7 @@ int cmd_bench_load(int argc, char **argv)
     } else {
         if (rate <= 0) rate = 10;
         if (duration <= 0) duration = 10;
-        if (syn_trace_poisson(rate, duration, (int)prompt, (int)output, p.seed, &t)) {
+        if (syn_trace_poisson(rate, p.warmup_s + duration, (int)prompt, (int)output, p.seed, &t)) {
             fprintf(stderr, "synapse bench load: out of memory\n");
             return 1;
         }

@@ -90,6 +90,45 @@ TEST(load_counts_tokens_and_orders_percentiles)
     syn_fake_stop(s);
 }
 
+TEST(load_leaves_the_warmup_out)
+{
+    struct syn_fake_params fp = syn_fake_default_params();
+    fp.tokens = 6;
+    struct syn_fake_server *s = fake(&fp);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", syn_fake_port(s));
+    struct syn_trace *t = even(300, 1.0, 16, 64); /* offsets 0, 1/300, ... 299/300 s */
+    struct syn_load_params p = syn_load_default_params();
+    p.url = url;
+    p.trace = t;
+    p.progress_s = 0;
+    p.warmup_s = 0.5; /* the first 150 */
+    struct syn_load_report *r = NULL;
+    char err[256];
+    if (syn_load_run(&p, &r, err, sizeof err)) FAIL("load: %s", err);
+    CHECK_EQ_INT(r->n, 300);
+    CHECK_EQ_INT(r->n_warmup, 150);
+    CHECK_EQ_INT(syn_fake_requests(s), 301); /* the warm-up's went out too */
+    for (size_t i = 0; i < r->n; i++) CHECK_EQ_INT(r->reqs[i].outcome, SYN_LOAD_OK);
+    /* every count and distribution is over the other 150 */
+    CHECK_EQ_INT(r->sent, 150);
+    CHECK_EQ_INT(r->ok, 150);
+    CHECK_EQ_INT(r->outcomes[SYN_LOAD_OK], 150);
+    CHECK_EQ_INT(r->out_tokens, 150 * 6);
+    CHECK_EQ_INT(r->ttft.n, 150);
+    CHECK_EQ_INT(r->tpot.n, 150);
+    CHECK_EQ_INT(r->e2e.n, 150);
+    CHECK_EQ_INT(r->itl.n, 150 * 5);
+    CHECK(r->good <= 150);
+    CHECK(r->attainment >= 0 && r->attainment <= 1);
+    /* over the 0.497 s from the warm-up's end to the last arrival */
+    CHECK_NEAR(r->offered_rps, 150 / (299.0 / 300 - 0.5), 1e-6);
+    CHECK(r->wall_s > 0.45 && r->wall_s < 30);
+    syn_load_report_free(r);
+    syn_trace_free(t);
+    syn_fake_stop(s);
+}
+
 TEST(load_counts_errors_by_kind)
 {
     struct syn_fake_params fp = syn_fake_default_params();
@@ -236,7 +275,7 @@ TEST(bench_load_and_sim_commands)
                     " && for i in $(seq 50); do grep -q listening fake.log && break; sleep 0.1;"
                     " done && port=$(sed -n 's/.*127.0.0.1:\\([0-9]*\\).*/\\1/p' fake.log)"
                     " && '%s' bench load --url http://127.0.0.1:$port --rate 200 --duration 1"
-                    " --json out.json --csv out.csv -q >/dev/null 2>&1; st=$?;"
+                    " --warmup 0.5 --json out.json --csv out.csv -q >/dev/null 2>&1; st=$?;"
                     " kill $(cat fake.pid); echo $st",
                     dir, bin, bin);
     CHECK_EQ_INT(rc, 0);
@@ -248,7 +287,10 @@ TEST(bench_load_and_sim_commands)
     json_t *j = json_load_file(path, 0, &je);
     CHECK(j != NULL);
     json_int_t n = json_integer_value(json_object_get(j, "requests"));
+    json_int_t n_warm = json_integer_value(json_object_get(j, "warmup_requests"));
     CHECK(n > 100);
+    CHECK(n_warm > 40 && n_warm < n); /* 0.5 s of warm-up at 200/s, then 1 s counted */
+    CHECK_NEAR(json_number_value(json_object_get(j, "warmup_s")), 0.5, 1e-9);
     CHECK_EQ_INT(json_integer_value(json_object_get(j, "ok")), n);
     CHECK(json_number_value(json_object_get(json_object_get(j, "ttft"), "p99_ms")) > 0);
     json_decref(j);
@@ -258,7 +300,7 @@ TEST(bench_load_and_sim_commands)
     CHECK(csv && !strncmp(csv, "t_sched_s,", 10));
     size_t lines = 0;
     for (size_t i = 0; i < len; i++) lines += csv[i] == '\n';
-    CHECK_EQ_INT(lines, n + 1);
+    CHECK_EQ_INT(lines, n + n_warm + 1); /* rows for the warm-up's requests too */
     free(csv);
 
     /* the simulator: one row per policy, and JSON */
