@@ -214,6 +214,7 @@ struct syn_sim_params syn_sim_default_params(void)
         .heartbeat_s = 1.0,
         .slo_ttft_s = 0.2,
         .slo_tpot_s = 0.05,
+        .corun_slowdown = 1,
     };
     p.policy.scale = syn_scale_default_policy();
     snprintf(p.policy.name, sizeof p.policy.name, "default");
@@ -300,6 +301,10 @@ struct worker {
     struct item *items; /* (max_seqs) the step in flight */
     int n_items;
     int in_step;
+    /* the step in flight: its work left in seconds at full speed, and the speed since rate_t
+     * (below 1 while it shares the machine: reshare); its end event must match step_gen */
+    double work_left, rate, rate_t;
+    uint64_t step_gen;
     uint64_t idle_gen;       /* bumped whenever it gets work; an idle exit must match */
     int draining;            /* told to drain (a surplus): claims nothing, exits when empty */
     int hb_running, hb_free; /* what its last heartbeat said */
@@ -347,12 +352,15 @@ static double first_in(struct sim *s, double period)
     return period * ((double)((z >> 11) + 1) / 9007199254740992.0); /* (0, 1] x period */
 }
 
+/* Workers using their cores now: in a step, or starting (reading weights, warming up). */
 static int busy_workers(const struct sim *s)
 {
     int b = 0;
-    for (int i = 0; i < s->n_w; i++) b += s->w[i].in_step;
+    for (int i = 0; i < s->n_w; i++) b += s->w[i].in_step || s->w[i].state == W_STARTING;
     return b;
 }
+
+static int reshare(struct sim *s, double now);
 
 static int spawn(struct sim *s, double now, int warm, int ready_now)
 {
@@ -382,8 +390,45 @@ static int spawn(struct sim *s, double now, int warm, int ready_now)
         if (heap_push(&s->h, now + first_in(s, s->p->heartbeat_s), EV_HEARTBEAT, id, 0)) return -1;
     } else {
         if (heap_push(&s->h, now + s->p->model.cold_start_s, EV_READY, id, 0)) return -1;
+        if (reshare(s, now)) return -1; /* a starting worker takes a core */
     }
     return id;
+}
+
+/* How much slower than alone a step runs with `busy` engine threads on the machine (its own
+ * included): the co-run slowdown in proportion to the other cores in use, and time-slicing
+ * beyond the cores. */
+static double slowdown(const struct sim *s, double busy)
+{
+    const double cores = s->p->cpu_cores, own = s->p->model.threads > 0 ? s->p->model.threads : 1;
+    double f = 1;
+    if (s->p->corun_slowdown > 1 && cores > own) {
+        double others = (busy < cores ? busy : cores) - own;
+        if (others > 0) f *= 1 + (s->p->corun_slowdown - 1) * others / (cores - own);
+    }
+    if (busy > cores) f *= busy / cores;
+    return f;
+}
+
+/* With cpu_cores: the workers share the machine, so whenever one starts or ends a step, or
+ * starts or becomes ready, every step in flight goes on at the speed the new count allows:
+ * its work done so far is booked at the old speed and its end is scheduled again (the old end
+ * event no longer matches step_gen). */
+static int reshare(struct sim *s, double now)
+{
+    if (s->p->cpu_cores <= 0) return 0;
+    const double own = s->p->model.threads > 0 ? s->p->model.threads : 1;
+    const double rate = 1 / slowdown(s, (double)busy_workers(s) * own);
+    for (int i = 0; i < s->n_w; i++) {
+        struct worker *w = &s->w[i];
+        if (!w->in_step) continue;
+        w->work_left -= (now - w->rate_t) * w->rate;
+        if (w->work_left < 0) w->work_left = 0;
+        w->rate = rate;
+        w->rate_t = now;
+        if (heap_push(&s->h, now + w->work_left / rate, EV_STEP_END, i, ++w->step_gen)) return -1;
+    }
+    return 0;
 }
 
 /* Starts a step on worker id if it has sequences; otherwise it goes idle. */
@@ -426,14 +471,12 @@ static int start_step(struct sim *s, int id, double now)
         return 0;
     }
     w->in_step = 1;
-    double dt =
+    w->work_left =
         syn_sim_step_time(m, n_dec, n_pre) + m->step_overhead_s + m->sample_s_per_row * n_rows;
-    if (s->p->cpu_cores > 0) {
-        double load =
-            (double)busy_workers(s) * (m->threads > 0 ? m->threads : 1) / (double)s->p->cpu_cores;
-        if (load > 1) dt *= load;
-    }
-    return heap_push(&s->h, now + dt, EV_STEP_END, id, 0);
+    w->rate = 1;
+    w->rate_t = now;
+    if (s->p->cpu_cores > 0) return reshare(s, now);
+    return heap_push(&s->h, now + w->work_left, EV_STEP_END, id, ++w->step_gen);
 }
 
 /* Worker id takes queued jobs into its free slots. Returns how many it took. */
@@ -682,6 +725,7 @@ int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, cha
         case EV_READY: {
             struct worker *w = &s.w[e.a];
             w->state = W_READY;
+            bad |= reshare(&s, now); /* its start no longer takes a core */
             w->hb_running = 0;
             w->hb_free = s.slots;
             bad |= heap_push(&s.h, now + first_in(&s, p->heartbeat_s), EV_HEARTBEAT, e.a, 0);
@@ -698,7 +742,9 @@ int syn_sim_run(const struct syn_sim_params *p, struct syn_sim_result **out, cha
             break;
         }
         case EV_STEP_END:
+            if (e.gen != s.w[e.a].step_gen || !s.w[e.a].in_step) break; /* rescheduled */
             bad |= on_step_end(&s, e.a, now);
+            bad |= reshare(&s, now); /* its core is free, or busy again */
             break;
         case EV_IDLE_EXIT: {
             struct worker *w = &s.w[e.a];

@@ -28,7 +28,8 @@
  *     less the one pass over the weights they share (see syn_sim_step_time), plus a fixed
  *     per-step overhead; the gateway/Redis round trip adds hop_s to every first and last token.
  *     With cpu_cores set, workers on one machine share it: a step is slowed by (busy workers x
- *     threads per worker / cores) when that exceeds 1.
+ *     threads per worker / cores) when that exceeds 1, and by corun_slowdown in proportion to
+ *     the other cores busy below that.
  *
  * Not modelled: preemption when the KV cache is full, EOS before max_tokens, crashes and
  * reclaims, gateway admission (429s).
@@ -110,6 +111,13 @@ struct syn_sim_params {
     double price_per_hour;         /* $ per worker-hour */
     double slo_ttft_s, slo_tpot_s; /* objectives (default 0.2, 0.05) */
     int cpu_cores;                 /* 0: each worker has its own machine; else they share these */
+    /* With cpu_cores: how much slower a step runs while the other cores also run engine
+     * threads (they share memory bandwidth and caches, and on a VM perhaps physical cores):
+     * the ratio of a step's time with every core busy to its time alone, measured by running
+     * `bench engine` on every core at once. While it runs, a step goes at 1 / (1 + (corun_slowdown
+     * - 1) x the share of the other cores busy), recomputed whenever that share changes. A worker that is starting counts as busy
+     * (it reads its weights and runs a warm-up step). 1 (default): no slowdown. */
+    double corun_slowdown;
     /* 0: the first tick at t = 0 and each worker's heartbeats every heartbeat_s from its ready
      * time. Else the first tick and each worker's first heartbeat come at a phase drawn from
      * this seed, uniform over one period. In a real pool these phases are set by milliseconds

@@ -59,6 +59,11 @@ static void usage(FILE *f)
         "      --max-batched-tokens N  rows per step (default 256)\n"
         "      --cpu-cores C         workers share C cores (default 0: a machine each)\n"
         "      --worker-threads T    engine threads per worker, with --cpu-cores\n"
+        "      --corun-slowdown X    with --cpu-cores: a step's time with every core running\n"
+        "                            an engine thread over its time alone (measure it with\n"
+        "                            `bench engine` on every core at once); steps slow in\n"
+        "                            proportion to the other cores busy, starting workers\n"
+        "                            included (default 1: not at all)\n"
         "      --price-per-hour P    $ per worker-hour (default 1)\n"
         "      --slo-ttft-ms A       (default 200)    --slo-tpot-ms B  (default 50)\n"
         "      --tick-ms N           policy tick (default 200)  --heartbeat-ms N (default 1000)\n"
@@ -122,6 +127,7 @@ int cmd_bench_sim(int argc, char **argv)
         O_SAMPLE,
         O_MBT,
         O_CORES,
+        O_CORUN,
         O_WTHREADS,
         O_PRICE,
         O_TTFT,
@@ -154,6 +160,7 @@ int cmd_bench_sim(int argc, char **argv)
         {"sample-us", required_argument, 0, O_SAMPLE},
         {"max-batched-tokens", required_argument, 0, O_MBT},
         {"cpu-cores", required_argument, 0, O_CORES},
+        {"corun-slowdown", required_argument, 0, O_CORUN},
         {"worker-threads", required_argument, 0, O_WTHREADS},
         {"price-per-hour", required_argument, 0, O_PRICE},
         {"slo-ttft-ms", required_argument, 0, O_TTFT},
@@ -242,6 +249,10 @@ int cmd_bench_sim(int argc, char **argv)
             break;
         case O_MBT:
             if (cli_parse_long(cmd, "--max-batched-tokens", optarg, 1, 1 << 20, &mbt)) return 2;
+            break;
+        case O_CORUN:
+            if (cli_parse_double(cmd, "--corun-slowdown", optarg, 1, 100, &p.corun_slowdown))
+                return 2;
             break;
         case O_CORES:
             if (cli_parse_long(cmd, "--cpu-cores", optarg, 0, 4096, &v)) return 2;

@@ -403,6 +403,42 @@ TEST(sim_sampling_cost_is_paid_per_row)
     CHECK_NEAR(m.sample_s_per_row, 42.5e-6, 1e-15);
 }
 
+/* Two warm workers on two cores, a 32-token prompt and one output token each: its TTFT is one
+ * prefill step (no hop, no overhead). */
+static double corun_ttft(size_t n_req, int cores, double corun)
+{
+    double times[2] = {0, 0};
+    struct syn_trace *t = trace_of(times, n_req, 32, 1);
+    struct syn_sim_params p = syn_sim_default_params();
+    p.trace = t;
+    p.model.step_overhead_s = 0;
+    p.model.hop_s = 0;
+    p.model.threads = 1;
+    p.cpu_cores = cores;
+    p.corun_slowdown = corun;
+    char err[256];
+    struct syn_scale_policy base = syn_scale_default_policy();
+    base.max_workers = 2;
+    if (syn_sim_policy_parse("always-on:2", &base, &p.policy, err, sizeof err)) FAIL("%s", err);
+    struct syn_sim_result *r = NULL;
+    if (syn_sim_run(&p, &r, err, sizeof err)) FAIL("sim failed: %s", err);
+    double ttft = r->ttft[0];
+    syn_sim_result_free(r);
+    syn_trace_free(t);
+    return ttft;
+}
+
+TEST(sim_corun_slowdown_slows_steps_while_other_cores_are_busy)
+{
+    const struct syn_sim_params d = syn_sim_default_params();
+    double alone = corun_ttft(2, 2, 1); /* two requests, one per worker, stepping at once */
+    CHECK_NEAR(alone, syn_sim_step_time(&d.model, 0, 32), 1e-12);
+    CHECK_NEAR(corun_ttft(2, 2, 1.8), 1.8 * alone, 1e-9);           /* the other core is busy */
+    CHECK_NEAR(corun_ttft(1, 2, 1.8), alone, 1e-12);                /* the other worker idles */
+    CHECK_NEAR(corun_ttft(2, 4, 1.8), (1 + 0.8 / 3) * alone, 1e-9); /* one core of three */
+    CHECK_NEAR(corun_ttft(2, 0, 1.8), alone, 1e-12); /* a machine each: nothing shared */
+}
+
 TEST(sim_phase_seed_moves_ticks_and_heartbeats_reproducibly)
 {
     /* one warm worker and ten bursts of 14 jobs, 10 s apart, each holding its slots a few
