@@ -19,6 +19,9 @@
 # (default 9) heartbeat and tick phases (bench sim --phase-seed 1..N), and the simulator's
 # figure is their median (phase 0 alone is kept as sim_phase0; SIM_SEEDS=0 uses it): in a real
 # pool those phases are jitter, and whether the policy sees a short burst turns on them.
+# The simulator's --corun-slowdown (how much slower a step runs while the other core runs an
+# engine thread) is CORUN if set, else corun.json's (bench/load/corun.sh, run first when it is
+# missing; with SIM_ONLY=1 and no corun.json, 1: no slowdown).
 #   bench/load/validate.sh                   -> results/validation_*.json (repeated_*.json)
 . "$(dirname "$0")/lib.sh"
 SIM_BIN=${SIM_BIN:-$SYN}
@@ -31,6 +34,13 @@ SIM_SEEDS=${SIM_SEEDS:-9}
 ensure_model
 [ -f "$OUT/engine_t1_p64.json" ] || "$(dirname "$0")/engine.sh"
 [ -f "$OUT/coldstart_t1.json" ] || "$(dirname "$0")/coldstart.sh" 1
+if [ -z "${CORUN:-}" ]; then
+    [ -f "$OUT/corun.json" ] || [ -n "${SIM_ONLY:-}" ] || "$(dirname "$0")/corun.sh" >&2
+    CORUN=1
+    [ -f "$OUT/corun.json" ] &&
+        CORUN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["corun_slowdown"])' "$OUT/corun.json")
+fi
+log "co-run slowdown $CORUN"
 
 # Step times measured now (BRACKET=1): engine_t1_pP_$1.json for each prompt length in $2.
 engine_now() { # $1: name, $2: prompt lengths
@@ -148,7 +158,8 @@ for f in sys.argv[1:]:
         # shellcheck disable=SC2086
         "$SIM_BIN" bench sim --trace "$TRACE" $SCALE --policy "$pol" --max-workers $MAXW \
             --max-seqs 16 --model-json "$ENG64" --model-json "$ENG256" --cold-start "$COLD_S" \
-            --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" --cpu-cores 2 --worker-threads 1 "$@"
+            --hop-ms "$HOP_MS" --step-overhead-ms "$OVER_MS" --cpu-cores 2 --worker-threads 1 \
+            --corun-slowdown "$CORUN" "$@"
     }
     simulate --json "$OUT/validation_sim_$tag.json" \
         --timeline "$OUT/validation_sim_$tag.timeline.csv" >&2
@@ -156,9 +167,9 @@ for f in sys.argv[1:]:
         simulate --phase-seed "$k" --json "$OUT/validation_sim_${tag}_s$k.json" >/dev/null
     done
     python3 - "$OUT" "$tag" "$t0" "$la" "$pol" "$HOP_MS" "$OVER_MS" "$COLD_S" "$others" \
-        "$BRACKETED" "$SIM_SEEDS" <<'PY'
+        "$BRACKETED" "$SIM_SEEDS" "$CORUN" <<'PY'
 import datetime, json, re, statistics as st, sys
-out, tag, t0, la, pol, hop, over, cold, others, bracketed, seeds = sys.argv[1:]
+out, tag, t0, la, pol, hop, over, cold, others, bracketed, seeds, corun = sys.argv[1:]
 t0 = float(t0)
 real = json.load(open(f"{out}/validation_real_{tag}.json"))
 sim0 = json.load(open(f"{out}/validation_sim_{tag}.json"))["policies"][0]
@@ -187,6 +198,7 @@ res = {
     "policy": pol, "load_average_before": float(la), "t0_unix": t0,
     "other_sessions_cpu_share": float(others),
     "calibration": {"hop_ms": float(hop), "step_overhead_ms": float(over), "cold_penalty_s": float(cold)},
+    "corun_slowdown": float(corun),
     "step_times_bracketed": bracketed == "1",
     "requests": len(real["requests"]) if isinstance(real["requests"], list) else real["requests"],
     "real_ok": real["ok"],
