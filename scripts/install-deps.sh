@@ -12,6 +12,7 @@ PACKAGES=(
     redis-server                   # the job queue; integration tests start private ones
     python3-numpy                  # the independent NumPy reference in the engine tests
     gnuplot-nox                    # charts of the load and cost benchmarks (bench/load)
+    wrk                            # closed-loop HTTP load of the gateway benchmarks (bench/gateway.sh)
     libssl-dev                     # SigV4 signing (HMAC-SHA256) for the AWS pool backends
     libcurl4-openssl-dev           # HTTP transport for AWS APIs and the Lambda runtime
     prometheus prometheus-pushgateway prometheus-redis-exporter  # observability stack and its tests (promtool)
