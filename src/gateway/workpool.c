@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,10 +121,15 @@ static int spawn(struct syn_workpool *wp, int warm)
     argv[n] = NULL;
     char logpath[4200];
     if (wp->p.log_dir) snprintf(logpath, sizeof logpath, "%s/%s.log", wp->p.log_dir, c->id);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
-        /* the child: its own process group is not wanted (Ctrl-C reaches it through ours) */
+        /* the child: its own process group is not wanted (Ctrl-C reaches it through ours).
+         * Should the pool's thread end without stopping it (the gateway killed with SIGKILL),
+         * it gets SIGTERM and drains, instead of waiting on a dead Redis forever. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(1);
         if (wp->p.log_dir) {
             int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
             if (fd >= 0) {

@@ -342,3 +342,31 @@ TEST_TIMEOUT(up_stops_everything_on_sigint, 60)
     free(pids);
     free(alive);
 }
+
+/* Killed with SIGKILL, up can stop nothing itself: its private Redis goes (parent-death
+ * signal), and so must its workers, which get SIGTERM, drain, give up on the dead Redis and
+ * exit, instead of being left waiting on it. */
+TEST_TIMEOUT(up_killed_leaves_no_worker_behind, 60)
+{
+    struct up u;
+    up_start(&u, "--min-warm 1 --max-workers 1");
+    CHECK_EQ_INT(wait_workers(u.pid, 1, 10), 1);
+    char *pids = NULL;
+    syn_test_sh(&pids, "pgrep -P %d | tr '\\n' ' '", (int)u.pid);
+    CHECK(pids && pids[0]);
+    kill(u.pid, SIGKILL);
+    waitpid(u.pid, NULL, 0);
+    char *alive = NULL;
+    double t0 = now_s();
+    for (;;) {
+        free(alive);
+        alive = NULL;
+        syn_test_sh(&alive, "for p in %s; do kill -0 $p 2>/dev/null && echo $p; done", pids);
+        if (!alive || !alive[0] || now_s() - t0 > 40) break;
+        usleep(100000);
+    }
+    CHECK_EQ_STR(alive, "");
+    free(pids);
+    free(alive);
+    syn_test_sh(NULL, "rm -rf %s/synapse-up-*", syn_test_tmpdir());
+}
