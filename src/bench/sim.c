@@ -302,7 +302,8 @@ struct worker {
     int n_items;
     int in_step;
     /* the step in flight: its work left in seconds at full speed, and the speed since rate_t
-     * (below 1 while it shares the machine: reshare); its end event must match step_gen */
+     * (below 1 while it shares the machine, 0 until reshare schedules it); its end event must
+     * match step_gen */
     double work_left, rate, rate_t;
     uint64_t step_gen;
     uint64_t idle_gen;       /* bumped whenever it gets work; an idle exit must match */
@@ -395,33 +396,34 @@ static int spawn(struct sim *s, double now, int warm, int ready_now)
     return id;
 }
 
-/* How much slower than alone a step runs with `busy` engine threads on the machine (its own
+/* How much slower than alone a step runs while `busy` workers use the machine (its own
  * included): the co-run slowdown in proportion to the other cores in use, and time-slicing
  * beyond the cores. */
-static double slowdown(const struct sim *s, double busy)
+static double slowdown(const struct sim *s, int busy)
 {
     const double cores = s->p->cpu_cores, own = s->p->model.threads > 0 ? s->p->model.threads : 1;
+    const double threads = busy * own;
     double f = 1;
     if (s->p->corun_slowdown > 1 && cores > own) {
-        double others = (busy < cores ? busy : cores) - own;
+        double others = (threads < cores ? threads : cores) - own;
         if (others > 0) f *= 1 + (s->p->corun_slowdown - 1) * others / (cores - own);
     }
-    if (busy > cores) f *= busy / cores;
+    if (threads > cores) f *= threads / cores;
     return f;
 }
 
 /* With cpu_cores: the workers share the machine, so whenever one starts or ends a step, or
- * starts or becomes ready, every step in flight goes on at the speed the new count allows:
- * its work done so far is booked at the old speed and its end is scheduled again (the old end
- * event no longer matches step_gen). */
+ * starts or becomes ready, every step in flight goes on at the speed the new count allows.
+ * A step whose speed changed (or that has none yet: rate 0, just started) has its work done
+ * so far booked at the old speed and its end scheduled again (the old end event no longer
+ * matches step_gen). */
 static int reshare(struct sim *s, double now)
 {
     if (s->p->cpu_cores <= 0) return 0;
-    const double own = s->p->model.threads > 0 ? s->p->model.threads : 1;
-    const double rate = 1 / slowdown(s, (double)busy_workers(s) * own);
+    const double rate = 1 / slowdown(s, busy_workers(s));
     for (int i = 0; i < s->n_w; i++) {
         struct worker *w = &s->w[i];
-        if (!w->in_step) continue;
+        if (!w->in_step || w->rate == rate) continue;
         w->work_left -= (now - w->rate_t) * w->rate;
         if (w->work_left < 0) w->work_left = 0;
         w->rate = rate;
@@ -473,9 +475,12 @@ static int start_step(struct sim *s, int id, double now)
     w->in_step = 1;
     w->work_left =
         syn_sim_step_time(m, n_dec, n_pre) + m->step_overhead_s + m->sample_s_per_row * n_rows;
-    w->rate = 1;
     w->rate_t = now;
-    if (s->p->cpu_cores > 0) return reshare(s, now);
+    if (s->p->cpu_cores > 0) {
+        w->rate = 0; /* not scheduled yet: reshare does it */
+        return reshare(s, now);
+    }
+    w->rate = 1;
     return heap_push(&s->h, now + w->work_left, EV_STEP_END, id, ++w->step_gen);
 }
 

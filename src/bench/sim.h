@@ -114,9 +114,10 @@ struct syn_sim_params {
     /* With cpu_cores: how much slower a step runs while the other cores also run engine
      * threads (they share memory bandwidth and caches, and on a VM perhaps physical cores):
      * the ratio of a step's time with every core busy to its time alone, measured by running
-     * `bench engine` on every core at once. While it runs, a step goes at 1 / (1 + (corun_slowdown
-     * - 1) x the share of the other cores busy), recomputed whenever that share changes. A worker that is starting counts as busy
-     * (it reads its weights and runs a warm-up step). 1 (default): no slowdown. */
+     * `bench engine` on every core at once. While it runs, a step goes at
+     * 1 / (1 + (corun_slowdown - 1) x the share of the other cores busy), recomputed whenever
+     * that share changes. A worker that is starting counts as busy (it reads its weights and
+     * runs a warm-up step). 1 (default): no slowdown. */
     double corun_slowdown;
     /* 0: the first tick at t = 0 and each worker's heartbeats every heartbeat_s from its ready
      * time. Else the first tick and each worker's first heartbeat come at a phase drawn from
